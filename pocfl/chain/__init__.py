@@ -1,0 +1,1 @@
+"""Chain layer: connections, accounts, the typed marketplace client and revert decoding."""

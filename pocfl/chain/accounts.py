@@ -1,0 +1,109 @@
+"""Signing accounts.
+
+Keys come from an environment variable or an encrypted keystore file, never from
+code or the command line (which would leak into shell history and ``ps``); transactions are signed
+locally, so the same code works on every chain.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from pocfl.errors import ConfigError
+
+DEFAULT_KEY_ENV = "POCFL_PRIVATE_KEY"
+PASSWORD_ENV = "POCFL_KEYSTORE_PASSWORD"
+
+
+def account_from_env(name: str = DEFAULT_KEY_ENV) -> LocalAccount:
+    """Load the hex private key held in environment variable ``name``.
+
+    Raises
+    ------
+    ConfigError
+        If the variable is unset or does not hold a valid key.
+    """
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(
+            f"environment variable {name} is not set: export the account's private key there, or pass --keystore FILE"
+        )
+    try:
+        account: LocalAccount = Account.from_key(value.strip())
+    except Exception as exc:
+        raise ConfigError(f"{name} does not hold a valid private key ({exc.__class__.__name__})") from None
+    return account
+
+
+def _password(password: str | None, prompt: bool) -> str:
+    if password is not None:
+        return password
+    env = os.environ.get(PASSWORD_ENV)
+    if env is not None:
+        return env
+    if prompt:
+        return getpass.getpass("Keystore password: ")
+    raise ConfigError(f"set {PASSWORD_ENV} to the keystore password (or run interactively)")
+
+
+def account_from_keystore(
+    path: str | os.PathLike[str], password: str | None = None, prompt: bool = True
+) -> LocalAccount:
+    """Decrypt a V3 keystore file; the password comes from the argument, ``$POCFL_KEYSTORE_PASSWORD`` or a prompt.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, malformed, or the password is wrong.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"keystore file {file} does not exist (create one with `pocfl account new`)")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file} is not a JSON keystore: {exc}") from None
+    try:
+        key = Account.decrypt(data, _password(password, prompt))
+    except ValueError:
+        raise ConfigError(f"wrong password for keystore {file}") from None
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
+def create_keystore(path: str | os.PathLike[str], password: str, overwrite: bool = False) -> LocalAccount:
+    """Generate a new random account and write it encrypted (scrypt) to ``path`` with mode 0600."""
+    file = Path(path)
+    if file.exists() and not overwrite:
+        raise ConfigError(f"{file} exists; refusing to overwrite a keystore")
+    if not password:
+        raise ConfigError("refusing to encrypt a keystore with an empty password")
+    account: LocalAccount = Account.create()
+    encrypted = Account.encrypt(account.key, password)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(encrypted, fh)
+    return account
+
+
+def load_account(key_env: str | None = None, keystore: str | os.PathLike[str] | None = None) -> LocalAccount:
+    """Load the signing account from ``keystore`` if given, else from env var ``key_env``.
+
+    ``key_env`` defaults to ``POCFL_PRIVATE_KEY``.
+    """
+    if keystore is not None:
+        return account_from_keystore(keystore)
+    return account_from_env(key_env or DEFAULT_KEY_ENV)
+
+
+def new_account() -> LocalAccount:
+    """A fresh random account (for demos and tests on local chains; fund it with ``Chain.fund``)."""
+    account: LocalAccount = Account.create()
+    return account

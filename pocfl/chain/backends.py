@@ -1,0 +1,297 @@
+"""Connections to the three kinds of chain pocfl runs on.
+
+- ``embedded``: eth-tester (py-evm, Prague rules) in this process; the zero-setup default for the demo
+  and fast tests. Its state lives as long as the process.
+- ``anvil``: a real local node from npm ``@foundry-rs/anvil``, started by pocfl on 127.0.0.1 with
+  ``--hardfork prague`` and stopped by PID (:class:`AnvilProcess`).
+- any JSON-RPC URL (a running anvil, Hardhat node or a public test chain).
+
+:func:`connect` opens any of them and returns a :class:`Chain`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import Wei
+
+from pocfl.errors import ChainError, ConfigError
+
+EMBEDDED = "embedded"
+ANVIL_HARDFORK = "prague"
+
+ChainKind = Literal["embedded", "rpc"]
+
+
+@dataclass
+class Chain:
+    """An open connection: the web3 handle plus the few node controls tests and demos need."""
+
+    w3: Web3
+    kind: ChainKind
+    url: str | None = None
+    anvil: AnvilProcess | None = None
+    _tester: Any = field(default=None, repr=False)
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id."""
+        return int(self.w3.eth.chain_id)
+
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def increase_time(self, seconds: int) -> int:
+        """Move the chain's clock forward and mine a block; returns the new block timestamp.
+
+        Works on the embedded chain and on anvil/Hardhat nodes (``evm_increaseTime``); public chains
+        refuse it.
+        """
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        if self._tester is not None:
+            self._tester.time_travel(self.now() + seconds)
+            return self.now()
+        self._rpc("evm_increaseTime", [seconds])
+        self._rpc("evm_mine", [])
+        return self.now()
+
+    def snapshot(self) -> Any:
+        """Take a state snapshot (embedded chain, anvil, Hardhat)."""
+        if self._tester is not None:
+            return self._tester.take_snapshot()
+        return self._rpc("evm_snapshot", [])
+
+    def revert(self, snapshot_id: Any) -> None:
+        """Return to a snapshot taken with :meth:`snapshot`."""
+        if self._tester is not None:
+            self._tester.revert_to_snapshot(snapshot_id)
+            return
+        if not self._rpc("evm_revert", [snapshot_id]):
+            raise ChainError(f"node refused to revert to snapshot {snapshot_id}")
+
+    def fund(self, address: str, wei: int) -> None:
+        """Send ``wei`` from the node's first pre-funded (unlocked) account. Local chains only."""
+        accounts = self.w3.eth.accounts
+        if not accounts:
+            raise ChainError("this node has no unlocked dev account to fund from")
+        to = Web3.to_checksum_address(address)
+        tx = self.w3.eth.send_transaction({"from": accounts[0], "to": to, "value": Wei(wei)})
+        self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def close(self) -> None:
+        """Stop the anvil process this connection started, if any."""
+        if self.anvil is not None:
+            self.anvil.stop()
+            self.anvil = None
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in response:
+            raise ChainError(f"{method} failed: {response['error']}")
+        return response.get("result")
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def embedded_chain() -> Chain:
+    """Start an in-process eth-tester chain (py-evm, Prague), with auto-mining and 10 funded accounts."""
+    from eth_tester import EthereumTester, PyEVMBackend
+
+    tester = EthereumTester(PyEVMBackend())
+    w3 = Web3(EthereumTesterProvider(tester))
+    return Chain(w3=w3, kind="embedded", _tester=tester)
+
+
+def rpc_chain(url: str, timeout: float = 30.0) -> Chain:
+    """Connect to a JSON-RPC endpoint.
+
+    Raises
+    ------
+    ChainError
+        If nothing answers ``eth_chainId`` at ``url``.
+    """
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - probe the node
+    except Exception as exc:
+        raise ChainError(
+            f"no chain answers at {url} ({exc.__class__.__name__}); start one with `pocfl chain up` or check --rpc"
+        ) from exc
+    return Chain(w3=w3, kind="rpc", url=url)
+
+
+def connect(rpc: str | None) -> Chain:
+    """Open a chain connection.
+
+    ``rpc`` is ``None`` or ``"embedded"`` for the in-process chain, ``"anvil"`` to start a fresh local
+    anvil (stopped by :meth:`Chain.close`), otherwise an ``http(s)://`` JSON-RPC URL.
+    """
+    if rpc is None or rpc == EMBEDDED:
+        return embedded_chain()
+    if rpc == "anvil":
+        proc = AnvilProcess.start()
+        chain = rpc_chain(proc.url)
+        chain.anvil = proc
+        return chain
+    if rpc.startswith(("http://", "https://")):
+        return rpc_chain(rpc)
+    raise ConfigError(f"--rpc must be 'embedded', 'anvil' or an http(s):// URL, got {rpc!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# anvil
+# ---------------------------------------------------------------------------------------------
+
+
+def find_anvil() -> Path:
+    """Locate the anvil binary: ``$POCFL_ANVIL``, ``node_modules`` (npm ``@foundry-rs/anvil``), or PATH.
+
+    Raises
+    ------
+    ConfigError
+        If none is installed, with the command that installs it.
+    """
+    env = os.environ.get("POCFL_ANVIL")
+    if env:
+        return Path(env)
+    roots = [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]
+    for root in roots:
+        for candidate in sorted((root / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil")):
+            if candidate.is_file():
+                return candidate
+    on_path = shutil.which("anvil")
+    if on_path:
+        return Path(on_path)
+    raise ConfigError("anvil is not installed: run `npm ci` in the pocfl checkout (or set POCFL_ANVIL)")
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _chain_id_at(url: str, timeout: float = 1.0) -> int | None:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(json.loads(resp.read())["result"], 16)
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class AnvilProcess:
+    """An anvil node this process started (and must stop)."""
+
+    pid: int
+    port: int
+    host: str = "127.0.0.1"
+    _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The node's HTTP JSON-RPC URL."""
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def start(
+        cls,
+        port: int | None = None,
+        state_file: Path | None = None,
+        log_file: Path | None = None,
+        detach: bool = False,
+        timeout: float = 30.0,
+    ) -> AnvilProcess:
+        """Start anvil on 127.0.0.1 with the Prague hardfork and wait until it answers.
+
+        Parameters
+        ----------
+        port
+            Port to listen on (a free one by default).
+        state_file
+            Load state from and dump it to this file, so the chain survives restarts.
+        log_file
+            Where anvil's output goes (discarded by default).
+        detach
+            Start it in its own session so it outlives this process (``pocfl chain up``).
+        timeout
+            Seconds to wait for the node to answer.
+        """
+        binary = find_anvil()
+        port = port or free_port()
+        args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--hardfork", ANVIL_HARDFORK]
+        if state_file is not None:
+            args += ["--state", str(state_file)]
+        if log_file is None:
+            args.append("--silent")
+        out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=detach)
+        finally:
+            if log_file is not None:
+                out.close()  # type: ignore[union-attr]
+        proc = cls(pid=popen.pid, port=port, _popen=popen)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if popen.poll() is not None:
+                raise ChainError(f"anvil exited with code {popen.returncode} (is port {port} free?)")
+            if _chain_id_at(proc.url) is not None:
+                return proc
+            time.sleep(0.05)
+        proc.stop()
+        raise ChainError(f"anvil did not answer on {proc.url} within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the node (SIGTERM, then SIGKILL) and reap it."""
+        if self._popen is not None:
+            if self._popen.poll() is None:
+                self._popen.terminate()
+                try:
+                    self._popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._popen.kill()
+                    self._popen.wait(timeout)
+            return
+        stop_pid(self.pid, timeout)
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> bool:
+    """Stop a process we started earlier (by PID): SIGTERM, wait, then SIGKILL. Returns False if it was gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
