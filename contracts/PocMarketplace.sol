@@ -369,15 +369,15 @@ contract PocMarketplace is IPocMarketplace {
     {
         address verifier = p.params.verifier;
         if (verifier == address(0)) return false;
-        bool ok;
-        try IRoundVerifier(verifier).verifyRound(projectId, round, p.submissionsDigest, post, proof) returns (
-            bool result
-        ) {
-            ok = result;
-        } catch {
-            ok = false;
+        // Low-level call rather than try/catch: try/catch does not catch a failure to decode the answer,
+        // so a verifier without code (or one returning nothing) would revert postRound with empty data.
+        // Anything but a well-formed `true` is a rejection.
+        (bool success, bytes memory answer) = verifier.staticcall(
+            abi.encodeCall(IRoundVerifier.verifyRound, (projectId, round, p.submissionsDigest, post, proof))
+        );
+        if (!success || answer.length < 32 || abi.decode(answer, (uint256)) != 1) {
+            revert ProofRejected(projectId, round, verifier);
         }
-        if (!ok) revert ProofRejected(projectId, round, verifier);
         return true;
     }
 

@@ -184,7 +184,7 @@ interface IPocMarketplace {
     error LengthMismatch(uint256 submissions, uint256 scores, uint256 outliers);
     /// @notice The posted submissions differ from those recorded on chain.
     error SubmissionsMismatch(uint256 projectId, uint32 round, bytes32 expected, bytes32 computed);
-    /// @notice The verifier rejected (or reverted on) the round's proof.
+    /// @notice The verifier rejected the round's proof, reverted, or gave no well-formed answer.
     error ProofRejected(uint256 projectId, uint32 round, address verifier);
     /// @notice The project cannot be cancelled now by this caller.
     error CannotCancel(uint256 projectId, address caller);

@@ -10,7 +10,7 @@ import {IPocMarketplace} from "./IPocMarketplace.sol";
 /// @dev Implementations adapt a concrete proof system (for example an ezkl-generated Halo2 verifier)
 /// to this call: they rebuild the proof's public instances from `post` and `submissionsDigest` and
 /// return whether the proof verifies. They must be view functions and must not revert on bad proofs
-/// (the marketplace treats a revert the same as `false`).
+/// (the marketplace treats a revert, or any answer other than an ABI-encoded `true`, as `false`).
 interface IRoundVerifier {
     /// @notice Verifies the proof for one round's results.
     /// @param projectId The project the round belongs to.

@@ -65,7 +65,12 @@ class Chain:
         if seconds < 0:
             raise ValueError("time only moves forward")
         if self._tester is not None:
-            self._tester.time_travel(self.now() + seconds)
+            # eth-tester's time_travel(T) sets the *pending* block's time: it mines a block at T - 1 and
+            # is a no-op when T is already the pending time, so aim one second further.
+            if seconds > 0:
+                self._tester.time_travel(self.now() + seconds + 1)
+            else:
+                self._tester.mine_blocks()
             return self.now()
         self._rpc("evm_increaseTime", [seconds])
         self._rpc("evm_mine", [])

@@ -112,7 +112,7 @@ class ContractClient:
             raise
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
-            raise self._explain_failure(tx, int(receipt["blockNumber"]), tx_hash.hex())
+            raise self._explain_failure(tx, int(receipt["blockNumber"]), "0x" + bytes(tx_hash).hex())
         return Receipt(
             tx_hash="0x" + bytes(tx_hash).hex(),
             block_number=int(receipt["blockNumber"]),
@@ -121,14 +121,17 @@ class ContractClient:
         )
 
     def _explain_failure(self, tx: dict[str, Any], block: int, tx_hash: str) -> ChainError:
-        # Replay the call on the parent block to recover the revert data (receipts carry none).
+        # Replay the call to recover the revert data (receipts carry none). First on the failing block
+        # itself: a call there runs with that block's timestamp, which the deadline checks depend on, and
+        # the reverted transaction left no state behind; then on its parent.
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
-        try:
-            self.w3.eth.call(call, block - 1)  # type: ignore[arg-type]
-        except Exception as exc:
-            decoded = decode_revert(exc)
-            if decoded is not None:
-                return decoded
+        for at in (block, block - 1):
+            try:
+                self.w3.eth.call(call, at)  # type: ignore[arg-type]
+            except Exception as exc:
+                decoded = decode_revert(exc)
+                if decoded is not None:
+                    return decoded
         return TransactionFailedError(f"transaction {tx_hash} reverted (status 0) in block {block}")
 
     def call(self, fn: ContractFunction) -> Any:

@@ -217,7 +217,7 @@ class ProjectNotFound(ContractRevert):
 
 
 class ProofRejected(ContractRevert):
-    """The verifier rejected (or reverted on) the round's proof."""
+    """The verifier rejected the round's proof, reverted, or gave no well-formed answer."""
 
     signature = "ProofRejected(uint256,uint32,address)"
     fields = ("projectId", "round", "verifier")

@@ -167,7 +167,9 @@ def decode_revert(exc: BaseException) -> ChainError | None:
 
     if not isinstance(exc, TransactionFailed | ContractLogicError):
         return None
+    # web3's errors keep (message, data) in args, so str(exc) would read like a tuple.
+    message = getattr(exc, "message", None) or str(exc)
     data = revert_data_from_exception(exc)
     if not data:
-        return UnknownRevert(str(exc))
-    return decode_revert_data(data, str(exc))
+        return UnknownRevert(message)
+    return decode_revert_data(data, message)

@@ -1,0 +1,1 @@
+"""The ``pocfl`` command line; see :mod:`pocfl.cli.main`."""

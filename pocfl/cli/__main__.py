@@ -1,0 +1,5 @@
+"""``python -m pocfl.cli``."""
+
+from pocfl.cli.main import main
+
+main()

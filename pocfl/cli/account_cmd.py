@@ -1,0 +1,102 @@
+"""``pocfl account``: create an encrypted keystore, show an account's balance and credits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pocfl.cli.output import Output, eth_wei, guarded, kv_table
+from pocfl.cli.session import PASSWORD_ENV, DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.errors import ConfigError
+
+app = typer.Typer(name="account", help="Create and inspect signing accounts.", no_args_is_help=True)
+
+
+def _new_password(path: Path) -> str:
+    env = os.environ.get(PASSWORD_ENV)
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise ConfigError(f"set {PASSWORD_ENV} to the password for {path} (no terminal to prompt on)")
+    password: str = typer.prompt(f"Password to encrypt {path}", hide_input=True, confirmation_prompt=True, err=True)
+    return password
+
+
+@app.command("new")
+@guarded
+def new(
+    keystore: Annotated[
+        Path,
+        typer.Option(
+            "--keystore",
+            envvar="POCFL_KEYSTORE",
+            metavar="FILE",
+            help=f"Where to write the encrypted key (mode 0600). Password from ${PASSWORD_ENV} or a prompt.",
+        ),
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a new random account, encrypted in a keystore file (the key is never printed)."""
+    from pocfl.chain.accounts import create_keystore
+
+    out = Output(json_out)
+    if keystore.exists():
+        raise ConfigError(f"{keystore} exists; refusing to overwrite a keystore (pick another path)")
+    account = create_keystore(keystore, _new_password(keystore))
+
+    def human() -> None:
+        out.print(f"New account [bold]{account.address}[/bold] saved encrypted to {keystore}")
+        out.print(f"Use it with --keystore {keystore} (or POCFL_KEYSTORE); the password comes from {PASSWORD_ENV}")
+        out.print(f"or a prompt. On a local node, fund it with `pocfl chain fund {account.address} --eth 10`.")
+
+    out.result({"address": account.address, "keystore": str(keystore)}, human)
+
+
+@app.command("show")
+@guarded
+def show(
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Show the account's address, ETH balance and claimable marketplace credits."""
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        account = s.account()
+        chain = s.chain()
+        balance = int(chain.w3.eth.get_balance(account.address))
+        credits: int | None = None
+        note = ""
+        try:
+            credits = s.market(signer=False).credits(account.address)
+        except ConfigError as exc:
+            note = str(exc)
+        document: dict[str, Any] = {
+            "address": account.address,
+            "chain_id": chain.chain_id,
+            "balance_wei": balance,
+            "credits_wei": credits,
+        }
+        if note:
+            document["note"] = note
+
+        def human() -> None:
+            rows: list[tuple[str, Any]] = [
+                ("address", account.address),
+                ("chain id", chain.chain_id),
+                ("balance", eth_wei(balance)),
+                ("claimable", eth_wei(credits) if credits is not None else "unknown (no deployment)"),
+            ]
+            s.out.table(kv_table(rows))
+            if note:
+                s.out.note(note)
+            elif credits:
+                s.out.note("withdraw them with `pocfl claim`")
+
+        s.out.result(document, human)

@@ -1,0 +1,282 @@
+"""``pocfl chain``: a local anvil node for multi-process use, and local-node conveniences."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pocfl.cli.output import Output, eth, eth_wei, guarded, kv_table, utc
+from pocfl.cli.parse import parse_address, parse_eth
+from pocfl.cli.session import (
+    DeploymentOpt,
+    JsonOpt,
+    KeyOpt,
+    KeystoreOpt,
+    MarketOpt,
+    RpcOpt,
+    Session,
+)
+from pocfl.cli.state import (
+    NodeRecord,
+    is_anvil,
+    node_chain_id,
+    node_file,
+    pid_alive,
+    read_node,
+    remove_node,
+    rpc_call,
+    write_node,
+)
+from pocfl.deployment import state_dir
+from pocfl.errors import ChainError, ConfigError
+
+if TYPE_CHECKING:
+    from pocfl.chain.backends import AnvilProcess
+
+app = typer.Typer(
+    name="chain",
+    help="Run a local anvil node that survives between commands, fund accounts on it, move its clock.",
+    no_args_is_help=True,
+)
+
+# Popen handles of nodes started by this process: kept referenced so they are never reaped as garbage.
+_STARTED: list[AnvilProcess] = []
+
+DEFAULT_PORT = 8545
+STATE_FILE_NAME = "anvil-state.json"
+LOG_FILE_NAME = "anvil.log"
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _node_info(record: NodeRecord) -> dict[str, Any]:
+    alive = pid_alive(record.pid)
+    chain_id = node_chain_id(record.url) if alive else None
+    return {"running": alive and chain_id is not None, "chain_id": chain_id, **record.to_json()}
+
+
+@app.command("up")
+@guarded
+def up(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1 only).")] = DEFAULT_PORT,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Load the chain from and save it to FILE so it survives restarts. "
+            f"Default: <state dir>/{STATE_FILE_NAME}.",
+            show_default=False,
+        ),
+    ] = None,
+    no_state: Annotated[bool, typer.Option("--no-state", help="Start an empty chain that is not saved.")] = False,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Stay in the foreground until Ctrl-C instead of detaching.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start a local anvil node in the background and remember it for later commands.
+
+    Commands without --rpc then talk to it. Stop it with `pocfl chain down`.
+    """
+    out = Output(json_out)
+    existing = read_node()
+    if existing is not None:
+        info = _node_info(existing)
+        if info["running"]:
+            out.result(
+                {"started": False, **info},
+                lambda: out.print(
+                    f"A node is already running at [bold]{existing.url}[/bold] (pid {existing.pid}); "
+                    "stop it with `pocfl chain down` first to start another."
+                ),
+            )
+            return
+        remove_node()
+    if node_chain_id(f"http://127.0.0.1:{port}") is not None:
+        raise ConfigError(f"something already answers on port {port}: pick another with --port")
+    from pocfl.chain.backends import AnvilProcess  # imports web3: only when a node is really started
+
+    home = state_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    state_file = None if no_state else (state or home / STATE_FILE_NAME).resolve()
+    log_file = (home / LOG_FILE_NAME).resolve()
+    with out.status(f"starting anvil on port {port}"):
+        proc = AnvilProcess.start(port=port, state_file=state_file, log_file=log_file, detach=not foreground)
+    _STARTED.append(proc)
+    record = NodeRecord(
+        pid=proc.pid,
+        url=proc.url,
+        port=port,
+        state_file=str(state_file) if state_file else None,
+        log_file=str(log_file),
+        started_at=_iso_now(),
+    )
+    write_node(record)
+    info = _node_info(record)
+
+    def human() -> None:
+        out.print(f"anvil is running at [bold]{record.url}[/bold] (pid {record.pid}, chain id {info['chain_id']})")
+        if state_file:
+            out.print(f"chain state is saved to {state_file} when it stops")
+        out.print(f"log: {log_file}")
+        out.print("Commands without --rpc now use this node. Next steps:")
+        out.print("  pocfl account new --keystore owner.json    # or export POCFL_PRIVATE_KEY=...")
+        out.print("  pocfl chain fund ADDRESS --eth 10          # from the node's pre-funded dev account")
+        out.print("  pocfl deploy")
+        out.print("Stop it with Ctrl-C." if foreground else "Stop it with `pocfl chain down`.")
+
+    out.result({"started": True, **info}, human)
+    if foreground:
+        _wait_foreground(proc, out)
+
+
+def _wait_foreground(proc: AnvilProcess, out: Output) -> None:
+    try:
+        while pid_alive(proc.pid):
+            time.sleep(0.5)
+        out.warn("anvil exited")
+    except KeyboardInterrupt:
+        out.note("stopping anvil")
+    finally:
+        proc.stop()
+        remove_node()
+
+
+@app.command("down")
+@guarded
+def down(json_out: JsonOpt = False) -> None:
+    """Stop the node started by `pocfl chain up` (by its recorded PID) and forget it."""
+    out = Output(json_out)
+    record = read_node()
+    if record is None:
+        out.result({"stopped": False, "reason": "no node recorded"}, lambda: out.print("No node is recorded."))
+        return
+    stopped = False
+    reason = ""
+    if not pid_alive(record.pid):
+        reason = "the process had already exited"
+    elif not is_anvil(record.pid):
+        reason = f"pid {record.pid} is no longer anvil; left it alone"
+    else:
+        from pocfl.chain.backends import stop_pid
+
+        stopped = stop_pid(record.pid)
+    remove_node()
+    document = {"stopped": stopped, "pid": record.pid, "url": record.url, "state_file": record.state_file}
+    if reason:
+        document["reason"] = reason
+
+    def human() -> None:
+        if stopped:
+            out.print(f"Stopped anvil (pid {record.pid}) at {record.url}.")
+            if record.state_file:
+                out.print(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
+        else:
+            out.print(f"Forgot the node at {record.url}: {reason}.")
+
+    out.result(document, human)
+
+
+@app.command("status")
+@guarded
+def status(json_out: JsonOpt = False) -> None:
+    """Show the node started by `pocfl chain up`. Exits 1 when none is running."""
+    out = Output(json_out)
+    record = read_node()
+    if record is None:
+        out.result(
+            {"running": False, "record": str(node_file())},
+            lambda: out.print("No node is running: start one with `pocfl chain up`."),
+        )
+        raise typer.Exit(1)
+    info = _node_info(record)
+    if info["running"]:
+        block = rpc_call(record.url, "eth_getBlockByNumber", ["latest", False]) or {}
+        info["block_number"] = int(block.get("number", "0x0"), 16)
+        info["block_timestamp"] = int(block.get("timestamp", "0x0"), 16)
+    rows: list[tuple[str, Any]] = [
+        ("status", "running" if info["running"] else "not running (`pocfl chain up` to restart it)"),
+        ("url", record.url),
+        ("pid", record.pid),
+        ("chain id", info["chain_id"]),
+        ("state file", record.state_file or "none (not saved)"),
+        ("log", record.log_file),
+        ("started", record.started_at),
+    ]
+    if info["running"]:
+        rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
+    out.result(info, lambda: out.table(kv_table(rows)))
+    if not info["running"]:
+        raise typer.Exit(1)
+
+
+@app.command("fund")
+@guarded
+def fund(
+    address: Annotated[
+        str | None, typer.Argument(help="Account to fund. Default: the --key/--keystore account.", show_default=False)
+    ] = None,
+    amount: Annotated[str, typer.Option("--eth", help="Amount of ETH to send (decimal).")] = "10",
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Send ETH to an account from the node's pre-funded dev account (local nodes only)."""
+    wei = parse_eth(amount, "--eth")
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        to = parse_address(address, "ADDRESS") if address else s.account().address
+        chain = s.chain()
+        if s.throwaway:
+            s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the funds vanish when this command exits")
+        if not chain.w3.eth.accounts:
+            raise ConfigError(
+                f"{s.rpc} has no unlocked dev account: `pocfl chain fund` works on local nodes "
+                "(`pocfl chain up`); on public chains use a faucet"
+            )
+        try:
+            chain.fund(to, wei)
+        except ChainError:
+            raise
+        except Exception as exc:
+            raise ChainError(f"the node refused to fund {to}: {exc}") from None
+        balance = int(chain.w3.eth.get_balance(to))  # type: ignore[arg-type]
+        s.out.result(
+            {"address": to, "funded_wei": wei, "balance_wei": balance},
+            lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(balance)}."),
+        )
+
+
+@app.command("advance")
+@guarded
+def advance(
+    seconds: Annotated[int, typer.Argument(min=0, help="Seconds to move the clock forward.")],
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Move a local node's clock forward and mine a block (evm_increaseTime; local nodes only)."""
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        chain = s.chain()
+        before = chain.now()
+        try:
+            after = chain.increase_time(seconds)
+        except ChainError as exc:
+            raise ConfigError(
+                f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
+            ) from None
+        s.out.result(
+            {"before": before, "timestamp": after, "advanced": after - before},
+            lambda: s.out.print(f"Chain time is now {utc(after)} (+{after - before} s)."),
+        )

@@ -1,0 +1,43 @@
+"""The ``pocfl`` command line (entry point ``pocfl = "pocfl.cli.main:app"``).
+
+Command groups live in one module each; this module only assembles them::
+
+    pocfl chain up|down|status|fund|advance     local node
+    pocfl account new|show                      keystores, balances
+    pocfl deploy                                deploy the marketplace, write the deployment file
+    pocfl project create|list|status|allow|cancel|finalize|withdraw
+    pocfl register|leave|release-stake|claim    trainers
+    pocfl round submit|post|fail|show           scripted rounds
+    pocfl demo                                  the whole flow, reconciled to the wei
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pocfl.cli import account_cmd, chain_cmd, demo_cmd, deploy_cmd, project_cmd, round_cmd, trainer_cmd
+
+app = typer.Typer(
+    name="pocfl",
+    help="Proof-of-contribution marketplace for federated learning: escrowed budgets, scored rounds, "
+    "pull payments. Try `pocfl demo`.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.add_typer(chain_cmd.app, name="chain")
+app.add_typer(account_cmd.app, name="account")
+app.command("deploy")(deploy_cmd.deploy)
+app.add_typer(project_cmd.app, name="project")
+app.command("register", rich_help_panel="Trainers")(trainer_cmd.register)
+app.command("leave", rich_help_panel="Trainers")(trainer_cmd.leave)
+app.command("release-stake", rich_help_panel="Trainers")(trainer_cmd.release_stake)
+app.command("claim", rich_help_panel="Trainers")(trainer_cmd.claim)
+app.add_typer(round_cmd.app, name="round")
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    """Run the CLI (``python -m pocfl.cli``)."""
+    app()

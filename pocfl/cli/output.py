@@ -1,0 +1,269 @@
+"""Output of the CLI: human tables on stdout, notes on stderr, ``--json`` documents, and errors.
+
+Rules every command follows:
+
+- with ``--json`` stdout carries exactly one JSON document and nothing else (notes and progress go to
+  stderr), also on failure: ``{"error": NAME, "message": ..., "args": {...}}`` with exit code 1;
+- without it, results go to stdout as text and tables, errors to stderr as one red line with the fix;
+- expected errors (:class:`pocfl.errors.PocflError`) never show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pocfl.cli.parse import WEI_PER_ETH
+from pocfl.errors import ChainError, PocflError
+
+if TYPE_CHECKING:
+    from pocfl.chain.reverts import ContractRevert
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Fix hints for contract errors that pocfl.chain.reverts leaves without one.
+_EXTRA_HINTS: dict[str, str] = {
+    "ProjectNotActive": "the project is finished or cancelled; see `pocfl project status`",
+    "ZeroBudget": "pass --budget ETH (or --budget-wei) greater than zero",
+    "BudgetTooLarge": "the budget must fit 128 bits of wei",
+    "ZeroAggregator": "pass the aggregator's address with --aggregator",
+    "InvalidRounds": "pass --rounds 1 or more",
+    "InvalidWindows": "both windows must be at least 1 second",
+    "InvalidTrainerBounds": "need 1 <= --min-trainers <= --max-trainers <= 512",
+    "NotAllowlistMode": "the project has open registration; anyone may register",
+    "NotAllowlisted": "ask the project owner to run `pocfl project allow ID ADDRESS`",
+    "AlreadyRegistered": "this account is registered already; see `pocfl project status`",
+    "ProjectFull": "the project reached --max-trainers",
+    "RoundNotOpen": "training has not started yet; wait for the start time (`pocfl chain advance` on a local node)",
+    "AlreadySubmitted": "one submission per trainer and round; wait for the next round",
+    "InvalidCid": "CIDs must be 1 to 128 bytes",
+    "SubmissionCountMismatch": "post exactly the round's submissions (see `pocfl round show`)",
+    "LengthMismatch": "give one score and one outlier flag per submission",
+    "SubmissionsMismatch": "the submissions must be the recorded ones, in order (see `pocfl round show`)",
+    "ProofRejected": "the project's verifier rejected the proof; check --proof-file",
+    "CannotCancel": "the owner may cancel before the start time; anyone once an undersubscribed project started",
+    "NoStakeHeld": "this account has no stake in the project (already released, or none was paid)",
+    "TransferFailed": "the recipient refused the ether; use --to with another address",
+    "ZeroRecipient": "pass a non-zero --to address",
+    "ReentrantCall": "a withdrawal re-entered the contract",
+}
+
+
+def _plain_describe(err: ContractRevert) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in err.as_dict().items())
+    return f"{err.name}({args})"
+
+
+def error_message(err: PocflError) -> str:
+    """One-line message of ``err`` including a fix hint where pocfl knows one."""
+    from pocfl.chain.reverts import ContractRevert
+
+    message = str(err)
+    if isinstance(err, ContractRevert) and message == _plain_describe(err) and err.name in _EXTRA_HINTS:
+        message = f"{message}: {_EXTRA_HINTS[err.name]}"
+    return message
+
+
+def error_document(err: PocflError) -> dict[str, Any]:
+    """The ``--json`` form of an error: ``{"error": name, "message": ..., "args": {...}}``."""
+    from pocfl.chain.reverts import ContractRevert
+
+    if isinstance(err, ContractRevert):
+        return {"error": err.name, "message": error_message(err), "args": jsonable(err.as_dict())}
+    return {"error": type(err).__name__, "message": error_message(err), "args": {}}
+
+
+def jsonable(value: Any) -> Any:
+    """Bytes to 0x-hex, tuples to lists, recursively (ints stay exact integers)."""
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False)
+
+
+class Output:
+    """Where a command writes: ``--json`` or human mode."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.out = _console(stderr=False)
+        self.err = _console(stderr=True)
+
+    def json(self, document: Any) -> None:
+        """Write ``document`` as the command's JSON result on stdout."""
+        sys.stdout.write(json.dumps(jsonable(document), indent=2) + "\n")
+        sys.stdout.flush()
+
+    def result(self, document: Any, human: Callable[[], None]) -> None:
+        """Emit the command's result: the JSON document with ``--json``, else call ``human``."""
+        if self.as_json:
+            self.json(document)
+        else:
+            human()
+
+    def print(self, text: str = "") -> None:
+        """A human line on stdout (rich markup allowed); silent with ``--json``."""
+        if not self.as_json:
+            self.out.print(text, soft_wrap=True)
+
+    def table(self, table: Table) -> None:
+        """A table on stdout; silent with ``--json``."""
+        if not self.as_json:
+            self.out.print(table)
+
+    def note(self, text: str) -> None:
+        """A side note on stderr (shown in both modes)."""
+        self.err.print(f"[dim]{escape(text)}[/dim]", soft_wrap=True)
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr."""
+        self.err.print(f"[yellow]warning:[/yellow] {escape(text)}", soft_wrap=True)
+
+    @contextmanager
+    def status(self, text: str) -> Iterator[Callable[[str], None]]:
+        """A spinner on stderr while a slow step runs; yields a function that updates its text."""
+        if not self.err.is_terminal:
+            self.note(text)
+            yield self.note
+            return
+        with self.err.status(text) as st:
+            yield lambda msg: st.update(msg)
+
+    def fail(self, err: PocflError) -> None:
+        """Report an expected error (JSON on stdout with ``--json``, else a red line on stderr)."""
+        if self.as_json:
+            self.json(error_document(err))
+        else:
+            self.err.print(f"[bold red]error:[/bold red] {escape(error_message(err))}", soft_wrap=True)
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command: expected errors become a clean message and exit code 1.
+
+    The command's ``json_out`` keyword (the ``--json`` flag) selects the error format. Set
+    ``POCFL_DEBUG=1`` to get the traceback of chain failures translated by :func:`translate`.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        out = Output(bool(kwargs.get("json_out", False)))
+        try:
+            return fn(*args, **kwargs)
+        except PocflError as err:
+            out.fail(err)
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            translated = translate(exc)
+            if translated is None or os.environ.get("POCFL_DEBUG"):
+                raise
+            out.fail(translated)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+_CHAIN_MODULES = ("web3", "eth_utils", "eth_tester", "eth.", "requests", "urllib3", "aiohttp")
+
+
+def translate(exc: Exception) -> PocflError | None:
+    """A :class:`ChainError` with a fix for node and library failures that reach the CLI untranslated.
+
+    Returns None for anything else (a bug: its traceback should be seen).
+    """
+    text = (str(exc).strip().splitlines() or [""])[0]
+    lowered = text.lower()
+    if "insufficient funds" in lowered or "cannot afford" in lowered:
+        return ChainError(
+            "the account cannot pay for this transaction (gas + value): fund it "
+            "(`pocfl chain fund ADDRESS --eth 10` on a local node) or sign with another --key/--keystore"
+        )
+    if "nonce too low" in lowered or "already known" in lowered or "underpriced" in lowered:
+        return ChainError(f"the node refused the transaction ({text}): another one from this account raced it; retry")
+    module = type(exc).__module__ + "."
+    connection = isinstance(exc, ConnectionError | TimeoutError) or "connection" in type(exc).__name__.lower()
+    if connection or type(exc).__name__ in ("Timeout", "TimeExhausted"):
+        return ChainError(f"lost the connection to the chain ({type(exc).__name__}): is the node still up?")
+    if module.startswith(_CHAIN_MODULES):
+        return ChainError(f"the chain refused the request ({type(exc).__name__}: {text})")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+# ---------------------------------------------------------------------------------------------
+
+
+def eth(wei: int) -> str:
+    """Exact ether amount of ``wei`` as a decimal string without trailing zeros (``"0.1"``)."""
+    sign = "-" if wei < 0 else ""
+    whole, frac = divmod(abs(wei), WEI_PER_ETH)
+    text = f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
+    return sign + text
+
+
+def eth_wei(wei: int) -> str:
+    """``"1.5 ETH (1500000000000000000 wei)"``."""
+    return f"{eth(wei)} ETH ({wei} wei)"
+
+
+def utc(timestamp: int) -> str:
+    """A unix timestamp as ``2025-01-31 12:00:00 UTC``."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def relative(timestamp: int, now: int) -> str:
+    """``"in 5m"``, ``"2h 3m ago"`` or ``"now"``."""
+    delta = timestamp - now
+    if delta == 0:
+        return "now"
+    seconds = abs(delta)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    span = " ".join(parts)
+    return f"in {span}" if delta > 0 else f"{span} ago"
+
+
+def when(timestamp: int, now: int) -> str:
+    """Absolute UTC time and relative time together."""
+    return f"{utc(timestamp)} ({relative(timestamp, now)})"
+
+
+def short(address: str) -> str:
+    """``0x1234…abcd`` for narrow tables."""
+    return f"{address[:6]}…{address[-4:]}" if len(address) == 42 else address
+
+
+def kv_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table:
+    """A two-column key/value table."""
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, escape(str(value)))
+    return table

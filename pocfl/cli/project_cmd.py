@@ -1,0 +1,552 @@
+"""``pocfl project``: create, inspect, allowlist, cancel, settle and withdraw projects (owner side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pocfl.chain.types import (
+    ZERO_ADDRESS,
+    ZERO_BYTES32,
+    CancelReason,
+    ProjectParams,
+    ProjectState,
+    ProjectStatus,
+    RegistrationMode,
+)
+from pocfl.cli.common import project_events, tx_doc
+from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
+from pocfl.cli.parse import (
+    parse_address,
+    parse_addresses,
+    parse_bytes32,
+    parse_eth,
+    parse_wei,
+    sha256_file,
+)
+from pocfl.cli.session import DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pocfl.chain.client import MarketplaceClient
+
+app = typer.Typer(name="project", help="Create and manage training projects.", no_args_is_help=True)
+
+ProjectId = Annotated[int, typer.Argument(min=1, metavar="ID", help="Project id (see `pocfl project list`).")]
+ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
+
+
+# ---------------------------------------------------------------------------------------------------
+# create
+# ---------------------------------------------------------------------------------------------------
+
+
+@app.command("create")
+@guarded
+def create(
+    aggregator: Annotated[str, typer.Option(metavar="ADDRESS", help="The only account allowed to post rounds.")],
+    initial_model_cid: Annotated[str, typer.Option(metavar="CID", help="CID of the initial global model.")],
+    rounds: Annotated[int, typer.Option(min=1, metavar="N", help="Number of training rounds.")],
+    submission_window: Annotated[
+        int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")
+    ],
+    aggregation_window: Annotated[
+        int, typer.Option(min=1, metavar="SECONDS", help="Seconds the aggregator then has to post results.")
+    ],
+    min_trainers: Annotated[int, typer.Option(min=1, metavar="N", help="Trainers needed for training to start.")],
+    max_trainers: Annotated[int, typer.Option(min=1, metavar="N", help="Registration cap (at most 512).")],
+    budget: Annotated[
+        str | None, typer.Option(metavar="ETH", help="Reward budget in ETH (exact decimal, e.g. 1.5).")
+    ] = None,
+    budget_wei: Annotated[str | None, typer.Option(metavar="WEI", help="Reward budget in wei instead.")] = None,
+    start_in: Annotated[
+        int | None, typer.Option(min=1, metavar="SECONDS", help="Registration closes and round 0 opens in SECONDS.")
+    ] = None,
+    start_time: Annotated[int | None, typer.Option(metavar="UNIX", help="...or at this unix timestamp.")] = None,
+    stake: Annotated[str, typer.Option(metavar="ETH", help="Refundable stake each trainer deposits.")] = "0",
+    allowlist: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Only these trainers may register (repeat or comma-separate; enables allowlist mode).",
+        ),
+    ] = None,
+    verifier: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="IRoundVerifier contract checking each round's proof.")
+    ] = None,
+    validation_commitment: Annotated[
+        str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the validation set.")
+    ] = None,
+    validation_file: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="...or the validation set file (its sha256 is committed).")
+    ] = None,
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Create a project and escrow its reward budget (you become its owner)."""
+    if (budget is None) == (budget_wei is None):
+        raise ConfigError("give the reward budget with exactly one of --budget ETH or --budget-wei WEI")
+    budget_amount = parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei))
+    if budget_amount == 0:
+        raise ConfigError("the budget must be more than 0")
+    if (start_in is None) == (start_time is None):
+        raise ConfigError("say when training starts with exactly one of --start-in SECONDS or --start-time UNIX")
+    if validation_commitment is not None and validation_file is not None:
+        raise ConfigError("give at most one of --validation-commitment and --validation-file")
+    if not 1 <= min_trainers <= max_trainers:
+        raise ConfigError(f"need --min-trainers <= --max-trainers, got {min_trainers} > {max_trainers}")
+    commitment = ZERO_BYTES32
+    if validation_commitment is not None:
+        commitment = parse_bytes32(validation_commitment, "--validation-commitment")
+    elif validation_file is not None:
+        commitment = sha256_file(validation_file, "--validation-file")
+    allowed = parse_addresses(allowlist, "--allowlist")
+    agg = parse_address(aggregator, "--aggregator")
+    verifier_address = parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS
+    stake_wei = parse_eth(stake, "--stake")
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        m = s.market()
+        start = start_time if start_time is not None else s.now() + int(start_in or 0)
+        params = ProjectParams(
+            aggregator=agg,
+            start_time=start,
+            num_rounds=rounds,
+            submission_window=submission_window,
+            aggregation_window=aggregation_window,
+            min_trainers=min_trainers,
+            max_trainers=max_trainers,
+            initial_model_cid=initial_model_cid,
+            registration_mode=RegistrationMode.ALLOWLIST if allowlist else RegistrationMode.OPEN,
+            stake=stake_wei,
+            validation_set_commitment=commitment,
+            verifier=verifier_address,
+        )
+        with s.out.status("creating the project"):
+            project_id, receipt = m.create_project(params, budget_amount)
+        allow_receipt = None
+        if allowed:
+            with s.out.status(f"allowlisting {len(allowed)} trainers"):
+                allow_receipt = m.allow_trainers(project_id, allowed)
+        now = s.now()
+        document: dict[str, Any] = {
+            "project_id": project_id,
+            "owner": m.sender,
+            "budget_wei": budget_amount,
+            "round_budget_wei": budget_amount // rounds,
+            "params": params.to_json(),
+            "allowlist": allowed,
+            "tx": tx_doc(receipt),
+        }
+        if allow_receipt is not None:
+            document["allow_tx"] = tx_doc(allow_receipt)
+
+        def human() -> None:
+            s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(budget_amount)}")
+            s.out.print(f"Registration closes and round 0 opens at {when(start, now)}.")
+            if allowed:
+                s.out.print(f"Allowlisted {len(allowed)} trainers.")
+            s.out.print(f"Trainers join with `pocfl register {project_id}`; see `pocfl project status {project_id}`.")
+
+        s.out.result(document, human)
+
+
+# ---------------------------------------------------------------------------------------------------
+# list / status
+# ---------------------------------------------------------------------------------------------------
+
+
+def _summary(st: ProjectState, now: int) -> dict[str, Any]:
+    return {
+        "project_id": st.project_id,
+        "owner": st.owner,
+        "aggregator": st.params.aggregator,
+        "status": st.status.name.lower(),
+        "phase": st.phase(now),
+        "budget_wei": st.budget,
+        "escrow_wei": st.escrow,
+        "num_rounds": st.params.num_rounds,
+        "current_round": st.current_round,
+        "trainer_count": st.trainer_count,
+        "min_trainers": st.params.min_trainers,
+        "max_trainers": st.params.max_trainers,
+        "start_time": st.params.start_time,
+    }
+
+
+@app.command("list")
+@guarded
+def list_projects(
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """List every project of the marketplace."""
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        m = s.market(signer=False)
+        now = s.now()
+        projects = [m.project(i) for i in range(1, m.project_count() + 1)]
+
+        def human() -> None:
+            if not projects:
+                s.out.print("No projects yet: create one with `pocfl project create`.")
+                return
+            table = Table("id", "owner", "phase", "budget (ETH)", "escrow (ETH)", "round", "trainers", "starts")
+            for st in projects:
+                table.add_row(
+                    str(st.project_id),
+                    short(st.owner),
+                    escape(st.phase(now)),
+                    eth(st.budget),
+                    eth(st.escrow),
+                    f"{min(st.current_round + 1, st.params.num_rounds)}/{st.params.num_rounds}",
+                    f"{st.trainer_count} ({st.params.min_trainers}-{st.params.max_trainers})",
+                    relative(st.params.start_time, now),
+                )
+            s.out.table(table)
+
+        s.out.result({"now": now, "projects": [_summary(st, now) for st in projects]}, human)
+
+
+def _time(timestamp: int, now: int) -> dict[str, Any]:
+    return {"timestamp": timestamp, "utc": utc(timestamp), "relative": relative(timestamp, now)}
+
+
+def _status_document(m: MarketplaceClient, s: Session, project_id: int) -> dict[str, Any]:
+    st = m.project(project_id)
+    now = s.now()
+    start = s.from_block
+    registered = project_events(m, "TrainerRegistered", start, projectId=project_id)
+    credited = project_events(m, "TrainerCredited", start, projectId=project_id)
+    posted = project_events(m, "RoundPosted", start, projectId=project_id)
+    failed = project_events(m, "RoundFailed", start, projectId=project_id)
+    submitted = project_events(m, "UpdateSubmitted", start, projectId=project_id, round=st.current_round)
+    addresses = list(dict.fromkeys(str(e.args["trainer"]) for e in registered))
+    earned: dict[str, int] = dict.fromkeys(addresses, 0)
+    for e in credited:
+        trainer = str(e.args["trainer"])
+        earned[trainer] = earned.get(trainer, 0) + int(e.args["amount"])
+    trainers = []
+    for address in addresses:
+        t = m.trainer(project_id, address)
+        trainers.append(
+            {
+                "address": address,
+                "registered": t.registered,
+                "stake_held": t.stake_held,
+                "submitted_current_round": t.submitted_current_round,
+                "credited_wei": earned.get(address, 0),
+            }
+        )
+    rounds: list[dict[str, Any]] = []
+    for e in posted:
+        r = int(e.args["round"])
+        rounds.append(
+            {
+                "round": r,
+                "outcome": "posted",
+                "model_cid": e.args["modelCid"],
+                "credited_wei": int(e.args["credited"]),
+                "unallocated_wei": int(e.args["unallocated"]),
+                "proven": bool(e.args["proven"]),
+                "credits": {
+                    str(c.args["trainer"]): int(c.args["amount"]) for c in credited if int(c.args["round"]) == r
+                },
+            }
+        )
+    for e in failed:
+        rounds.append(
+            {
+                "round": int(e.args["round"]),
+                "outcome": "failed",
+                "failed_by": str(e.args["caller"]),
+                "credited_wei": 0,
+                "unallocated_wei": st.round_budget,
+            }
+        )
+    rounds.sort(key=lambda item: int(item["round"]))
+    submissions = [
+        {
+            "index": int(e.args["index"]),
+            "trainer": str(e.args["trainer"]),
+            "cid": e.args["cid"],
+            "commitment": e.args["commitment"],
+            "feature_commitment": e.args["featureCommitment"],
+        }
+        for e in sorted(submitted, key=lambda e: int(e.args["index"]))
+    ]
+    return {
+        "project": st.to_json(),
+        "phase": st.phase(now),
+        "now": now,
+        "times": {
+            "start_time": _time(st.params.start_time, now),
+            "round_opened_at": _time(st.round_opened_at, now),
+            "submission_deadline": _time(st.submission_deadline, now),
+            "aggregation_deadline": _time(st.aggregation_deadline, now),
+        },
+        "owner_withdrawable_wei": st.escrow if st.status in ENDED else 0,
+        "trainers": trainers,
+        "current_round_submissions": submissions,
+        "rounds": rounds,
+    }
+
+
+@app.command("status")
+@guarded
+def status(
+    project_id: ProjectId,
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Show a project: parameters, phase, deadlines, money, trainers, submissions and credits."""
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        m = s.market(signer=False)
+        doc = _status_document(m, s, project_id)
+        s.out.result(doc, lambda: _render_status(s, doc))
+
+
+def _fmt(t: dict[str, Any]) -> str:
+    return f"{t['utc']} ({t['relative']})"
+
+
+def _render_status(s: Session, doc: dict[str, Any]) -> None:
+    p = doc["project"]
+    params = p["params"]
+    times = doc["times"]
+    active = p["status"] == "active"
+    started = doc["now"] >= params["start_time"]
+    sub_s, agg_s = params["submission_window"], params["aggregation_window"]
+    rows: list[tuple[str, Any]] = [
+        ("phase", doc["phase"]),
+        ("owner", p["owner"]),
+        ("aggregator", params["aggregator"]),
+        ("verifier", params["verifier"] if params["verifier"] != ZERO_ADDRESS else "none (results not proven)"),
+        ("registration", f"{params['registration_mode']}, {params['min_trainers']}-{params['max_trainers']} trainers"),
+        ("stake", eth_wei(params["stake"])),
+        ("start", _fmt(times["start_time"])),
+        ("rounds", f"{params['num_rounds']} x ({sub_s} s submit + {agg_s} s aggregate)"),
+        ("budget", eth_wei(p["budget"])),
+        ("per round", eth_wei(p["round_budget"])),
+        ("escrow", eth_wei(p["escrow"])),
+        ("stakes held", eth_wei(p["stakes_held"])),
+        ("model", p["model_cid"]),
+        ("validation set", params["validation_set_commitment"]),
+    ]
+    if active and started:
+        rows += [
+            ("current round", f"{p['current_round']} of {params['num_rounds']} ({p['submission_count']} submissions)"),
+            ("submissions until", _fmt(times["submission_deadline"])),
+            ("results until", _fmt(times["aggregation_deadline"])),
+        ]
+    rows.append(("failed rounds", p["failed_rounds"]))
+    if doc["owner_withdrawable_wei"]:
+        rows.append(("owner can withdraw", eth_wei(doc["owner_withdrawable_wei"])))
+    s.out.print(f"[bold]Project {p['project_id']}[/bold] ({p['status']})")
+    s.out.table(kv_table(rows))
+    if doc["trainers"]:
+        table = Table("trainer", "registered", "stake held", "submitted", "credited (ETH)", title="Trainers")
+        for t in doc["trainers"]:
+            table.add_row(
+                t["address"],
+                "yes" if t["registered"] else "left",
+                "yes" if t["stake_held"] else "no",
+                "yes" if t["submitted_current_round"] else "no",
+                eth(t["credited_wei"]),
+            )
+        s.out.table(table)
+    if doc["current_round_submissions"]:
+        table = Table("#", "trainer", "cid", title=f"Round {p['current_round']} submissions")
+        for sub in doc["current_round_submissions"]:
+            table.add_row(str(sub["index"]), sub["trainer"], escape(sub["cid"]))
+        s.out.table(table)
+    if doc["rounds"]:
+        table = Table("round", "outcome", "credited (ETH)", "unallocated (wei)", title="Settled rounds")
+        for r in doc["rounds"]:
+            table.add_row(str(r["round"]), r["outcome"], eth(r["credited_wei"]), str(r["unallocated_wei"]))
+        s.out.table(table)
+
+
+# ---------------------------------------------------------------------------------------------------
+# allow / cancel / finalize / withdraw
+# ---------------------------------------------------------------------------------------------------
+
+
+@app.command("allow")
+@guarded
+def allow(
+    project_id: ProjectId,
+    trainers: Annotated[list[str], typer.Argument(metavar="ADDRESS...", help="Trainers allowed to register.")],
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Allow trainers to register in an allowlist project (owner, before the start time)."""
+    addresses = parse_addresses(trainers, "ADDRESS")
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        receipt = s.market().allow_trainers(project_id, addresses)
+        s.out.result(
+            {"project_id": project_id, "allowed": addresses, "tx": tx_doc(receipt)},
+            lambda: s.out.print(f"Allowed {len(addresses)} trainers in project {project_id}."),
+        )
+
+
+@app.command("cancel")
+@guarded
+def cancel(
+    project_id: ProjectId,
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Cancel a project: the owner before it starts, anyone once it started undersubscribed."""
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        m = s.market()
+        receipt = m.cancel(project_id)
+        reason = CancelReason(int(receipt.event("ProjectCancelled").args["reason"])).name.lower()
+        st = m.project(project_id)
+
+        def human() -> None:
+            s.out.print(f"Cancelled project {project_id}.")
+            s.out.print(
+                f"The owner withdraws the escrow ({eth_wei(st.escrow)}) with `pocfl project withdraw {project_id}`;"
+            )
+            s.out.print(f"trainers get their stakes back with `pocfl release-stake {project_id}` then `pocfl claim`.")
+
+        s.out.result(
+            {"project_id": project_id, "reason": reason, "escrow_wei": st.escrow, "tx": tx_doc(receipt)}, human
+        )
+
+
+def _settle(s: Session, view: MarketplaceClient, project_id: int) -> list[dict[str, Any]]:
+    """Fail overdue rounds and cancel an undersubscribed started project; returns what was done."""
+    from pocfl.chain.contract_errors import AggregationWindowOpen, CannotCancel
+
+    actions: list[dict[str, Any]] = []
+    signer: MarketplaceClient | None = None
+    st = view.project(project_id)
+    for _ in range(st.params.num_rounds + 2):
+        st = view.project(project_id)
+        now = s.now()
+        if st.status != ProjectStatus.ACTIVE or now < st.params.start_time:
+            break
+        if st.trainer_count < st.params.min_trainers and st.current_round == 0:
+            signer = signer or view.as_account(s.account())
+            try:
+                receipt = signer.cancel(project_id)
+            except CannotCancel:
+                break
+            actions.append({"action": "cancel", "reason": "undersubscribed", "tx": tx_doc(receipt)})
+            continue
+        if now < st.aggregation_deadline:
+            break
+        signer = signer or view.as_account(s.account())
+        try:
+            receipt = signer.fail_round(project_id, st.current_round)
+        except AggregationWindowOpen:
+            break
+        action: dict[str, Any] = {"action": "fail_round", "round": st.current_round, "tx": tx_doc(receipt)}
+        if any(e.name == "ProjectCancelled" for e in receipt.events):
+            action["cancelled"] = "aggregator timeout"
+        actions.append(action)
+    return actions
+
+
+@app.command("finalize")
+@guarded
+def finalize(
+    project_id: ProjectId,
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Settle timeouts: fail the round the aggregator left overdue, cancel an undersubscribed project.
+
+    Anyone may run it; it does nothing when nothing is overdue. Reports what the owner can withdraw.
+    """
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        view = s.market(signer=False)
+        actions = _settle(s, view, project_id)
+        st = view.project(project_id)
+        now = s.now()
+        withdrawable = st.escrow if st.status in ENDED else 0
+        document = {
+            "project_id": project_id,
+            "actions": actions,
+            "status": st.status.name.lower(),
+            "phase": st.phase(now),
+            "current_round": st.current_round,
+            "escrow_wei": st.escrow,
+            "owner_withdrawable_wei": withdrawable,
+            "aggregation_deadline": st.aggregation_deadline,
+        }
+
+        def human() -> None:
+            for a in actions:
+                if a["action"] == "fail_round":
+                    extra = " (two in a row: the project is cancelled)" if "cancelled" in a else ""
+                    s.out.print(f"Failed overdue round {a['round']}{extra}.")
+                else:
+                    s.out.print("Cancelled the project: it started with too few trainers.")
+            if not actions:
+                s.out.print("Nothing is overdue.")
+            s.out.print(f"Project {project_id} is {escape(st.phase(now))}.")
+            if st.status == ProjectStatus.ACTIVE and now >= st.params.start_time:
+                s.out.print(f"Round {st.current_round} results are due {when(st.aggregation_deadline, now)}.")
+            if withdrawable:
+                s.out.print(
+                    f"The owner can withdraw {eth_wei(withdrawable)} with `pocfl project withdraw {project_id}`."
+                )
+            elif st.status == ProjectStatus.ACTIVE:
+                s.out.print(f"The escrow of {eth_wei(st.escrow)} stays locked until the project ends.")
+
+        s.out.result(document, human)
+
+
+@app.command("withdraw")
+@guarded
+def withdraw(
+    project_id: ProjectId,
+    to: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Send the ether here instead of to the owner.")
+    ] = None,
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Owner: withdraw the escrow nobody earned once the project finished or was cancelled."""
+    dest = parse_address(to, "--to") if to else None
+    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+        m = s.market()
+        amount, receipt = m.withdraw_remaining(project_id, dest)
+        recipient = dest or m.sender
+        s.out.result(
+            {"project_id": project_id, "to": recipient, "amount_wei": amount, "tx": tx_doc(receipt)},
+            lambda: s.out.print(f"Withdrew {eth_wei(amount)} from project {project_id} to {recipient}."),
+        )

@@ -1,0 +1,139 @@
+"""The record of the local node started by ``pocfl chain up`` (``<state dir>/chain.json``).
+
+Later commands without ``--rpc`` connect to the URL recorded here when that node is still alive, and
+``pocfl chain down`` stops exactly the recorded PID (after checking it still is an anvil process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pocfl.deployment import state_dir
+from pocfl.errors import ConfigError
+
+NODE_FILE = "chain.json"
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A node started by ``pocfl chain up``."""
+
+    pid: int
+    url: str
+    port: int
+    state_file: str | None
+    log_file: str | None
+    started_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+def node_file() -> Path:
+    """Path of the node record in the state folder."""
+    return state_dir() / NODE_FILE
+
+
+def read_node() -> NodeRecord | None:
+    """The recorded node, or None when there is no (readable) record."""
+    path = node_file()
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return NodeRecord(
+            pid=int(data["pid"]),
+            url=str(data["url"]),
+            port=int(data["port"]),
+            state_file=data.get("state_file"),
+            log_file=data.get("log_file"),
+            started_at=str(data.get("started_at", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a node record: delete it and run `pocfl chain up`") from None
+
+
+def write_node(record: NodeRecord) -> None:
+    """Write the record atomically."""
+    path = node_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".chain.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record.to_json(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_node() -> None:
+    """Delete the record (if any)."""
+    with contextlib.suppress(FileNotFoundError):
+        node_file().unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def is_anvil(pid: int) -> bool:
+    """Whether ``pid`` runs anvil (checked through /proc where it exists; assumed elsewhere)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not Path("/proc/self").exists():
+        return pid_alive(pid)
+    try:
+        argv0 = cmdline.read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return Path(argv0.decode(errors="replace")).name.startswith("anvil")
+
+
+def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout: float = 1.0) -> Any:
+    """One JSON-RPC call with the standard library (no web3 import); None when the node does not answer."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read()).get("result")
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return None
+
+
+def node_chain_id(url: str, timeout: float = 1.0) -> int | None:
+    """``eth_chainId`` of the node at ``url``, or None when nothing answers."""
+    result = rpc_call(url, "eth_chainId", timeout=timeout)
+    try:
+        return int(result, 16)
+    except (TypeError, ValueError):
+        return None
+
+
+def live_node() -> NodeRecord | None:
+    """The recorded node if its process is alive and answers RPC, else None."""
+    record = read_node()
+    if record is None or not pid_alive(record.pid):
+        return None
+    return record if node_chain_id(record.url) is not None else None

@@ -1,0 +1,104 @@
+"""Shared fixtures: one chain per backend for the whole session, the marketplace deployed once on
+each, and per-test isolation through snapshots.
+
+``POCFL_TEST_BACKENDS`` (comma list, default ``embedded,anvil``) selects the backends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from eth.estimators.gas import _get_computation_error, binary_gas_search_intrinsic_tolerance
+from eth.vm.spoof import SpoofTransaction
+from eth_account.signers.local import LocalAccount
+
+from pocfl.chain.backends import Chain, connect
+from pocfl.chain.client import MarketplaceClient
+from tests.helpers import ACCOUNT_FUNDS, Env, Project, create_project, deploy_env, isolated
+
+KNOWN_BACKENDS = ("embedded", "anvil")
+
+
+def _selected_backends() -> list[str]:
+    raw = os.environ.get("POCFL_TEST_BACKENDS", ",".join(KNOWN_BACKENDS))
+    chosen = [b.strip() for b in raw.split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(KNOWN_BACKENDS))
+    if unknown or not chosen:
+        raise pytest.UsageError(f"POCFL_TEST_BACKENDS={raw!r}: choose from {', '.join(KNOWN_BACKENDS)}")
+    return chosen
+
+
+def _fast_gas_estimate(state: Any, transaction: Any) -> int:
+    """py-evm gas estimator that runs a transaction twice instead of a dozen times.
+
+    The default bisects the gas limit, re-executing every estimate ~10 times in pure Python, which
+    doubles the cost of each eth-tester transaction. One run at the block gas limit finds a revert
+    (raised exactly as the default does) or the gas consumed before refunds; a second run confirms
+    that figure suffices, else the default search decides. Only the estimate changes, never execution.
+    """
+    maximum = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(maximum)
+    finally:
+        state.revert(snapshot)
+    if computation.is_error:
+        raise computation.error
+    needed = int(state.gas_limit - computation.get_gas_remaining())
+    if _get_computation_error(state, SpoofTransaction(transaction, gas=needed)) is None:
+        return needed
+    return int(binary_gas_search_intrinsic_tolerance(state, transaction))
+
+
+@pytest.fixture(scope="session", params=_selected_backends())
+def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
+    """A chain per backend, shared by the session (anvil is started once and stopped at the end)."""
+    opened = connect(None if request.param == "embedded" else "anvil")
+    if opened._tester is not None:
+        opened._tester.backend.chain.gas_estimator = _fast_gas_estimate
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(scope="session")
+def deployment(chain: Chain) -> Env:
+    """The marketplace and verifier deployed once per backend, with funded actors."""
+    return deploy_env(chain)
+
+
+@pytest.fixture
+def env(deployment: Env) -> Iterator[Env]:
+    """The deployment, with every change the test makes rolled back afterwards."""
+    with isolated(deployment.chain):
+        yield deployment
+
+
+@pytest.fixture
+def market(env: Env) -> MarketplaceClient:
+    """The isolated deployment's marketplace client, signing as the standard project owner."""
+    return env.market
+
+
+@pytest.fixture
+def funded_accounts(env: Env) -> Callable[..., list[LocalAccount]]:
+    """Factory of fresh random accounts funded from the node's dev account: ``funded_accounts(n, wei)``."""
+
+    def make(n: int = 1, wei: int = ACCOUNT_FUNDS) -> list[LocalAccount]:
+        return env.funded_accounts(n, wei)
+
+    return make
+
+
+@pytest.fixture
+def new_project(env: Env) -> Callable[..., Project]:
+    """Factory of standard projects: ``new_project(budget=..., owner=..., **param_overrides)``."""
+
+    def make(**kwargs: Any) -> Project:
+        return create_project(env, **kwargs)
+
+    return make
