@@ -46,7 +46,7 @@ AGGREGATION_WINDOW = 600
 Progress = Callable[[str], None]
 
 
-def fake_cid(data: bytes) -> str:
+def raw_cid(data: bytes) -> str:
     """A CIDv1 (raw codec, sha2-256, base32) of ``data``: how an IPFS client would name the file."""
     multihash = b"\x12\x20" + hashlib.sha256(data).digest()
     return "b" + base64.b32encode(b"\x01\x55" + multihash).decode().lower().rstrip("=")
@@ -310,7 +310,7 @@ def _run(chain: Chain, label: str, rounds_script: tuple[RoundScript, ...], say: 
         max_trainers=NUM_TRAINERS,
         stake=STAKE,
         validation_set_commitment=hashlib.sha256(b"pocfl demo validation set").digest(),
-        initial_model_cid=fake_cid(b"pocfl demo initial model"),
+        initial_model_cid=raw_cid(b"pocfl demo initial model"),
     )
     say(f"owner creates a project escrowing {budget // ETH} ETH over {num_rounds} rounds")
     project_id, receipt = as_["owner"].create_project(params, budget)
@@ -328,10 +328,11 @@ def _run(chain: Chain, label: str, rounds_script: tuple[RoundScript, ...], say: 
     by_address: dict[str, str] = {str(a.address): name for name, a in names.items()}
     for rs in rounds_script:
         r = rs.round
+        round_start_block = int(chain.w3.eth.block_number)
         for name in trainer_names:
             say(f"round {r}: {name} submits its update")
             update = f"demo update, round {r}, {name}".encode()
-            receipt = as_[name].submit(project_id, r, fake_cid(update), hashlib.sha256(update).digest())
+            receipt = as_[name].submit(project_id, r, raw_cid(update), hashlib.sha256(update).digest())
             gas(name, receipt)
         state = market.project(project_id)
         _advance_to(chain, state.submission_deadline)
@@ -341,14 +342,14 @@ def _run(chain: Chain, label: str, rounds_script: tuple[RoundScript, ...], say: 
             receipt = gas("trainer-1", as_["trainer-1"].fail_round(project_id, r))
             outcomes.append(RoundOutcome(r, "failed", rs.note, per_round, 0, per_round, (), receipt.tx_hash))
             continue
-        submissions = market.submissions(project_id, r)
+        submissions = market.submissions(project_id, r, from_block=round_start_block)
         order = [by_address[s.trainer] for s in submissions]
         score_of = dict(zip(trainer_names, rs.scores, strict=True))
         outlier_of = dict(zip(trainer_names, rs.outliers, strict=True))
         scores = tuple(score_of[n] for n in order)
         outliers = tuple(outlier_of[n] for n in order)
         post = RoundPost(
-            model_cid=fake_cid(f"demo global model after round {r}".encode()),
+            model_cid=raw_cid(f"demo global model after round {r}".encode()),
             submissions=tuple(submissions),
             scores=scores,
             outliers=outliers,

@@ -288,9 +288,10 @@ class MarketplaceClient(ContractClient):
         """The contract's ether balance."""
         return int(self.w3.eth.get_balance(self.address))
 
-    def submissions(self, project_id: int, round_: int) -> list[Submission]:
+    def submissions(self, project_id: int, round_: int, from_block: int = 0) -> list[Submission]:
         """The round's recorded submissions in submission order (from ``UpdateSubmitted`` events)."""
-        events = self.events("UpdateSubmitted", projectId=project_id, round=round_)
+        # Pass from_block (e.g. the round's RoundOpened block): log scans from 0 grow slow on long chains.
+        events = self.events("UpdateSubmitted", from_block=from_block, projectId=project_id, round=round_)
         events.sort(key=lambda e: int(e.args["index"]))
         return [
             Submission(

@@ -98,7 +98,7 @@ def post(
     with Session(rpc, key, keystore, json_out, deployment, market) as s:
         m = s.market()
         r = round_ if round_ is not None else m.project(project_id).current_round
-        submissions = m.submissions(project_id, r)
+        submissions = m.submissions(project_id, r, from_block=s.from_block)
         n = len(submissions)
         if flags is None:
             flags = (False,) * n

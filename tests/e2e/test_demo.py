@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pocfl.cli.main import app
-from pocfl.demo import ROUND_BUDGET, STAKE, DemoResult, fake_cid, run_demo, script
+from pocfl.demo import ROUND_BUDGET, STAKE, DemoResult, raw_cid, run_demo, script
 from pocfl.payouts import allocate, round_budget
 
 pytestmark = pytest.mark.e2e
@@ -76,7 +76,7 @@ def test_demo_script_repeats_and_never_fails_twice_in_a_row() -> None:
     assert all(b - a > 1 for a, b in itertools.pairwise(missed))
     with pytest.raises(ValueError):
         script(0)
-    assert fake_cid(b"x").startswith("bafkrei") and len(fake_cid(b"x")) == 59
+    assert raw_cid(b"x").startswith("bafkrei") and len(raw_cid(b"x")) == 59
 
 
 def test_demo_command_json_on_embedded() -> None:
