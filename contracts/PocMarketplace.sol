@@ -71,6 +71,9 @@ contract PocMarketplace is IPocMarketplace {
         if (params.submissionWindow == 0 || params.aggregationWindow == 0) {
             revert InvalidWindows(params.submissionWindow, params.aggregationWindow);
         }
+        if (uint256(params.startTime) + params.submissionWindow + params.aggregationWindow > type(uint64).max) {
+            revert ScheduleOverflow(params.startTime, params.submissionWindow, params.aggregationWindow);
+        }
         if (params.minTrainers == 0 || params.minTrainers > params.maxTrainers || params.maxTrainers > MAX_TRAINERS) {
             revert InvalidTrainerBounds(params.minTrainers, params.maxTrainers);
         }

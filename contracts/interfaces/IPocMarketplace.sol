@@ -140,6 +140,8 @@ interface IPocMarketplace {
     error InvalidRounds(uint32 numRounds);
     /// @notice A window length is zero.
     error InvalidWindows(uint32 submissionWindow, uint32 aggregationWindow);
+    /// @notice Round deadlines computed from this start time would not fit 64-bit timestamps.
+    error ScheduleOverflow(uint64 startTime, uint32 submissionWindow, uint32 aggregationWindow);
     /// @notice Trainer bounds are inconsistent or above `MAX_TRAINERS`.
     error InvalidTrainerBounds(uint32 minTrainers, uint32 maxTrainers);
     /// @notice The caller is not the project owner.

@@ -252,6 +252,16 @@ class RoundNotOpen(ContractRevert):
     opensAt: int
 
 
+class ScheduleOverflow(ContractRevert):
+    """Round deadlines computed from this start time would not fit 64-bit timestamps."""
+
+    signature = "ScheduleOverflow(uint64,uint32,uint32)"
+    fields = ("startTime", "submissionWindow", "aggregationWindow")
+    startTime: int
+    submissionWindow: int
+    aggregationWindow: int
+
+
 class StartTimeInPast(ContractRevert):
     """The start time is not in the future."""
 
@@ -382,6 +392,7 @@ ALL_ERRORS: tuple[type[ContractRevert], ...] = (
     ReentrantCall,
     RegistrationClosed,
     RoundNotOpen,
+    ScheduleOverflow,
     StartTimeInPast,
     SubmissionCountMismatch,
     SubmissionWindowClosed,
@@ -424,6 +435,7 @@ __all__ = [
     "ReentrantCall",
     "RegistrationClosed",
     "RoundNotOpen",
+    "ScheduleOverflow",
     "StartTimeInPast",
     "SubmissionCountMismatch",
     "SubmissionWindowClosed",

@@ -644,6 +644,8 @@ class MarketModel:
             raise Expected("InvalidRounds", num_rounds)
         if submission_window == 0 or aggregation_window == 0:
             raise Expected("InvalidWindows", submission_window, aggregation_window)
+        if start_time + submission_window + aggregation_window > 2**64 - 1:
+            raise Expected("ScheduleOverflow", start_time, submission_window, aggregation_window)
         if min_trainers == 0 or min_trainers > max_trainers or max_trainers > MAX_TRAINERS:
             raise Expected("InvalidTrainerBounds", min_trainers, max_trainers)
         cid_length = len(cid.encode())
