@@ -12,7 +12,7 @@ waited for. A revert on any backend becomes the contract's named error (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -48,7 +48,7 @@ def _plain(value: Any) -> Any:
     """web3 AttributeDicts/HexBytes to plain Python values."""
     if isinstance(value, bytes):
         return bytes(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # web3's AttributeDict is a Mapping, not a dict
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_plain(v) for v in value) if isinstance(value, tuple) else [_plain(v) for v in value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -34,22 +35,27 @@ class CancelReason(IntEnum):
     AGGREGATOR_TIMEOUT = 2
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Make ``value`` JSON-serialisable, recursively.
+
+    Bytes become 0x-hex, enums lower-case names, mappings (including web3's AttributeDict) dicts and
+    tuples lists; ints stay exact.
+    """
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if isinstance(value, IntEnum):
         return value.name.lower()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 class _Jsonable:
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (bytes as 0x-hex, enums as lower-case names)."""
-        out: dict[str, Any] = _jsonable(asdict(self))  # type: ignore[call-overload]
+        out: dict[str, Any] = jsonable(asdict(self))  # type: ignore[call-overload]
         return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pocfl.cli.output import jsonable
+from pocfl.chain.types import jsonable
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient

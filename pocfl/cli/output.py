@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -24,56 +24,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pocfl.chain.types import jsonable
 from pocfl.cli.parse import WEI_PER_ETH
 from pocfl.errors import ChainError, PocflError
 
 if TYPE_CHECKING:
-    from pocfl.chain.reverts import ContractRevert
+    pass
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Fix hints for contract errors that pocfl.chain.reverts leaves without one.
-_EXTRA_HINTS: dict[str, str] = {
-    "ProjectNotActive": "the project is finished or cancelled; see `pocfl project status`",
-    "ZeroBudget": "pass --budget ETH (or --budget-wei) greater than zero",
-    "BudgetTooLarge": "the budget must fit 128 bits of wei",
-    "ZeroAggregator": "pass the aggregator's address with --aggregator",
-    "InvalidRounds": "pass --rounds 1 or more",
-    "InvalidWindows": "both windows must be at least 1 second",
-    "InvalidTrainerBounds": "need 1 <= --min-trainers <= --max-trainers <= 512",
-    "NotAllowlistMode": "the project has open registration; anyone may register",
-    "NotAllowlisted": "ask the project owner to run `pocfl project allow ID ADDRESS`",
-    "AlreadyRegistered": "this account is registered already; see `pocfl project status`",
-    "ProjectFull": "the project reached --max-trainers",
-    "RoundNotOpen": "training has not started yet; wait for the start time (`pocfl chain advance` on a local node)",
-    "AlreadySubmitted": "one submission per trainer and round; wait for the next round",
-    "InvalidCid": "CIDs must be 1 to 128 bytes",
-    "SubmissionCountMismatch": "post exactly the round's submissions (see `pocfl round show`)",
-    "LengthMismatch": "give one score and one outlier flag per submission",
-    "SubmissionsMismatch": "the submissions must be the recorded ones, in order (see `pocfl round show`)",
-    "ProofRejected": "the project's verifier rejected the proof; check --proof-file",
-    "CannotCancel": "the owner may cancel before the start time; anyone once an undersubscribed project started",
-    "NoStakeHeld": "this account has no stake in the project (already released, or none was paid)",
-    "TransferFailed": "the recipient refused the ether; use --to with another address",
-    "ZeroRecipient": "pass a non-zero --to address",
-    "ReentrantCall": "a withdrawal re-entered the contract",
-}
-
-
-def _plain_describe(err: ContractRevert) -> str:
-    args = ", ".join(f"{k}={v}" for k, v in err.as_dict().items())
-    return f"{err.name}({args})"
-
 
 def error_message(err: PocflError) -> str:
-    """One-line message of ``err`` including a fix hint where pocfl knows one."""
-    from pocfl.chain.reverts import ContractRevert
-
-    message = str(err)
-    if isinstance(err, ContractRevert) and message == _plain_describe(err) and err.name in _EXTRA_HINTS:
-        message = f"{message}: {_EXTRA_HINTS[err.name]}"
-    return message
+    """One-line message of ``err``; contract errors carry their fix hint (see ``pocfl.chain.reverts``)."""
+    return str(err)
 
 
 def error_document(err: PocflError) -> dict[str, Any]:
@@ -83,17 +47,6 @@ def error_document(err: PocflError) -> dict[str, Any]:
     if isinstance(err, ContractRevert):
         return {"error": err.name, "message": error_message(err), "args": jsonable(err.as_dict())}
     return {"error": type(err).__name__, "message": error_message(err), "args": {}}
-
-
-def jsonable(value: Any) -> Any:
-    """Bytes to 0x-hex, tuples to lists, recursively (ints stay exact integers)."""
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _console(stderr: bool) -> Console:

@@ -37,3 +37,12 @@ def test_artifacts_are_complete() -> None:
     assert load_artifact("ReentrantClaimer")["testOnly"] is True
     with pytest.raises(FileNotFoundError):
         load_artifact("NoSuchContract")
+
+
+def test_every_error_message_suggests_a_fix() -> None:
+    from pocfl.chain.reverts import _HINTS
+
+    names = {cls.__name__ for cls in contract_errors.ALL_ERRORS}
+    assert names <= set(_HINTS), f"errors without a fix hint: {sorted(names - set(_HINTS))}"
+    err = contract_errors.ZeroBudget()
+    assert str(err) == "ZeroBudget(): pass --budget ETH (or --budget-wei) greater than zero"
