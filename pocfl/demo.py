@@ -31,7 +31,6 @@ from pocfl.chain.accounts import new_account
 from pocfl.chain.backends import Chain, connect
 from pocfl.chain.client import MarketplaceClient
 from pocfl.chain.types import ProjectParams, ProjectStatus, Receipt, RoundPost
-from pocfl.errors import ChainError
 from pocfl.payouts import allocate, round_budget
 
 ETH = 10**18
@@ -227,19 +226,14 @@ class DemoResult:
 
 
 class _Gas:
-    """Gas each party paid: ``gasUsed * effectiveGasPrice`` from the raw receipts."""
+    """Gas each party paid: ``gasUsed * effectiveGasPrice`` of its receipts."""
 
-    def __init__(self, chain: Chain) -> None:
-        self.chain = chain
+    def __init__(self) -> None:
         self.paid: dict[str, int] = {}
         self.count = 0
 
     def __call__(self, party: str, receipt: Receipt) -> Receipt:
-        raw = self.chain.w3.eth.get_transaction_receipt(receipt.tx_hash)  # type: ignore[arg-type]
-        price = raw.get("effectiveGasPrice")
-        if price is None:
-            raise ChainError(f"receipt of {receipt.tx_hash} has no effectiveGasPrice")
-        self.paid[party] = self.paid.get(party, 0) + int(raw["gasUsed"]) * int(price)
+        self.paid[party] = self.paid.get(party, 0) + receipt.fee_wei
         self.count += 1
         return receipt
 
@@ -292,7 +286,7 @@ def _run(chain: Chain, label: str, rounds_script: tuple[RoundScript, ...], say: 
         chain.fund(account.address, FUNDING)
     w3 = chain.w3
     start = {name: int(w3.eth.get_balance(a.address)) for name, a in names.items()}
-    gas = _Gas(chain)
+    gas = _Gas()
 
     say("owner deploys PocMarketplace")
     market, receipt = MarketplaceClient.deploy(chain, owner)

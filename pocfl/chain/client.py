@@ -118,6 +118,8 @@ class ContractClient:
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
             events=tuple(self._decode_logs(receipt)),
+            fee_wei=int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]),
+            contract_address=str(receipt["contractAddress"]) if receipt.get("contractAddress") else None,
         )
 
     def _explain_failure(self, tx: dict[str, Any], block: int, tx_hash: str) -> ChainError:
@@ -312,8 +314,6 @@ def deploy_contract(
     deployer = ContractClient(chain, "0x" + "00" * 20, artifact["abi"], account)
     constructor = factory.constructor(*args)
     receipt = deployer.transact(constructor, gas=gas)  # type: ignore[arg-type]
-    raw = chain.w3.eth.get_transaction_receipt(receipt.tx_hash)  # type: ignore[arg-type]
-    address = raw["contractAddress"]
-    if address is None:
+    if receipt.contract_address is None:
         raise ChainError(f"deployment of {name} produced no contract address")
-    return str(address), receipt
+    return receipt.contract_address, receipt

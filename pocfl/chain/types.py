@@ -235,12 +235,18 @@ class EventRecord(_Jsonable):
 
 @dataclass(frozen=True)
 class Receipt(_Jsonable):
-    """A mined, successful transaction and the marketplace events it emitted."""
+    """A mined, successful transaction and the marketplace events it emitted.
+
+    ``fee_wei`` is what the sender paid (``gasUsed * effectiveGasPrice``); ``contract_address`` is set
+    for deployments.
+    """
 
     tx_hash: str
     block_number: int
     gas_used: int
     events: tuple[EventRecord, ...] = field(default_factory=tuple)
+    fee_wei: int = 0
+    contract_address: str | None = None
 
     def event(self, name: str) -> EventRecord:
         """The first event called ``name``.

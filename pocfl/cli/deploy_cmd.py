@@ -63,8 +63,7 @@ def deploy(
             s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the contract vanishes on exit; not recording it")
         else:
             previous = record_deployment(s.deployment_file, record)
-        raw = chain.w3.eth.get_transaction_receipt(receipt.tx_hash)  # type: ignore[arg-type]
-        fee = int(raw["gasUsed"]) * int(raw.get("effectiveGasPrice", 0))
+        fee = receipt.fee_wei
 
         def human() -> None:
             s.out.print(f"Deployed PocMarketplace at [bold]{record.address}[/bold] on chain {chain_id}")
