@@ -102,3 +102,37 @@ def new_project(env: Env) -> Callable[..., Project]:
         return create_project(env, **kwargs)
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# IPFS
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ipfs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The RPC URL of a real IPFS daemon on 127.0.0.1, started once per session and stopped by PID.
+
+    ``POCFL_TEST_IPFS_URL`` points the tests at a node someone else runs. Otherwise Kubo (if on PATH) or the
+    js-ipfs daemon from ``tools/ipfs-node`` is started. A missing daemon fails the tests (CI must exercise the
+    real node) unless ``POCFL_ALLOW_NO_IPFS=1``, which skips them instead.
+    """
+    external = os.environ.get("POCFL_TEST_IPFS_URL")
+    if external:
+        yield external
+        return
+    from pocfl.errors import ConfigError
+    from pocfl.store.daemon import IpfsDaemon, find_ipfs
+
+    try:
+        implementation = find_ipfs()
+    except ConfigError as exc:
+        if os.environ.get("POCFL_ALLOW_NO_IPFS") == "1":
+            pytest.skip(str(exc))
+        pytest.fail(f"{exc} (or set POCFL_ALLOW_NO_IPFS=1 to skip the IPFS tests)")
+    root = tmp_path_factory.mktemp("ipfs")
+    daemon = IpfsDaemon.start(root / "repo", log_file=root / "daemon.log", implementation=implementation)
+    try:
+        yield daemon.url
+    finally:
+        daemon.stop()
