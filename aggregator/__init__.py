@@ -1,0 +1,1 @@
+"""Aggregator: robust aggregation, outlier decisions, contribution scores (pure functions, no I/O)."""
