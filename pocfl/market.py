@@ -15,7 +15,7 @@ report fits one 256 KiB chunk, else ``dag-pb``; :func:`report_cids` gives both c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pocfl.chain.client import MarketplaceClient
@@ -101,8 +101,11 @@ class Market:
         return canonical
 
     def create_project(self, params: ProjectParams, budget: int, initial_model: bytes | Path | None = None) -> int:
-        """Create a project; ``initial_model`` (bytes or a file) is stored and its CID used, else the CID in
-        ``params`` must already be in the store. Returns the project id."""
+        """Create a project and return its id.
+
+        ``initial_model`` (bytes or a file) is stored and its CID used; without it the CID in ``params`` must
+        already be in the store.
+        """
         cid = self.publish(initial_model) if initial_model is not None else self.require(params.initial_model_cid)
         project_id, _ = self.client.create_project(_replace_cid(params, cid), budget)
         return project_id
@@ -181,6 +184,4 @@ class Market:
 
 
 def _replace_cid(params: ProjectParams, cid: str) -> ProjectParams:
-    from dataclasses import replace
-
     return replace(params, initial_model_cid=cid)
