@@ -9,6 +9,8 @@ A session turns the options into a connection, a signing account and the marketp
   password comes from ``$POCFL_KEYSTORE_PASSWORD`` or a prompt. Keys never go on the command line.
 - ``--deployment FILE`` (``$POCFL_DEPLOYMENT``, default ``<state dir>/deployments.json``) and
   ``--market ADDRESS`` to use another contract than the recorded one.
+- ``--ipfs``: the content store, ``$POCFL_IPFS``, else the embedded store in ``<state dir>/store``; an IPFS
+  node's RPC URL (``http://127.0.0.1:5001``) or multiaddr, or a directory (see :func:`pocfl.store.open_store`).
 - ``--json``: one JSON document on stdout, nothing else.
 """
 
@@ -32,6 +34,9 @@ from pocfl.errors import ConfigError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+
+    from pocfl.market import Market
+    from pocfl.store import ContentStore
 
     from pocfl.chain.backends import Chain
     from pocfl.chain.client import MarketplaceClient
@@ -101,6 +106,19 @@ MarketOpt = Annotated[
     ),
 ]
 
+IpfsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ipfs",
+        envvar="POCFL_IPFS",
+        metavar="URL|DIR",
+        help="Content store: an IPFS node's RPC URL (http://127.0.0.1:5001) or an embedded store directory. "
+        "Default: the embedded store in <state dir>/store.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
@@ -120,8 +138,11 @@ class Session:
         json_out: bool = False,
         deployment: Path | None = None,
         market: str | None = None,
+        ipfs: str | None = None,
     ) -> None:
         self._rpc = rpc.strip() if rpc else None
+        self.ipfs = ipfs
+        self._store: ContentStore | None = None
         self.key = key
         self.keystore = keystore
         self.out = Output(json_out)
@@ -250,13 +271,32 @@ class Session:
         check_code(address, bytes(chain.w3.eth.get_code(address)), chain.chain_id)  # type: ignore[arg-type]
         return MarketplaceClient(chain, address, self.account() if signer else None)
 
+    # ---- content store ---------------------------------------------------------------------------------
+
+    def store(self) -> ContentStore:
+        """The content store named by ``--ipfs`` (opened on first use)."""
+        if self._store is None:
+            from pocfl.store import open_store
+
+            self._store = open_store(self.ipfs)
+        return self._store
+
+    def store_market(self, signer: bool = True) -> Market:
+        """The marketplace bound to the content store: CIDs go on chain only for stored bytes."""
+        from pocfl.market import Market
+
+        return Market(self.market(signer), self.store())
+
     # ---- lifetime ------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection (stopping a throwaway anvil)."""
+        """Close the connection (stopping a throwaway anvil) and the store."""
         if self._chain is not None:
             self._chain.close()
             self._chain = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def __enter__(self) -> Session:
         return self
