@@ -35,11 +35,10 @@ from pocfl.errors import ConfigError
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from pocfl.market import Market
-    from pocfl.store import ContentStore
-
     from pocfl.chain.backends import Chain
     from pocfl.chain.client import MarketplaceClient
+    from pocfl.market import Market
+    from pocfl.store import ContentStore
 
 # web3 and eth-account take a second to import: chain modules are imported where needed, so that
 # `pocfl --help` and `pocfl chain up|down|status` start fast. These equal pocfl.chain.accounts' names.
