@@ -11,12 +11,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -30,6 +27,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import Wei
 
 from pocfl.errors import ChainError, ConfigError
+from pocfl.procs import free_port, stop_pid
 
 EMBEDDED = "embedded"
 ANVIL_HARDFORK = "prague"
@@ -190,14 +188,6 @@ def find_anvil() -> Path:
     raise ConfigError("anvil is not installed: run `npm ci` in the pocfl checkout (or set POCFL_ANVIL)")
 
 
-def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _chain_id_at(url: str, timeout: float = 1.0) -> int | None:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
@@ -282,21 +272,3 @@ class AnvilProcess:
                     self._popen.wait(timeout)
             return
         stop_pid(self.pid, timeout)
-
-
-def stop_pid(pid: int, timeout: float = 10.0) -> bool:
-    """Stop a process we started earlier (by PID): SIGTERM, wait, then SIGKILL. Returns False if it was gone."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True

@@ -164,7 +164,7 @@ def down(json_out: JsonOpt = False) -> None:
     elif not is_anvil(record.pid):
         reason = f"pid {record.pid} is no longer anvil; left it alone"
     else:
-        from pocfl.chain.backends import stop_pid
+        from pocfl.procs import stop_pid
 
         stopped = stop_pid(record.pid)
     remove_node()

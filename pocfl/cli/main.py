@@ -3,6 +3,8 @@
 Command groups live in one module each; this module only assembles them::
 
     pocfl chain up|down|status|fund|advance     local node
+    pocfl ipfs up|down|status                   local IPFS daemon
+    pocfl store put|get|has|pin|cid|verify|info content store (embedded or IPFS)
     pocfl account new|show                      keystores, balances
     pocfl deploy                                deploy the marketplace, write the deployment file
     pocfl project create|list|status|allow|cancel|finalize|withdraw
@@ -15,7 +17,17 @@ from __future__ import annotations
 
 import typer
 
-from pocfl.cli import account_cmd, chain_cmd, demo_cmd, deploy_cmd, project_cmd, round_cmd, trainer_cmd
+from pocfl.cli import (
+    account_cmd,
+    chain_cmd,
+    demo_cmd,
+    deploy_cmd,
+    ipfs_cmd,
+    project_cmd,
+    round_cmd,
+    store_cmd,
+    trainer_cmd,
+)
 
 app = typer.Typer(
     name="pocfl",
@@ -27,6 +39,8 @@ app = typer.Typer(
 )
 
 app.add_typer(chain_cmd.app, name="chain")
+app.add_typer(ipfs_cmd.app, name="ipfs")
+app.add_typer(store_cmd.app, name="store")
 app.add_typer(account_cmd.app, name="account")
 app.command("deploy")(deploy_cmd.deploy)
 app.add_typer(project_cmd.app, name="project")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from pocfl.chain.backends import free_port, stop_pid
 from pocfl.errors import ConfigError
+from pocfl.procs import free_port, stop_pid
 from pocfl.store.errors import StoreUnavailableError
 
 JSIPFS_DIR_ENV = "POCFL_JSIPFS_DIR"

@@ -1,0 +1,314 @@
+"""``pocfl store``: put files into the content store, fetch them back verified, check and pin CIDs.
+
+Every command works on the store named by ``--ipfs`` (``$POCFL_IPFS``, else the embedded store in
+``<state dir>/store``); see :func:`pocfl.store.open_store`. Every read is checked against its CID: a fetched
+object that hashes to another CID is never written to the output (``CidMismatchError``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pocfl.cli.output import Output, error_message, guarded, kv_table
+from pocfl.cli.session import IpfsOpt, JsonOpt
+from pocfl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pocfl.store import ContentStore
+
+app = typer.Typer(
+    name="store",
+    help="Put files into the content store (embedded or an IPFS node), fetch them back verified, check and pin CIDs.",
+    no_args_is_help=True,
+)
+
+DEFAULT_MAX_SIZE = 1 << 30
+"""Default cap on one fetched object; equals ``pocfl.store.DEFAULT_MAX_SIZE`` (not imported: keeps startup fast)."""
+
+CidsArg = Annotated[list[str], typer.Argument(metavar="CID...", help="Content identifiers (CIDv1 or CIDv0).")]
+FilesArg = Annotated[
+    list[Path],
+    typer.Argument(metavar="FILE...", exists=True, dir_okay=False, readable=True, help="Files to read."),
+]
+MaxSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-size", min=1, metavar="BYTES", help="Refuse an object larger than BYTES (checked while reading)."
+    ),
+]
+FetchTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        metavar="SECONDS",
+        help="Seconds an IPFS node may search for an object it does not hold before it counts as missing.",
+    ),
+]
+DEFAULT_FETCH_TIMEOUT = 30.0
+
+
+@contextmanager
+def _open(ipfs: str | None, fetch_timeout: float = DEFAULT_FETCH_TIMEOUT) -> Iterator[ContentStore]:
+    """The store named by ``--ipfs`` (``$POCFL_IPFS``, else embedded), closed on exit."""
+    from pocfl.store import open_store
+
+    store = open_store(ipfs, fetch_timeout=fetch_timeout)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _fetched(store: ContentStore, cid: str, max_size: int) -> Iterator[Path]:
+    """Fetch ``cid`` into a private temporary file, verified, and delete it afterwards (bounded memory)."""
+    with tempfile.TemporaryDirectory(prefix="pocfl-get-") as tmp:
+        yield store.get_file(cid, Path(tmp) / "object", max_size=max_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# put / get
+# ---------------------------------------------------------------------------------------------------
+
+
+def _files_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("cid", "size (bytes)", "file")
+    for row in rows:
+        table.add_row(row["cid"], str(row["size"]), escape(row["path"]))
+    return table
+
+
+@app.command("put")
+@guarded
+def put(files: FilesArg, ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
+    """Store files (streamed from disk) and pin them; print each file's CID and size."""
+    out = Output(json_out)
+    with _open(ipfs) as store:
+        rows: list[dict[str, Any]] = []
+        for path in files:
+            size = path.stat().st_size
+            value = store.put_file(path)
+            store.pin(value)
+            rows.append({"path": str(path), "cid": value, "size": size})
+
+        def human() -> None:
+            out.table(_files_table(rows))
+            out.print(f"stored and pinned in {escape(store.location)}")
+
+        out.result(rows, human)
+
+
+@app.command("get")
+@guarded
+def get(
+    cid: Annotated[str, typer.Argument(metavar="CID", help="Content identifier of the object to fetch.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write the object to FILE (only once its CID checks out). Default: raw bytes on stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    max_size: MaxSizeOpt = DEFAULT_MAX_SIZE,
+    timeout: FetchTimeoutOpt = DEFAULT_FETCH_TIMEOUT,
+    ipfs: IpfsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch an object and check that its bytes hash to CID before writing them anywhere.
+
+    Without -o the raw bytes go to stdout (redirect or pipe them; a terminal is refused).
+    """
+    from pocfl.store import canonical_cid
+
+    out = Output(json_out)
+    if output is None and json_out:
+        raise ConfigError("--json describes the written file: give -o FILE as well")
+    if output is None and sys.stdout.isatty():
+        raise ConfigError("refusing to write raw object bytes to a terminal: give -o FILE or redirect stdout")
+    with _open(ipfs, timeout) as store:
+        if output is None:
+            with _fetched(store, cid, max_size) as tmp, open(tmp, "rb") as src:
+                sink = sys.stdout.buffer
+                shutil.copyfileobj(src, sink)
+                sink.flush()
+            return
+        path = store.get_file(cid, output, max_size=max_size)
+    size = path.stat().st_size
+    out.result(
+        {"cid": canonical_cid(cid), "path": str(path), "size": size},
+        lambda: out.print(f"Wrote {size} bytes to {escape(str(path))} (CID verified)."),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# has / pin / cid / verify
+# ---------------------------------------------------------------------------------------------------
+
+
+@app.command("has")
+@guarded
+def has(cids: CidsArg, ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
+    """Tell whether the store holds each CID (no verification, no network search). Exits 1 if any is missing."""
+    from pocfl.store import canonical_cid
+
+    out = Output(json_out)
+    with _open(ipfs) as store:
+        rows = [{"cid": canonical_cid(value), "present": store.has(value)} for value in cids]
+
+    def human() -> None:
+        table = Table("cid", "present")
+        for row in rows:
+            table.add_row(str(row["cid"]), "yes" if row["present"] else "[red]no[/red]")
+        out.table(table)
+
+    out.result(rows, human)
+    if not all(row["present"] for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command("pin")
+@guarded
+def pin(
+    cids: CidsArg, timeout: FetchTimeoutOpt = DEFAULT_FETCH_TIMEOUT, ipfs: IpfsOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Keep objects from garbage collection; stops at the first CID that cannot be pinned.
+
+    The embedded store keeps every object: there it only checks that each CID is present.
+    """
+    from pocfl.store import canonical_cid
+
+    out = Output(json_out)
+    pinned: list[str] = []
+    with _open(ipfs, timeout) as store:
+        for value in cids:
+            store.pin(value)
+            pinned.append(canonical_cid(value))
+
+    def human() -> None:
+        for value in pinned:
+            out.print(f"pinned {value}")
+
+    out.result([{"cid": value, "pinned": True} for value in pinned], human)
+
+
+@app.command("cid")
+@guarded
+def cid(
+    files: FilesArg,
+    cid_version: Annotated[
+        int,
+        typer.Option(
+            "--cid-version",
+            min=0,
+            max=1,
+            metavar="0|1",
+            help="1: what pocfl stores (raw leaves, base32 'b...'); 0: Kubo's historic 'Qm...' CIDs.",
+        ),
+    ] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compute files' CIDs locally, exactly as `ipfs add` gives them, without storing anything."""
+    from pocfl.store import compute_cid_file
+
+    out = Output(json_out)
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        value, size = compute_cid_file(path, cid_version)
+        rows.append({"path": str(path), "cid": value, "size": size})
+    out.result(rows, lambda: out.table(_files_table(rows)))
+
+
+@app.command("verify")
+@guarded
+def verify(
+    cids: CidsArg,
+    max_size: MaxSizeOpt = DEFAULT_MAX_SIZE,
+    timeout: FetchTimeoutOpt = DEFAULT_FETCH_TIMEOUT,
+    ipfs: IpfsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch each object and check its CID, reporting every CID (not only the first failure). Exits 1 if any fails.
+
+    A corrupted object in the embedded store is moved to its quarantine/ folder on the way; putting the right
+    bytes again repairs it. An unreachable IPFS node stops the whole command.
+    """
+    from pocfl.store import StoreError, StoreUnavailableError
+
+    out = Output(json_out)
+    rows: list[dict[str, Any]] = []
+    with _open(ipfs, timeout) as store:
+        for value in cids:
+            try:
+                with _fetched(store, value, max_size) as tmp:
+                    rows.append({"cid": value, "ok": True, "size": tmp.stat().st_size})
+            except StoreUnavailableError:
+                raise  # every other CID would fail the same way
+            except StoreError as err:
+                rows.append({"cid": value, "ok": False, "error": type(err).__name__, "message": error_message(err)})
+
+    def human() -> None:
+        table = Table("cid", "result")
+        for row in rows:
+            if row["ok"]:
+                result = f"ok ({row['size']} bytes)"
+            else:
+                result = f"[red]{row['error']}[/red]: {escape(row['message'])}"
+            table.add_row(escape(row["cid"]), result)
+        out.table(table)
+
+    out.result(rows, human)
+    if not all(row["ok"] for row in rows):
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------------------------------
+
+
+@app.command("info")
+@guarded
+def info(ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
+    """Show which content store the commands use and where it is. Exits 1 when an IPFS node does not answer."""
+    from pocfl.store import EmbeddedStore, IpfsStore, StoreError, describe_spec
+
+    out = Output(json_out)
+    with _open(ipfs) as store:
+        doc: dict[str, Any] = {"spec": describe_spec(ipfs), "location": store.location}
+        rows: list[tuple[str, Any]] = []
+        if isinstance(store, IpfsStore):
+            doc["backend"] = "ipfs"
+            try:
+                doc["version"] = str(store.version().get("Version"))
+                doc["answering"] = True
+                rows.append(("node", f"answers, version {doc['version']}"))
+            except StoreError as err:
+                doc["answering"] = False
+                doc["error"] = error_message(err)
+                rows.append(("node", f"not answering: {doc['error']}"))
+        elif isinstance(store, EmbeddedStore):
+            doc["backend"] = "embedded"
+            doc["objects"] = sum(1 for _ in (store.root / "objects").glob("*/*"))
+            doc["quarantined"] = sum(1 for _ in (store.root / "quarantine").iterdir())
+            rows += [("objects", doc["objects"]), ("quarantined", doc["quarantined"])]
+        else:
+            doc["backend"] = type(store).__name__.removesuffix("Store").lower()
+    rows = [("backend", doc["backend"]), ("spec", doc["spec"]), ("location", doc["location"]), *rows]
+    out.result(doc, lambda: out.table(kv_table(rows)))
+    if doc.get("answering") is False:
+        raise typer.Exit(1)
