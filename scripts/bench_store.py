@@ -44,7 +44,7 @@ def bench_backend(name: str, store: ContentStore, sizes: list[int], repeats: int
     for size in sizes:
         # fresh bytes for every timed put, so no run hits an object that is already stored
         fresh = [os.urandom(size) for _ in range(repeats)]
-        put = best(lambda: store.put_bytes(fresh.pop()), repeats)
+        put = best(lambda f=fresh: store.put_bytes(f.pop()), repeats)  # type: ignore[misc]
         data = os.urandom(size)
         cid = store.put_bytes(data)
         get = best(lambda c=cid: store.get_bytes(c), repeats)  # type: ignore[misc]

@@ -21,18 +21,22 @@ from pocfl.chain.types import (
 from pocfl.cli.common import project_events, tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
 from pocfl.cli.parse import (
+    existing_file,
     parse_address,
     parse_addresses,
     parse_bytes32,
     parse_eth,
     parse_wei,
     sha256_file,
+    store_holds,
+    stored_cid,
 )
-from pocfl.cli.session import DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
 from pocfl.errors import ConfigError
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
+    from pocfl.store import ContentStore
 
 app = typer.Typer(name="project", help="Create and manage training projects.", no_args_is_help=True)
 
@@ -49,7 +53,6 @@ ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
 @guarded
 def create(
     aggregator: Annotated[str, typer.Option(metavar="ADDRESS", help="The only account allowed to post rounds.")],
-    initial_model_cid: Annotated[str, typer.Option(metavar="CID", help="CID of the initial global model.")],
     rounds: Annotated[int, typer.Option(min=1, metavar="N", help="Number of training rounds.")],
     submission_window: Annotated[
         int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")
@@ -84,14 +87,34 @@ def create(
     validation_file: Annotated[
         Path | None, typer.Option(metavar="PATH", help="...or the validation set file (its sha256 is committed).")
     ] = None,
+    initial_model: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="The initial global model file: stored and pinned in the content store, its CID put on chain.",
+            show_default=False,
+        ),
+    ] = None,
+    initial_model_cid: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CID", help="...or the CID of an initial model already in the content store.", show_default=False
+        ),
+    ] = None,
     rpc: RpcOpt = None,
     key: KeyOpt = "POCFL_PRIVATE_KEY",
     keystore: KeystoreOpt = None,
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    ipfs: IpfsOpt = None,
 ) -> None:
-    """Create a project and escrow its reward budget (you become its owner)."""
+    """Create a project and escrow its reward budget (you become its owner).
+
+    The initial model's CID goes on chain only once the content store (--ipfs) holds its bytes.
+    """
+    if (initial_model is None) == (initial_model_cid is None):
+        raise ConfigError("give the initial model with exactly one of --initial-model FILE or --initial-model-cid CID")
     if (budget is None) == (budget_wei is None):
         raise ConfigError("give the reward budget with exactly one of --budget ETH or --budget-wei WEI")
     budget_amount = parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei))
@@ -112,8 +135,14 @@ def create(
     agg = parse_address(aggregator, "--aggregator")
     verifier_address = parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS
     stake_wei = parse_eth(stake, "--stake")
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        m = s.market()
+    model_file = existing_file(initial_model, "--initial-model") if initial_model is not None else None
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+        sm = s.store_market()
+        m = sm.client
+        if initial_model_cid is not None:
+            model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
+        else:
+            model_cid = sm.publish(_present(model_file))
         start = start_time if start_time is not None else s.now() + int(start_in or 0)
         params = ProjectParams(
             aggregator=agg,
@@ -123,7 +152,7 @@ def create(
             aggregation_window=aggregation_window,
             min_trainers=min_trainers,
             max_trainers=max_trainers,
-            initial_model_cid=initial_model_cid,
+            initial_model_cid=model_cid,
             registration_mode=RegistrationMode.ALLOWLIST if allowlist else RegistrationMode.OPEN,
             stake=stake_wei,
             validation_set_commitment=commitment,
@@ -139,6 +168,8 @@ def create(
         document: dict[str, Any] = {
             "project_id": project_id,
             "owner": m.sender,
+            "initial_model_cid": model_cid,
+            "store": sm.store.location,
             "budget_wei": budget_amount,
             "round_budget_wei": budget_amount // rounds,
             "params": params.to_json(),
@@ -150,12 +181,18 @@ def create(
 
         def human() -> None:
             s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(budget_amount)}")
+            s.out.print(f"Initial model {escape(model_cid)} (in {escape(sm.store.location)}).")
             s.out.print(f"Registration closes and round 0 opens at {when(start, now)}.")
             if allowed:
                 s.out.print(f"Allowlisted {len(allowed)} trainers.")
             s.out.print(f"Trainers join with `pocfl register {project_id}`; see `pocfl project status {project_id}`.")
 
         s.out.result(document, human)
+
+
+def _present(path: Path | None) -> Path:
+    assert path is not None
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,7 +259,7 @@ def _time(timestamp: int, now: int) -> dict[str, Any]:
     return {"timestamp": timestamp, "utc": utc(timestamp), "relative": relative(timestamp, now)}
 
 
-def _status_document(m: MarketplaceClient, s: Session, project_id: int) -> dict[str, Any]:
+def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: ContentStore) -> dict[str, Any]:
     st = m.project(project_id)
     now = s.now()
     start = s.from_block
@@ -256,6 +293,7 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int) -> dict[
                 "round": r,
                 "outcome": "posted",
                 "model_cid": e.args["modelCid"],
+                "model_stored": store_holds(store, str(e.args["modelCid"])),
                 "credited_wei": int(e.args["credited"]),
                 "unallocated_wei": int(e.args["unallocated"]),
                 "proven": bool(e.args["proven"]),
@@ -280,6 +318,7 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int) -> dict[
             "index": int(e.args["index"]),
             "trainer": str(e.args["trainer"]),
             "cid": e.args["cid"],
+            "stored": store_holds(store, str(e.args["cid"])),
             "commitment": e.args["commitment"],
             "feature_commitment": e.args["featureCommitment"],
         }
@@ -287,6 +326,8 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int) -> dict[
     ]
     return {
         "project": st.to_json(),
+        "model_stored": store_holds(store, st.model_cid),
+        "store": store.location,
         "phase": st.phase(now),
         "now": now,
         "times": {
@@ -312,16 +353,29 @@ def status(
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    ipfs: IpfsOpt = None,
 ) -> None:
-    """Show a project: parameters, phase, deadlines, money, trainers, submissions and credits."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+    """Show a project: parameters, phase, deadlines, money, trainers, submissions and credits.
+
+    For each CID listed (the current model, round models, current submissions) it says whether the content
+    store holds it, without fetching.
+    """
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
         m = s.market(signer=False)
-        doc = _status_document(m, s, project_id)
+        doc = _status_document(m, s, project_id, s.store())
         s.out.result(doc, lambda: _render_status(s, doc))
 
 
 def _fmt(t: dict[str, Any]) -> str:
     return f"{t['utc']} ({t['relative']})"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "?" if value is None else ("yes" if value else "no")
+
+
+def _stored_text(value: bool | None) -> str:
+    return {True: "in the store", False: "NOT in the store", None: "store unreachable"}[value]
 
 
 def _render_status(s: Session, doc: dict[str, Any]) -> None:
@@ -344,7 +398,7 @@ def _render_status(s: Session, doc: dict[str, Any]) -> None:
         ("per round", eth_wei(p["round_budget"])),
         ("escrow", eth_wei(p["escrow"])),
         ("stakes held", eth_wei(p["stakes_held"])),
-        ("model", p["model_cid"]),
+        ("model", f"{p['model_cid']} ({_stored_text(doc['model_stored'])})"),
         ("validation set", params["validation_set_commitment"]),
     ]
     if active and started:
@@ -370,9 +424,9 @@ def _render_status(s: Session, doc: dict[str, Any]) -> None:
             )
         s.out.table(table)
     if doc["current_round_submissions"]:
-        table = Table("#", "trainer", "cid", title=f"Round {p['current_round']} submissions")
+        table = Table("#", "trainer", "cid", "stored", title=f"Round {p['current_round']} submissions")
         for sub in doc["current_round_submissions"]:
-            table.add_row(str(sub["index"]), sub["trainer"], escape(sub["cid"]))
+            table.add_row(str(sub["index"]), sub["trainer"], escape(sub["cid"]), _yes_no(sub["stored"]))
         s.out.table(table)
     if doc["rounds"]:
         table = Table("round", "outcome", "credited (ETH)", "unallocated (wei)", title="Settled rounds")

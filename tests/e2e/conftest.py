@@ -1,5 +1,6 @@
 """Fixtures of the end-to-end suites: one anvil per module, fresh funded actors whose keys live only in
-environment variables, a private ``POCFL_HOME`` per test, and a runner for the ``pocfl`` app.
+environment variables, a private ``POCFL_HOME`` per test (whose embedded content store the CLI uses), real model
+and update files, and a runner for the ``pocfl`` app.
 
 Keys are generated at run time and handed to the CLI by environment variable name (``--key E2E_T1_KEY``),
 exactly as users do; none is written in code.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
@@ -20,6 +22,8 @@ from typer.testing import CliRunner, Result
 from pocfl.chain.accounts import new_account
 from pocfl.chain.backends import AnvilProcess, Chain, rpc_chain
 from pocfl.cli.main import app
+from pocfl.store import EmbeddedStore
+from pocfl.updates import ModelSpec, encode_update
 
 ACTOR_FUNDS = 100 * 10**18
 POCFL_ENV_VARS = (
@@ -28,7 +32,11 @@ POCFL_ENV_VARS = (
     "POCFL_KEYSTORE",
     "POCFL_KEYSTORE_PASSWORD",
     "POCFL_DEPLOYMENT",
+    "POCFL_IPFS",
 )
+
+SPEC = ModelSpec((("fc.weight", (4, 3), "F32"), ("fc.bias", (4,), "F32")), name="e2e-model")
+"""The small model architecture of the end-to-end tests."""
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +141,44 @@ class Cli:
 def cli(anvil_node: AnvilProcess, pocfl_home: Path) -> Cli:
     """The CLI runner, with ``--rpc`` pointing at the module's anvil and a private ``POCFL_HOME``."""
     return Cli(anvil_node.url)
+
+
+@pytest.fixture
+def store(pocfl_home: Path) -> EmbeddedStore:
+    """The embedded content store the CLI uses by default under the test's ``POCFL_HOME``."""
+    return EmbeddedStore(pocfl_home / "store")
+
+
+class Files:
+    """Writes real pocfl files (a model or an update of :data:`SPEC`, deterministic per seed) into a folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, name: str, kind: str, seed: int) -> Path:
+        rng = np.random.default_rng(seed)
+        tensors = {t.name: rng.normal(0, 0.1, t.shape).astype(np.float32) for t in SPEC}
+        path = self.root / name
+        path.write_bytes(encode_update(tensors, SPEC, kind=kind))
+        return path
+
+    def model(self, name: str = "model.safetensors", seed: int = 0) -> Path:
+        """A full model (``kind = weights``)."""
+        return self._write(name, "weights", seed)
+
+    def update(self, name: str, seed: int) -> Path:
+        """A model delta (``kind = delta``)."""
+        return self._write(name, "delta", seed)
+
+    def text(self, name: str, content: str) -> Path:
+        """Any other file (a round report)."""
+        path = self.root / name
+        path.write_text(content)
+        return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Files:
+    """Real model, update and report files in the test's temporary folder."""
+    return Files(tmp_path / "files")

@@ -27,8 +27,11 @@ from pocfl.cli.session import chain_now
 from pocfl.cli.state import pid_alive
 from pocfl.deployment import Deployment, load_deployments, record_deployment
 from pocfl.errors import ConfigError
+from pocfl.market import report_hash
 from pocfl.payouts import allocate, round_budget
-from tests.e2e.conftest import Actors, Cli
+from pocfl.store import compute_cid
+from pocfl.updates import EncryptionKeyPair, update_commitment
+from tests.e2e.conftest import Actors, Cli, Files
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +47,16 @@ def advance_past(cli: Cli, chain: Chain, timestamp: int) -> None:
         cli("chain", "advance", str(delta))
 
 
-def create_project(cli: Cli, owner: tuple[str, ...], aggregator: str, *extra: str, **options: Any) -> int:
-    """`pocfl project create` with test defaults; ``options`` override them (underscores become dashes)."""
+def create_project(
+    cli: Cli, owner: tuple[str, ...], aggregator: str, *extra: str, model: Path | None = None, **options: Any
+) -> int:
+    """`pocfl project create` with test defaults; ``options`` override them (underscores become dashes).
+
+    The initial model is ``model`` (stored by the command) unless ``initial_model_cid`` is among the options.
+    """
+    if "initial_model_cid" not in options:
+        assert model is not None, "give the initial model file or its CID"
+        extra = (*extra, "--initial-model", str(model))
     values = {
         "budget": "2.5",
         "rounds": "2",
@@ -55,7 +66,6 @@ def create_project(cli: Cli, owner: tuple[str, ...], aggregator: str, *extra: st
         "min_trainers": "3",
         "max_trainers": "3",
         "stake": "0.1",
-        "initial_model_cid": "bafy-initial-model",
         **{k: str(v) for k, v in options.items()},
     }
     if "budget_wei" in options:
@@ -81,6 +91,7 @@ def test_full_project_flow(
     anvil_chain: Chain,
     pocfl_home: Path,
     tmp_path: Path,
+    files: Files,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The owner signs with an encrypted keystore whose password comes from the environment.
@@ -108,6 +119,7 @@ def test_full_project_flow(
     t1, t2, t3 = actors.trainers
     validation = tmp_path / "validation.bin"
     validation.write_bytes(os.urandom(256))
+    initial = files.model()
     pid = create_project(
         cli,
         own,
@@ -116,6 +128,7 @@ def test_full_project_flow(
         f"{t1.address},{t2.address}",
         "--validation-file",
         str(validation),
+        model=initial,
     )
     cli("project", "allow", str(pid), t3.address, *own)
     budget = parse_eth("2.5")
@@ -130,6 +143,7 @@ def test_full_project_flow(
     assert project["params"]["registration_mode"] == "allowlist"
     assert project["params"]["validation_set_commitment"] == "0x" + hashlib.sha256(validation.read_bytes()).hexdigest()
     assert status["times"]["start_time"]["relative"].startswith("in ")
+    assert project["model_cid"] == compute_cid(initial.read_bytes()) and status["model_stored"] is True
 
     # Registration: the outsider is refused with the contract's named error in the JSON.
     refused = cli.json("register", str(pid), "--key", actors.outsider.env, code=1)
@@ -142,23 +156,45 @@ def test_full_project_flow(
         t.address for t in actors.trainers
     ]
 
-    # Round 0.
-    commitment = "0x" + secrets.token_hex(32)
-    early = cli.json(
-        "round", "submit", str(pid), "--cid", "bafy-x", "--commitment", commitment, "--key", t1.env, code=1
-    )
+    # Round 0: t1 submits its update file, t2 encrypts its update to the aggregator, t3 submits by CID a file
+    # it stored itself (`pocfl store put`) with the commitment it computed.
+    updates = {t.name: files.update(f"{t.name}.safetensors", seed=i + 1) for i, t in enumerate(actors.trainers)}
+    early = cli.json("round", "submit", str(pid), "--update", str(updates["t1"]), "--key", t1.env, code=1)
     assert early["error"] == "RoundNotOpen"
     advance_past(cli, anvil_chain, project["params"]["start_time"])
-    for t in actors.trainers:
-        digest = "0x" + hashlib.sha256(f"update of {t.name}".encode()).hexdigest()
-        sent = cli.json(
-            "round", "submit", str(pid), "--cid", f"bafy-update-{t.name}", "--commitment", digest, "--key", t.env
-        )
-        assert sent["round"] == 0
+    agg_key = EncryptionKeyPair.generate()
+    key_file = agg_key.save(tmp_path / "aggregator.key")
+    sent1 = cli.json("round", "submit", str(pid), "--update", str(updates["t1"]), "--key", t1.env)
+    sent2 = cli.json(
+        "round", "submit", str(pid), "--update", str(updates["t2"]), "--encrypt-to", agg_key.public_key_hex,
+        "--key", t2.env,
+    )  # fmt: skip
+    t3_plain = updates["t3"].read_bytes()
+    [put] = cli.json("store", "put", str(updates["t3"]), rpc=False)
+    t3_cid = put["cid"]
+    t3_commitment = update_commitment(
+        t3_plain, chain_id=ANVIL_CHAIN_ID, market=market, project_id=pid, round=0, trainer=t3.address
+    )
+    sent3 = cli.json(
+        "round", "submit", str(pid), "--cid", t3_cid, "--commitment", "0x" + t3_commitment.hex(), "--key", t3.env
+    )
+    assert [x["round"] for x in (sent1, sent2, sent3)] == [0, 0, 0]
+    assert (sent1["encrypted"], sent2["encrypted"], sent3["encrypted"]) == (False, True, False)
+    assert sent1["cid"] == compute_cid(updates["t1"].read_bytes()) and sent3["cid"] == t3_cid
+    assert sent1["commitment_computed"] and not sent3["commitment_computed"]
+    cids = [sent1["cid"], sent2["cid"], t3_cid]
     shown_round = cli.json("round", "show", str(pid))
     assert shown_round["state"] == "open"
-    assert [s["cid"] for s in shown_round["submissions"]] == ["bafy-update-t1", "bafy-update-t2", "bafy-update-t3"]
-    post = ("round", "post", str(pid), "--model-cid", "bafy-model-1", "--key", actors.aggregator.env)
+    assert [s["cid"] for s in shown_round["submissions"]] == cids
+    assert [s["stored"] for s in shown_round["submissions"]] == [True, True, True]
+    fetched = cli.json("round", "fetch", str(pid), "--out", str(tmp_path / "in"), "--decrypt-key", str(key_file))
+    assert (fetched["ok"], fetched["failed"]) == (3, 0)
+    assert [Path(s["file"]).read_bytes() for s in fetched["submissions"]] == [
+        updates[t.name].read_bytes() for t in actors.trainers
+    ]
+    model_1 = files.model("model-1.safetensors", seed=10)
+    report_0 = files.text("report-0.json", '{"round": 0}')
+    post = ("round", "post", str(pid), "--model", str(model_1), "--key", actors.aggregator.env)
     too_early = cli.json(*post, "--scores", "5,3,-1", code=1)
     assert too_early["error"] == "SubmissionWindowOpen"
     deadlines = cli.json("project", "status", str(pid))["project"]
@@ -167,11 +203,14 @@ def test_full_project_flow(
     assert wrong["error"] == "ConfigError"
     assert "3 submissions" in wrong["message"] and "pocfl round show" in wrong["message"]
     not_aggregator = cli.json(
-        "round", "post", str(pid), "--model-cid", "m", "--scores", "1,1,1", "--key", t1.env, code=1
+        "round", "post", str(pid), "--model", str(model_1), "--scores", "1,1,1", "--key", t1.env, code=1
     )
     assert not_aggregator["error"] == "NotAggregator"
     scores, outliers = (5, 3, -1), (False, False, False)
-    posted = cli.json(*post, "--scores", "5,3,-1", "--outliers", "0,0,0", "--report-hash", "0x" + "ab" * 32)
+    posted = cli.json(*post, "--scores", "5,3,-1", "--outliers", "0,0,0", "--report", str(report_0))
+    report_cid = compute_cid(report_0.read_bytes())
+    assert posted["model_cid"] == compute_cid(model_1.read_bytes())
+    assert (posted["report_cid"], posted["report_hash"]) == (report_cid, "0x" + report_hash(report_cid).hex())
     expected = allocate(round_budget(budget, 2), scores, outliers)
     assert [c["amount_wei"] for c in posted["credits"]] == list(expected.shares)
     assert posted["credited_wei"] == expected.credited
@@ -180,9 +219,10 @@ def test_full_project_flow(
     assert shown_round["state"] == "posted"
     assert [s["score"] for s in shown_round["submissions"]] == list(scores)
     assert [s["credited_wei"] for s in shown_round["submissions"]] == list(expected.shares)
-    assert shown_round["report_hash"] == "0x" + "ab" * 32
+    assert shown_round["report_hash"] == "0x" + report_hash(report_cid).hex()
+    assert shown_round["report_cid"] == report_cid and shown_round["model_stored"] is True
     human = cli("round", "show", str(pid), "0").stdout
-    assert "posted" in human and "bafy-update-t2" in human
+    assert "posted" in human and sent2["cid"] in human
 
     # Claims pay exactly the allocation, to the trainer or to --to.
     assert cli.json("claim", "--key", t1.env)["amount_wei"] == expected.shares[0]
@@ -218,6 +258,8 @@ def test_full_project_flow(
         assert cli.json("claim", "--key", t.env)["amount_wei"] == stake
     final = cli.json("project", "status", str(pid))
     assert final["project"]["status"] == "finished"
+    assert final["project"]["model_cid"] == posted["model_cid"] and final["model_stored"] is True
+    assert [r.get("model_stored") for r in final["rounds"]] == [True, None]
     assert final["project"]["escrow"] == 0 and final["project"]["stakes_held"] == 0
     assert [t["credited_wei"] for t in final["trainers"]] == list(expected.shares)
     assert [(r["round"], r["outcome"]) for r in final["rounds"]] == [(0, "posted"), (1, "failed")]
@@ -228,11 +270,16 @@ def test_full_project_flow(
     assert f"Project {pid}" in human_status and "finished" in human_status
 
 
-def test_cancel_withdraw_and_undersubscribed_finalize(cli: Cli, actors: Actors, anvil_chain: Chain) -> None:
+def test_cancel_withdraw_and_undersubscribed_finalize(
+    cli: Cli, actors: Actors, anvil_chain: Chain, files: Files
+) -> None:
     own = ("--key", actors.owner.env)
     cli("deploy", *own)
     t1, t2, _ = actors.trainers
-    pid = create_project(cli, own, actors.aggregator.address, min_trainers=2, stake="0.2", budget_wei="1000000007")
+    model = files.model()
+    pid = create_project(
+        cli, own, actors.aggregator.address, model=model, min_trainers=2, stake="0.2", budget_wei="1000000007"
+    )
     assert cli.json("register", str(pid), "--key", t1.env)["stake_wei"] == parse_eth("0.2")
     assert cli.json("leave", str(pid), "--key", t1.env)["stake_credited_wei"] == parse_eth("0.2")
     cli("register", str(pid), "--key", t1.env)
@@ -250,7 +297,9 @@ def test_cancel_withdraw_and_undersubscribed_finalize(cli: Cli, actors: Actors, 
     assert balance(anvil_chain, actors.outsider.address) - before == parse_eth("0.4")
 
     # A project that starts with too few trainers: anyone's finalize cancels it.
-    pid2 = create_project(cli, own, actors.aggregator.address, min_trainers=2, start_in=60)
+    model_cid = compute_cid(model.read_bytes())  # stored by the first create: given by CID this time
+    pid2 = create_project(cli, own, actors.aggregator.address, initial_model_cid=model_cid, min_trainers=2, start_in=60)
+    assert cli.json("project", "status", str(pid2))["model_stored"] is True
     cli("register", str(pid2), "--key", t1.env)
     advance_past(cli, anvil_chain, cli.json("project", "status", str(pid2))["project"]["params"]["start_time"])
     assert cli.json("project", "status", str(pid2))["phase"] == "undersubscribed"
@@ -328,12 +377,12 @@ def test_stale_deployment_and_wrong_market_are_detected(cli: Cli, actors: Actors
     assert cli.json("project", "list")["projects"] == []
 
 
-def test_bad_values_are_refused_before_any_transaction(cli: Cli, actors: Actors) -> None:
+def test_bad_values_are_refused_before_any_transaction(cli: Cli, actors: Actors, files: Files) -> None:
     own = ("--key", actors.owner.env)
     cli("deploy", *own)
     base = ["project", "create", *own, "--aggregator", actors.aggregator.address, "--rounds", "1"]
     base += ["--submission-window", "60", "--aggregation-window", "60", "--min-trainers", "1", "--max-trainers", "2"]
-    base += ["--initial-model-cid", "bafy"]
+    base += ["--initial-model", str(files.model())]
     too_precise = cli.json(*base, "--budget", "1.0000000000000000001", "--start-in", "60", code=1)
     assert "more than 18 decimals" in too_precise["message"]
     both = cli.json(*base, "--budget", "1", "--budget-wei", "5", "--start-in", "60", code=1)

@@ -1,17 +1,32 @@
-"""``pocfl demo``: the scripted project reconciles to the wei on the embedded chain and on anvil."""
+"""``pocfl demo``: the scripted project reconciles to the wei on the embedded chain and on anvil, and every file
+it stored (models, updates, reports) is in its content store and re-hashes to its CID."""
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from pocfl.cli.main import app
-from pocfl.demo import ROUND_BUDGET, STAKE, DemoResult, raw_cid, run_demo, script
+from pocfl.demo import (
+    MODEL_SPEC,
+    REPORT_FORMAT,
+    ROUND_BUDGET,
+    STAKE,
+    DemoResult,
+    initial_model,
+    run_demo,
+    script,
+    trainer_update,
+)
 from pocfl.payouts import allocate, round_budget
+from pocfl.store import EmbeddedStore, compute_cid
+from pocfl.updates import decode_update, is_encrypted
 
 pytestmark = pytest.mark.e2e
 
@@ -47,9 +62,20 @@ def check(result: DemoResult) -> None:
     assert all(p.gas > 0 for p in result.parties)
 
 
+@pytest.fixture(autouse=True)
+def no_store_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's default store is a temporary directory, whatever ``$POCFL_IPFS`` the shell has."""
+    monkeypatch.delenv("POCFL_IPFS", raising=False)
+
+
 @pytest.fixture(scope="module")
-def embedded_result() -> DemoResult:
-    return run_demo("embedded", 3)
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo-store")
+
+
+@pytest.fixture(scope="module")
+def embedded_result(demo_store: Path) -> Iterator[DemoResult]:
+    yield run_demo("embedded", 3, ipfs=str(demo_store))
 
 
 def test_demo_on_the_embedded_chain_reconciles(embedded_result: DemoResult) -> None:
@@ -68,6 +94,45 @@ def test_demo_on_the_embedded_chain_reconciles(embedded_result: DemoResult) -> N
     assert result.elapsed_s < 30
 
 
+def test_the_demo_moves_real_files_through_its_store(embedded_result: DemoResult, demo_store: Path) -> None:
+    result = embedded_result
+    store = EmbeddedStore(demo_store)
+    assert result.store_kept and result.store == str(demo_store.resolve())
+    doc = result.to_json()
+    cids = [doc["initial_model_cid"], doc["final_model_cid"]]
+    for r in doc["rounds"]:
+        cids += [s["cid"] for s in r["submissions"]] + [c["cid"] for c in r["credits"]]
+        cids += [r["model_cid"], r["report_cid"]] if r["outcome"] == "posted" else []
+    assert set(cids) == set(doc["objects"]) and len(doc["objects"]) == 1 + 3 * 3 + 2 * 2
+    for cid in cids:  # every CID the demo printed is in the store, and its bytes hash to it
+        assert store.has(cid)
+        assert compute_cid(store.get_bytes(cid)) == cid
+
+    # The files are what they claim: a weights file of the demo's model, delta updates, JSON reports.
+    assert store.get_bytes(result.initial_model_cid) == initial_model()
+    assert result.final_model_cid == result.rounds[1].model_cid
+    for r in result.rounds:
+        for i, u in enumerate(r.submissions):
+            data = store.get_bytes(u.cid)
+            assert is_encrypted(data) == u.encrypted == (r.round == 0 and u.trainer == "trainer-2")
+            if not u.encrypted:
+                assert data == trainer_update(r.round, i, poisoned=script(3)[r.round].outliers[i])
+                assert decode_update(data, MODEL_SPEC, kind="delta").vector().shape == (MODEL_SPEC.size,)
+        if r.outcome != "posted":
+            continue
+        decode_update(store.get_bytes(r.model_cid), MODEL_SPEC, kind="weights")
+        report = json.loads(store.get_bytes(r.report_cid))
+        assert report["format"] == REPORT_FORMAT and report["round"] == r.round
+        assert [x["cid"] for x in report["inputs"]] == [u.cid for u in r.submissions]
+        assert [(x["score"], x["outlier"]) for x in report["inputs"]] == [(c.score, c.outlier) for c in r.rows]
+        assert all(x["accepted"] for x in report["inputs"])
+        assert report["model_out"] == r.model_cid
+    # The poisoned update is far larger than the honest ones; the flag is plausible.
+    norms = {x["trainer"]: x["delta_norm"] for x in json.loads(store.get_bytes(result.rounds[1].report_cid))["inputs"]}
+    flagged = result.rounds[1].rows[2].address
+    assert norms[flagged] > 10 * max(v for k, v in norms.items() if k != flagged)
+
+
 def test_demo_script_repeats_and_never_fails_twice_in_a_row() -> None:
     rounds = script(7)
     assert [r.round for r in rounds] == list(range(7))
@@ -76,7 +141,9 @@ def test_demo_script_repeats_and_never_fails_twice_in_a_row() -> None:
     assert all(b - a > 1 for a, b in itertools.pairwise(missed))
     with pytest.raises(ValueError):
         script(0)
-    assert raw_cid(b"x").startswith("bafkrei") and len(raw_cid(b"x")) == 59
+    assert [r.round for r in rounds if any(r.encrypted)] == [0, 3, 6]
+    # The plaintext files are deterministic: the same bytes, hence the same CIDs, on every run.
+    assert trainer_update(1, 2) == trainer_update(1, 2) != trainer_update(1, 2, poisoned=True)
 
 
 def test_demo_command_json_on_embedded() -> None:
@@ -93,6 +160,9 @@ def test_demo_command_json_on_embedded() -> None:
         if party["party"] in credits:
             assert party["expected_wei"] == credits[party["party"]]
     assert "round 1" in result.stderr
+    assert doc["store_kept"] is False and "deleted" in doc["store"]
+    assert [len(r["submissions"]) for r in doc["rounds"]] == [3, 3]
+    assert all(c["cid"].startswith("bafkrei") for r in doc["rounds"] for c in r["credits"])
 
 
 def test_demo_command_exits_nonzero_when_something_does_not_reconcile(
@@ -111,3 +181,4 @@ def test_demo_on_anvil_reconciles() -> None:
     assert "Every balance reconciles to the wei." in result.stdout
     assert "Contract balance at the end: 0 wei" in result.stdout
     assert "trainer-3" in result.stdout
+    assert "(encrypted)" in result.stdout and "new model bafkrei" in result.stdout
