@@ -52,12 +52,9 @@ from pocfl.updates import (
     EncryptionKeyPair,
     ModelSpec,
     decode_update,
-    decrypt_update,
     encode_update,
     encrypt_update,
-    is_encrypted,
     update_commitment,
-    verify_commitment,
 )
 
 ETH = 10**18
@@ -654,17 +651,8 @@ def _read_updates(
     refused: list[tuple[SubmittedUpdate, str]] = []
     for u in updates:
         try:
-            data = agg.fetch(u.cid, max_size=MAX_UPDATE_SIZE)
-            plaintext = decrypt_update(data, key) if is_encrypted(data) else data
-            verify_commitment(
-                plaintext,
-                u.commitment,
-                chain_id=agg.client.chain.chain_id,
-                market=agg.client.address,
-                project_id=project_id,
-                round=round_,
-                trainer=u.trainer,
-            )
+            plaintext = agg.open_update(u, project_id, round_, key, max_size=MAX_UPDATE_SIZE).plaintext
+            assert plaintext is not None  # the aggregator holds the key every envelope is sealed to
             vectors[u.index] = decode_update(plaintext, MODEL_SPEC, kind="delta").vector()
         except PocflError as exc:
             refused.append((u, f"{type(exc).__name__}: {exc}"))

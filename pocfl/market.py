@@ -23,6 +23,17 @@ from pocfl.chain.types import ZERO_BYTES32, ProjectParams, Receipt, RoundPost, S
 from pocfl.store import ContentStore, ObjectNotFoundError, parse_cid
 from pocfl.store.base import DEFAULT_MAX_SIZE
 from pocfl.store.cid import DAG_PB, RAW, Cid
+from pocfl.updates import (
+    DEFAULT_MAX_UPDATE_SIZE,
+    ENVELOPE_OVERHEAD,
+    EncryptionKeyPair,
+    decrypt_update,
+    is_encrypted,
+    verify_commitment,
+)
+
+MAX_PAYLOAD_SIZE = DEFAULT_MAX_UPDATE_SIZE + ENVELOPE_OVERHEAD
+"""Largest stored update object read: the update format's cap plus an encryption envelope's overhead."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,28 @@ class SubmittedUpdate:
     def submission(self) -> Submission:
         """The (trainer, commitment, feature commitment) triple the aggregator echoes back in ``postRound``."""
         return Submission(self.trainer, self.commitment, self.feature_commitment)
+
+
+@dataclass(frozen=True)
+class OpenedUpdate:
+    """A submission read back: the stored bytes, and the plaintext once decrypted and checked.
+
+    Attributes
+    ----------
+    submitted
+        The on-chain record.
+    payload
+        The stored bytes (verified against the CID): an encryption envelope or the plaintext.
+    plaintext
+        The update file, its commitment verified; None when it is encrypted and no key was given.
+    encrypted
+        Whether the payload is an encryption envelope.
+    """
+
+    submitted: SubmittedUpdate
+    payload: bytes
+    plaintext: bytes | None
+    encrypted: bool
 
 
 def report_hash(cid: str) -> bytes:
@@ -100,15 +133,16 @@ class Market:
             raise ObjectNotFoundError(canonical, f"{self.store.location} (store it before putting its CID on chain)")
         return canonical
 
-    def create_project(self, params: ProjectParams, budget: int, initial_model: bytes | Path | None = None) -> int:
-        """Create a project and return its id.
+    def create_project(
+        self, params: ProjectParams, budget: int, initial_model: bytes | Path | None = None
+    ) -> tuple[int, Receipt]:
+        """Create a project; return its id and the receipt.
 
         ``initial_model`` (bytes or a file) is stored and its CID used; without it the CID in ``params`` must
         already be in the store.
         """
         cid = self.publish(initial_model) if initial_model is not None else self.require(params.initial_model_cid)
-        project_id, _ = self.client.create_project(_replace_cid(params, cid), budget)
-        return project_id
+        return self.client.create_project(_replace_cid(params, cid), budget)
 
     def submit_update(
         self,
@@ -169,6 +203,41 @@ class Market:
     def fetch(self, cid: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
         """Verified bytes of ``cid`` (see :meth:`ContentStore.get_bytes` for the errors)."""
         return self.store.get_bytes(cid, max_size=max_size)
+
+    def open_update(
+        self,
+        update: SubmittedUpdate,
+        project_id: int,
+        round_: int,
+        keypair: EncryptionKeyPair | None = None,
+        max_size: int = MAX_PAYLOAD_SIZE,
+    ) -> OpenedUpdate:
+        """Fetch a submission (verified against its CID), decrypt it if it is sealed, verify its commitment.
+
+        Raises
+        ------
+        StoreError
+            The CID is missing, unverifiable or does not match (see :meth:`ContentStore.get_bytes`).
+        UpdateFormatError
+            ``WrongRecipientError`` / ``DecryptionError`` for a bad envelope, ``CommitmentMismatchError`` when the
+            plaintext is not what the submitter committed to (e.g. a replay of another trainer's submission).
+        """
+        payload = self.fetch(update.cid, max_size)
+        encrypted = is_encrypted(payload)
+        plaintext: bytes | None = payload
+        if encrypted:
+            plaintext = decrypt_update(payload, keypair) if keypair is not None else None
+        if plaintext is not None:
+            verify_commitment(
+                plaintext,
+                update.commitment,
+                chain_id=self.client.chain.chain_id,
+                market=self.client.address,
+                project_id=project_id,
+                round=round_,
+                trainer=update.trainer,
+            )
+        return OpenedUpdate(update, payload, plaintext, encrypted)
 
     def fetch_model(self, project_id: int, max_size: int = DEFAULT_MAX_SIZE) -> tuple[str, bytes]:
         """The project's current global model: its CID on chain and its verified bytes."""

@@ -56,6 +56,30 @@ def new(
     out.result({"address": account.address, "keystore": str(keystore)}, human)
 
 
+@app.command("encryption-key")
+@guarded
+def encryption_key(
+    key_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="Where to write the X25519 key pair (JSON, mode 0600).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Aggregator: create the key pair trainers encrypt updates to (`round submit --encrypt-to PUBLIC_KEY`)."""
+    from pocfl.updates import EncryptionKeyPair
+
+    out = Output(json_out)
+    if key_file.exists():
+        raise ConfigError(f"{key_file} exists; refusing to overwrite a key file (pick another path)")
+    pair = EncryptionKeyPair.generate()
+    pair.save(key_file)
+
+    def human() -> None:
+        out.print(f"Encryption key pair saved to {key_file} (keep it secret; `round fetch --decrypt-key` reads it).")
+        out.print(f"Public key for trainers: [bold]{pair.public_key_hex}[/bold]")
+
+    out.result({"key_file": str(key_file), "public_key": pair.public_key_hex}, human)
+
+
 @app.command("show")
 @guarded
 def show(

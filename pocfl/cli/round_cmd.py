@@ -176,9 +176,9 @@ def submit(
 
 def max_payload() -> int:
     """Largest update object fetched: the update format's default cap plus an envelope's overhead."""
-    from pocfl.updates import DEFAULT_MAX_UPDATE_SIZE, ENVELOPE_OVERHEAD
+    from pocfl.market import MAX_PAYLOAD_SIZE
 
-    return DEFAULT_MAX_UPDATE_SIZE + ENVELOPE_OVERHEAD
+    return MAX_PAYLOAD_SIZE
 
 
 def _check_update_file(data: bytes, path: Path) -> None:
@@ -490,7 +490,6 @@ def _fetch_one(
 ) -> dict[str, Any]:
     """Fetch, decrypt and check one submission; a row with ``ok`` or the error (never raises a pocfl error)."""
     from pocfl.store.base import atomic_file
-    from pocfl.updates import decrypt_update, is_encrypted, verify_commitment
 
     row: dict[str, Any] = {
         "index": u.index,
@@ -506,24 +505,12 @@ def _fetch_one(
         "error": None,
     }
     try:
-        data = sm.fetch(u.cid, max_size=max_payload())
-        row["size"] = len(data)
-        row["encrypted"] = is_encrypted(data)
-        plaintext: bytes | None = data
-        if row["encrypted"]:
-            plaintext = decrypt_update(data, keypair) if keypair is not None else None
-            row["decrypted"] = plaintext is not None
-        if plaintext is not None:
-            verify_commitment(
-                plaintext,
-                u.commitment,
-                chain_id=chain_id,
-                market=sm.client.address,
-                project_id=project_id,
-                round=round_,
-                trainer=u.trainer,
-            )
-            row["commitment_verified"] = True
+        opened = sm.open_update(u, project_id, round_, keypair, max_size=max_payload())
+        row["size"] = len(opened.payload)
+        row["encrypted"] = opened.encrypted
+        row["decrypted"] = opened.encrypted and opened.plaintext is not None
+        row["commitment_verified"] = opened.plaintext is not None
+        plaintext, data = opened.plaintext, opened.payload
         dest = out_dir / f"{u.index}-{u.trainer}.bin"
         with atomic_file(dest) as f:
             f.write(plaintext if plaintext is not None else data)

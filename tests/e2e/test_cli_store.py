@@ -334,3 +334,16 @@ def test_console_script_ipfs_up_status_down(tmp_path: Path, files: dict[str, Pat
     finally:
         if pid is not None and pid_alive(pid):  # only the daemon this test started
             stop_pid(pid)
+
+
+def test_encryption_key_command_writes_a_private_loadable_key(home: Path, tmp_path: Path) -> None:
+    from pocfl.updates import EncryptionKeyPair, decrypt_update, encrypt_update
+
+    key_file = tmp_path / "aggregator.key"
+    made = run_json("account", "encryption-key", str(key_file))
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    pair = EncryptionKeyPair.load(key_file)
+    assert made["public_key"] == pair.public_key_hex
+    assert decrypt_update(encrypt_update(b"update", made["public_key"]), pair) == b"update"
+    refused = run_json("account", "encryption-key", str(key_file), code=1)
+    assert refused["error"] == "ConfigError" and EncryptionKeyPair.load(key_file).public_key_hex == pair.public_key_hex

@@ -19,7 +19,7 @@ def test_a_round_through_the_store(deployment: Env) -> None:
     store = MemoryStore()
     owner = Market(env.client(env.owner), store)
     initial = os.urandom(1000)
-    project_id = owner.create_project(standard_params(env, min_trainers=2), 10**18, initial_model=initial)
+    project_id, _ = owner.create_project(standard_params(env, min_trainers=2), 10**18, initial_model=initial)
     state = env.market.project(project_id)
     assert state.params.initial_model_cid == state.model_cid == compute_cid(initial)
     assert store.pinned == {compute_cid(initial)}
