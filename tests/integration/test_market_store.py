@@ -14,8 +14,8 @@ from tests.helpers import Env, standard_params, warp_to
 pytestmark = pytest.mark.integration
 
 
-def test_a_round_through_the_store(deployment: Env) -> None:
-    env = deployment
+def test_a_round_through_the_store(env: Env) -> None:
+
     store = MemoryStore()
     owner = Market(env.client(env.owner), store)
     initial = os.urandom(1000)
@@ -65,8 +65,8 @@ def test_report_cids_cover_both_layouts() -> None:
     assert report_cids(report_hash(compute_cid(big)))[1] == compute_cid(big)
 
 
-def test_cids_missing_from_the_store_never_reach_the_chain(deployment: Env) -> None:
-    env = deployment
+def test_cids_missing_from_the_store_never_reach_the_chain(env: Env) -> None:
+
     owner = Market(env.client(env.owner), MemoryStore())
     before = env.market.project_count()
     with pytest.raises(ObjectNotFoundError, match="store it before"):
