@@ -1,0 +1,129 @@
+"""The project manifest: what trainers and the aggregator must agree on before round 0.
+
+The contract's ``initialModelCid`` names the manifest, a canonical JSON file in the content store. It fixes the
+model architecture (so every update is decoded against the same :class:`~pocfl.updates.ModelSpec`), the CID of
+the initial weights, the starting hyper-parameters, the aggregator's encryption key (trainers may seal updates
+to it), the aggregation and scoring settings, and how the validation set is built or where it is revealed.
+Because the CID is in the project's parameters, nobody can change any of this after creation.
+
+``round 0`` trains from ``model.initial_weights_cid``; later rounds from the ``modelCid`` the contract holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pocfl.errors import PocflError
+from pocfl.updates import ModelSpec
+
+MANIFEST_FORMAT = "pocfl-project/1"
+
+
+class ManifestError(PocflError):
+    """A manifest is malformed or inconsistent; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model: an MLP ``n_features -> hidden -> n_classes`` (:mod:`pocfl.ml.model`) and its initial weights."""
+
+    n_features: int
+    hidden: int
+    n_classes: int
+    initial_weights_cid: str
+    arch: str = "mlp"
+
+    def spec(self) -> ModelSpec:
+        """The architecture every update of the project is decoded against."""
+        return ModelSpec(
+            [
+                ("fc1.weight", (self.hidden, self.n_features), "F32"),
+                ("fc1.bias", (self.hidden,), "F32"),
+                ("fc2.weight", (self.n_classes, self.hidden), "F32"),
+                ("fc2.bias", (self.n_classes,), "F32"),
+            ],
+            name=f"pocfl-{self.arch}",
+        )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Round-0 hyper-parameters of local training (later rounds use the ones the last round report fixed)."""
+
+    learning_rate: float = 0.1
+    local_epochs: int = 2
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    """Settings of the aggregator's round function (:func:`aggregator.round.decide_round`)."""
+
+    sketch_dim: int = 64
+    shapley_method: str = "auto"
+    shapley_max_evaluations: int = 1024
+    validation_metric: str = "neg_loss"
+
+
+@dataclass(frozen=True)
+class ValidationInfo:
+    """Where the owner's validation set comes from.
+
+    ``recipe`` is a public, reproducible construction (e.g. ``sklearn-digits:seed=0:fraction=0.2`` for the demo);
+    otherwise ``cid`` names the NPZ file the owner reveals (its sha256 is the on-chain
+    ``validationSetCommitment``), and audits need it.
+    """
+
+    recipe: str | None = None
+    cid: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectManifest:
+    """Everything fixed at project creation besides the on-chain parameters."""
+
+    name: str
+    model: ModelInfo
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    validation: ValidationInfo = field(default_factory=ValidationInfo)
+    aggregator_public_key: str | None = None
+    max_update_size: int = 64 << 20
+    format: str = MANIFEST_FORMAT
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (sorted keys, no whitespace): the same manifest always has the same CID."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ProjectManifest:
+        """Parse and check a manifest.
+
+        Raises
+        ------
+        ManifestError
+            Not JSON, another format, or a missing or mistyped field.
+        """
+        try:
+            raw: Any = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"the project manifest is not JSON: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
+            got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+            raise ManifestError(f"not a pocfl project manifest (format {got!r}, expected {MANIFEST_FORMAT!r})")
+        try:
+            manifest = cls(
+                name=str(raw["name"]),
+                model=ModelInfo(**raw["model"]),
+                training=TrainingConfig(**raw.get("training", {})),
+                aggregation=AggregationConfig(**raw.get("aggregation", {})),
+                validation=ValidationInfo(**raw.get("validation", {})),
+                aggregator_public_key=raw.get("aggregator_public_key"),
+                max_update_size=int(raw.get("max_update_size", 64 << 20)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"the project manifest is missing or has a wrong field: {exc}") from exc
+        manifest.model.spec()  # shapes must make sense
+        return manifest
