@@ -1,0 +1,245 @@
+"""One round's decision as a pure function: outliers, aggregate, scores, next hyper-parameters.
+
+The aggregator node calls :func:`decide_round` to post a round and ``pocfl audit`` calls it again on the public
+inputs to recompute what was posted; so everything here is deterministic given its arguments (seeds come from
+the chain, never from the aggregator):
+
+1. Submissions that failed validation (``None``: missing, wrong CID, bad commitment, wrong architecture, NaN, ...)
+   are outliers with score 0.
+2. The Flag Aggregator (:func:`aggregator.flag.flag_aggregate`) decides the outliers from a CountSketch of every
+   accepted update (:mod:`aggregator.sketch`) and aggregates the full updates with the resulting weights. The
+   sketch seed is derived from the round's final submissions digest, so it is unknown while trainers can still
+   submit (a trainer who knew it could hide a direction the sketch cannot see).
+3. Shapley values over the non-outliers (:func:`aggregator.shapley.round_scores`: free riders and copies are
+   screened out first), on the validation utility chosen in :class:`RoundConfig`, become int128 scores.
+4. The next round's hyper-parameters follow from the validation-accuracy history
+   (:func:`aggregator.hyperparams.next_hyperparams`).
+
+Payout shares are not computed here: the contract computes them from the posted scores and flags, and
+:func:`pocfl.payouts.allocate` mirrors it to the wei.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from eth_utils.crypto import keccak
+from numpy.typing import NDArray
+
+from aggregator.flag import flag_aggregate
+from aggregator.hyperparams import HyperParamRule, HyperParams, next_hyperparams
+from aggregator.seeds import shapley_seed
+from aggregator.shapley import ScoringConfig, Status, round_scores
+
+Vector = NDArray[np.float32]
+SKETCH_SEED_DOMAIN = b"pocfl.sketch.seed.v1"
+MIN_FLAG_UPDATES = 3
+"""Below this many accepted updates there is no majority to compare against: no outlier filtering."""
+
+
+@dataclass(frozen=True)
+class RoundSeeds:
+    """The round's seeds, both derived from values fixed on chain once submissions closed."""
+
+    shapley: bytes
+    sketch: bytes
+
+    @classmethod
+    def derive(cls, chain_id: int, market: str, project_id: int, round_: int, submissions_digest: bytes) -> RoundSeeds:
+        """Derive both seeds.
+
+        ``shapley = keccak256(abi.encode(...))`` (see :func:`aggregator.seeds.shapley_seed`) and
+        ``sketch = keccak256("pocfl.sketch.seed.v1" || shapley)``.
+        """
+        s = shapley_seed(chain_id, market, project_id, round_, submissions_digest)
+        return cls(shapley=s, sketch=keccak(SKETCH_SEED_DOMAIN + s))
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """Settings of :func:`decide_round` (from the project manifest).
+
+    Attributes
+    ----------
+    sketch_dim
+        CountSketch size the outlier decision is computed on; 0 decides on the full updates.
+    metric
+        Validation utility of the Shapley game: ``neg_loss`` (smooth; the default) or ``accuracy``.
+    scoring
+        Estimator and screening settings.
+    hyper_rule
+        Constants of the hyper-parameter rule.
+    n_classes
+        Output width of the model.
+    """
+
+    sketch_dim: int = 128
+    metric: Literal["neg_loss", "accuracy"] = "neg_loss"
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    hyper_rule: HyperParamRule = field(default_factory=HyperParamRule)
+    n_classes: int = 10
+
+
+@dataclass(frozen=True, eq=False)
+class RoundDecision:
+    """What a round posts and records, every per-submission field in submission order.
+
+    Attributes
+    ----------
+    outliers, scores
+        Exactly what ``postRound`` carries.
+    statuses
+        ``rejected`` (failed validation), ``outlier`` (Flag Aggregator), ``free_rider``, ``copy``, ``stale``
+        (screening) or ``scored``.
+    values
+        Float Shapley values (utility units; 0 for everything not scored).
+    weights
+        Aggregation weights (0 for rejected and outliers; sum 1 over the rest).
+    ratios
+        Flag Aggregator reconstruction ratios (0 for rejected).
+    new_global
+        The new global model (current + aggregate).
+    accuracy, loss
+        Validation accuracy and loss of the new global model; ``accuracy_before``/``loss_before`` of the old.
+    next_hyperparams
+        Hyper-parameters of the next round.
+    shapley_method, shapley_evaluations
+        Which estimator ran and how many coalition utilities it evaluated.
+    """
+
+    outliers: tuple[bool, ...]
+    scores: tuple[int, ...]
+    statuses: tuple[str, ...]
+    values: tuple[float, ...]
+    weights: tuple[float, ...]
+    ratios: tuple[float, ...]
+    new_global: Vector
+    accuracy_before: float
+    loss_before: float
+    accuracy: float
+    loss: float
+    next_hyperparams: HyperParams
+    shapley_method: str
+    shapley_evaluations: int
+
+
+def decide_round(
+    global_vector: NDArray[np.floating],
+    updates: Sequence[NDArray[np.floating] | None],
+    *,
+    validation: tuple[NDArray[np.floating], NDArray[np.integer]],
+    seeds: RoundSeeds,
+    hyperparams: HyperParams,
+    accuracy_history: Sequence[float] = (),
+    prior_updates: Sequence[NDArray[np.floating]] = (),
+    config: RoundConfig = RoundConfig(),
+    evaluate: Callable[[NDArray[np.floating]], tuple[float, float]] | None = None,
+) -> RoundDecision:
+    """Decide a round from its validated updates.
+
+    Parameters
+    ----------
+    global_vector
+        The round's starting global model (flat).
+    updates
+        One entry per on-chain submission, in submission order: the decoded delta, or None if it was rejected.
+    validation
+        The owner's validation features and labels.
+    seeds
+        :meth:`RoundSeeds.derive` of the round.
+    hyperparams
+        The hyper-parameters this round was trained with.
+    accuracy_history
+        Validation accuracy after each earlier round (oldest first).
+    prior_updates
+        Public earlier aggregate deltas (stale-copy screening).
+    config
+        Settings from the project manifest.
+    evaluate
+        ``(vector) -> (accuracy, loss)`` on the validation set; defaults to :func:`pocfl.ml.training.evaluate`.
+    """
+    x_val, y_val = validation
+    if evaluate is None:
+        from pocfl.ml.training import evaluate as ml_evaluate
+
+        def evaluate(v: NDArray[np.floating]) -> tuple[float, float]:
+            return ml_evaluate(v, x_val, y_val, n_classes=config.n_classes)
+
+    g = np.asarray(global_vector, dtype=np.float32)
+    n = len(updates)
+    accepted = [i for i, u in enumerate(updates) if u is not None]
+    statuses = ["rejected"] * n
+    outliers = [True] * n
+    weights = [0.0] * n
+    ratios = [0.0] * n
+    scores = [0] * n
+    values = [0.0] * n
+    acc_before, loss_before = evaluate(g)
+    new_global = g.copy()
+    method, evaluations = "none", 0
+    if accepted:
+        matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
+        if len(accepted) >= MIN_FLAG_UPDATES:
+            fa = flag_aggregate(
+                matrix,
+                sketch_seed=seeds.sketch if config.sketch_dim else None,
+                sketch_dim=config.sketch_dim or 128,
+            )
+            fa_outliers = [bool(o) for o in fa.outliers]
+            fa_weights = [float(w) for w in fa.weights]
+            fa_ratios = [float(r) for r in fa.ratios]
+            aggregate = np.asarray(fa.aggregate, dtype=np.float32)
+        else:
+            k = len(accepted)
+            fa_outliers, fa_weights, fa_ratios = [False] * k, [1.0 / k] * k, [1.0] * k
+            aggregate = matrix.mean(axis=0, dtype=np.float32)
+        new_global = (g + aggregate).astype(np.float32)
+
+        def utility(v: NDArray[np.floating]) -> float:
+            accuracy, loss = evaluate(np.asarray(v, dtype=np.float32))
+            return accuracy if config.metric == "accuracy" else -loss
+
+        scored = round_scores(
+            g.astype(np.float64),
+            [row.astype(np.float64) for row in matrix],
+            utility,
+            seeds.shapley,
+            outliers=fa_outliers,
+            weights=fa_weights,
+            prior_updates=[np.asarray(p, dtype=np.float64) for p in prior_updates],
+            config=config.scoring,
+        )
+        method, evaluations = scored.result.method, int(scored.result.evaluations)
+        for j, i in enumerate(accepted):
+            outliers[i] = fa_outliers[j]
+            weights[i] = fa_weights[j]
+            ratios[i] = fa_ratios[j]
+            scores[i] = int(scored.scores[j])
+            values[i] = float(scored.values[j])
+            verdict = scored.screening.status[j]
+            statuses[i] = "outlier" if fa_outliers[j] else _status_name(verdict)
+    accuracy, loss = evaluate(new_global)
+    history = [*accuracy_history, accuracy]
+    return RoundDecision(
+        outliers=tuple(outliers),
+        scores=tuple(scores),
+        statuses=tuple(statuses),
+        values=tuple(values),
+        weights=tuple(weights),
+        ratios=tuple(ratios),
+        new_global=new_global,
+        accuracy_before=float(acc_before),
+        loss_before=float(loss_before),
+        accuracy=float(accuracy),
+        loss=float(loss),
+        next_hyperparams=next_hyperparams(hyperparams, history, config.hyper_rule),
+        shapley_method=method,
+        shapley_evaluations=evaluations,
+    )
+
+
+def _status_name(status: Status) -> str:
+    return "scored" if status is Status.OK else str(status.value)
