@@ -1,0 +1,203 @@
+"""``pocfl aggregate``: run the aggregator node of a project (standalone, without Flower).
+
+After each round's submission window the node fetches and validates every submitted update, filters outliers,
+scores contributions, stores the new global model and the round report, and posts the round. It keeps a journal in
+``--state-dir`` so that, killed at any point and restarted, it finishes the round without posting twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pocfl.cli.output import Output, eth, guarded, short
+from pocfl.cli.session import (
+    DeploymentOpt,
+    IpfsOpt,
+    JsonOpt,
+    KeyOpt,
+    KeystoreOpt,
+    MarketOpt,
+    RpcOpt,
+    Session,
+    chain_now,
+)
+from pocfl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aggregator.node import RoundOutcome
+
+
+@guarded
+def aggregate(
+    project: Annotated[int, typer.Option("--project", min=1, metavar="ID", help="Project id.")],
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds", min=1, metavar="N", help="Handle N rounds, then stop. Default: one.", show_default=False
+        ),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep posting rounds until the project is finished or cancelled.")
+    ] = False,
+    decrypt_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--decrypt-key",
+            metavar="FILE",
+            help="The aggregator's encryption key file (updates sealed to it are rejected without it).",
+            show_default=False,
+        ),
+    ] = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option(
+            "--validation",
+            metavar="FILE",
+            help="The revealed validation set (NPZ with X and y), when the manifest names one by CID.",
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            metavar="DIR",
+            help="Where the node journals its progress. Default: <state dir>/aggregator.",
+            show_default=False,
+        ),
+    ] = None,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between chain checks.")
+    ] = 5.0,
+    fail_overdue: Annotated[
+        bool,
+        typer.Option("--fail-overdue/--no-fail-overdue", help="Fail a round whose aggregation window closed unposted."),
+    ] = True,
+    rpc: RpcOpt = None,
+    key: KeyOpt = "POCFL_PRIVATE_KEY",
+    keystore: KeystoreOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+    ipfs: IpfsOpt = None,
+) -> None:
+    """Aggregator: post a project's rounds (validate updates, score, aggregate, store, post).
+
+    Waits for the current round's submission window to close. Without --rounds or --follow it handles one round.
+    """
+    from aggregator.node import AggregatorNode
+    from pocfl.deployment import state_dir as pocfl_home
+    from pocfl.updates import EncryptionKeyPair
+
+    if follow and rounds is not None:
+        raise ConfigError("give --rounds N or --follow, not both")
+    keypair = EncryptionKeyPair.load(decrypt_key) if decrypt_key is not None else None
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+        sm = s.store_market()
+        sender, aggregator = sm.client.sender, sm.client.project(project).params.aggregator
+        if sender.lower() != aggregator.lower():
+            raise ConfigError(
+                f"{sender} is not the aggregator of project {project} ({aggregator}): sign with its key "
+                "(--key ENV_VAR or --keystore FILE)"
+            )
+        outcomes: list[RoundOutcome] = []
+        with _progress(s.out) as progress:
+            node = AggregatorNode(
+                sm,
+                project,
+                keypair=keypair,
+                state_dir=state_dir or pocfl_home() / "aggregator",
+                validation_file=validation,
+                from_block=s.from_block,
+                clock=lambda: chain_now(s.chain()),
+                poll=poll,
+                progress=progress,
+            )
+            if keypair is None and node.manifest.aggregator_public_key:
+                s.out.warn("no --decrypt-key: updates sealed to the aggregator's key will be rejected")
+
+            def done(outcome: RoundOutcome) -> None:
+                if not s.out.as_json:
+                    _print_outcome(s.out, outcome)
+
+            outcomes = node.follow(until_finished=follow, rounds=rounds, fail_overdue=fail_overdue, on_round=done)
+        if not outcomes:
+            state = node.state()
+            s.out.note(f"project {project} is {state.status.name.lower()}: no round to post")
+        if s.out.as_json:
+            s.out.json({"project_id": project, "rounds": [o.to_json() for o in outcomes]})
+
+
+class _ProgressSink:
+    """Turns the node's progress calls into a rich progress bar (stderr), or plain notes off a terminal."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.live = out.err.is_terminal
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out.err,
+            transient=True,
+            disable=not self.live,
+        )
+        self.task = self.bar.add_task("starting", total=None)
+        self.last = ""
+
+    def __call__(self, message: str, done: int, total: int) -> None:
+        self.bar.update(self.task, description=escape(message), completed=done, total=total or None)
+        step = message.split(" (")[0]  # without the changing counters
+        if not self.live and step != self.last:
+            self.out.note(message)
+        self.last = step
+
+    def __enter__(self) -> _ProgressSink:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+
+def _progress(out: Output) -> _ProgressSink:
+    return _ProgressSink(out)
+
+
+def _print_outcome(out: Output, o: RoundOutcome) -> None:
+    if o.report is None:
+        out.print(f"[bold]Round {o.round}[/bold]: {o.status.replace('_', ' ')}.")
+        return
+    r = o.report
+    verb = {"posted": "posted", "already_posted": "already posted"}.get(o.status, o.status)
+    resumed = " (resumed)" if o.resumed else ""
+    credited = f", {eth(o.credited)} ETH credited" if o.credited is not None else ""
+    out.print(
+        f"[bold]Round {o.round}[/bold] {verb}{resumed}: accuracy {r.accuracy_before:.3f} -> {r.accuracy:.3f}, "
+        f"{len(r.submissions)} submission(s){credited}; tx {o.tx_hash}"
+    )
+    out.print(f"  model {escape(r.model_out)}  report {escape(o.report_cid or '')}")
+    table = Table(show_edge=False, pad_edge=False)
+    for name, justify in (("#", "right"), ("trainer", "left"), ("status", "left"), ("outlier", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("score", justify="right")
+    table.add_column("value", justify="right")
+    for e in r.submissions:
+        status = e.status if e.reason is None else f"{e.status}: {e.reason}"
+        table.add_row(
+            str(e.index),
+            short(e.trainer),
+            escape(status if len(status) <= 90 else status[:89] + "…"),
+            "yes" if e.outlier else "no",
+            str(e.score),
+            f"{e.value:.4f}",
+        )
+    out.table(table)
