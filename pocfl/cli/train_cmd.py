@@ -1,0 +1,255 @@
+"""``pocfl train``: take part in a project as a trainer, round after round (:class:`trainer_client.TrainerClient`).
+
+The same code path as the Flower ClientApp: each round's update is trained on the local data, stored in the
+content store (``--ipfs``), and its CID and commitment are submitted on chain; then the command waits for the
+aggregator's results and prints the trainer's score, outlier flag and credit. Interrupted and restarted, it never
+submits a round twice (the chain and the journal in the state folder are checked first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pocfl.cli.output import Output, eth, guarded, short
+from pocfl.cli.session import (
+    DEFAULT_KEY_ENV,
+    DeploymentOpt,
+    IpfsOpt,
+    JsonOpt,
+    KeyOpt,
+    KeystoreOpt,
+    MarketOpt,
+    RpcOpt,
+    Session,
+)
+
+if TYPE_CHECKING:
+    from trainer_client.client import RoundOutcome, RoundResult, RoundSummary, TrainerReporter
+
+
+def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None) -> TrainerReporter:
+    """A reporter that drives the progress bars (on a terminal) or writes one note per event (elsewhere)."""
+    from trainer_client.client import RoundStatus, TrainerReporter, describe_outcome
+
+    class RichReporter(TrainerReporter):
+        def __init__(self) -> None:
+            self.epochs: TaskID | None = None
+            self.last = ""
+
+        def _line(self, text: str) -> None:
+            if progress is not None:
+                progress.console.print(escape(text), soft_wrap=True, highlight=False)
+            else:
+                out.note(text)
+
+        def waiting(self, text: str) -> None:
+            if text == self.last:
+                return
+            self.last = text
+            if progress is not None and rounds_task is not None:
+                progress.update(rounds_task, description=escape(text))
+            else:
+                out.note(text)
+
+        def training(self, round_: int, epochs: int) -> None:
+            self.last = ""
+            if progress is None:
+                out.note(f"round {round_}: training {epochs} local epoch(s)")
+                return
+            if rounds_task is not None:
+                progress.update(rounds_task, description=f"round {round_}: training")
+            if self.epochs is not None:
+                progress.remove_task(self.epochs)
+            self.epochs = progress.add_task(f"round {round_} local epochs", total=epochs)
+
+        def epoch(self, round_: int, epoch: int, epochs: int) -> None:
+            if progress is not None and self.epochs is not None:
+                progress.update(self.epochs, completed=epoch)
+                if epoch == epochs:
+                    progress.remove_task(self.epochs)
+                    self.epochs = None
+
+        def trained(self, result: RoundResult) -> None:
+            self._line(f"round {result.round}: {result.message}")
+            if result.status is RoundStatus.LATE and progress is not None and rounds_task is not None:
+                progress.advance(rounds_task)
+
+        def settled(self, outcome: RoundOutcome) -> None:
+            self._line(describe_outcome(outcome))
+            if progress is not None and rounds_task is not None:
+                progress.advance(rounds_task)
+
+    return RichReporter()
+
+
+def _summary_table(summaries: list[RoundSummary]) -> Table:
+    table = Table(title="Rounds", title_justify="left")
+    for name in ("round", "submission", "CID", "score", "outlier", "verdict", "credit (ETH)"):
+        table.add_column(name, justify="right" if name in ("round", "score", "credit (ETH)") else "left")
+    for s in summaries:
+        r, o = s.result, s.outcome
+        outlier = "" if o is None or o.outlier is None else ("yes" if o.outlier else "no")
+        table.add_row(
+            str(r.round),
+            r.status.value.replace("_", " ") + ("" if r.attack is None else f" ({r.attack})"),
+            short(r.cid) if r.cid and len(r.cid) > 20 else (r.cid or ""),
+            "" if o is None or o.score is None else str(o.score),
+            outlier,
+            "" if o is None else escape(o.verdict or o.state),
+            "" if o is None else eth(o.credited_wei),
+        )
+    return table
+
+
+@guarded
+def train(
+    project_id: Annotated[
+        int, typer.Option("--project", min=1, metavar="ID", help="Project id (see `pocfl project list`).")
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            metavar="PATH|SPEC",
+            help="Private training data: a .csv (header row; see --label-column), a .npz (arrays X, y), an image "
+            "folder (root/<class>/<image>), or a demo share 'digits:part=I:of=N[:alpha=A][:seed=S]'.",
+        ),
+    ],
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds", min=1, metavar="N", help="Stop after N submitted rounds. Default: until the project ends."
+        ),
+    ] = None,
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            "--attack",
+            metavar="NAME",
+            help="Demo/benchmark attacker: sign_flip, scaling, gaussian, free_rider, label_flip or copycat.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of local training (with the round number).")] = 0,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label-column",
+            metavar="NAME|INDEX",
+            help="CSV label column. Default: 'label' if present, else the last column.",
+            show_default=False,
+        ),
+    ] = None,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.05, metavar="SECONDS", help="Seconds between looks at the chain.")
+    ] = 5.0,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait",
+            min=1,
+            metavar="SECONDS",
+            help="Give up when nothing happens for this long (e.g. the aggregator is gone). Default: wait forever.",
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            metavar="DIR",
+            help="Folder of the submission journal. Default: $POCFL_HOME, else ./.pocfl.",
+            show_default=False,
+        ),
+    ] = None,
+    rpc: RpcOpt = None,
+    key: KeyOpt = DEFAULT_KEY_ENV,
+    keystore: KeystoreOpt = None,
+    ipfs: IpfsOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+) -> None:
+    """Train on your private data and submit an update every round until the project ends.
+
+    Each round: fetch the global model by CID (verified), train locally, store the update (sealed to the
+    aggregator when the project's manifest names a key) and submit its CID and commitment on chain before the
+    deadline; then wait for the aggregator's results and print your score, outlier flag and credit. Safe to
+    interrupt and rerun: a round is never submitted twice, and a round whose window closed is skipped.
+    """
+    from pocfl.deployment import state_dir as default_state_dir
+    from trainer_client.client import TrainerClient, parse_attack
+    from trainer_client.data import load_private_data
+
+    chosen_attack = parse_attack(attack)
+    x, y = load_private_data(data, label_column=label_column)
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+        m = s.store_market()
+        state = m.client.project(project_id)
+        total = rounds if rounds is not None else max(state.params.num_rounds - state.current_round, 1)
+        s.out.note(
+            f"trainer {m.client.sender}, project {project_id}: {x.shape[0]} samples x {x.shape[1]} features"
+            + (f", attack {chosen_attack.value}" if chosen_attack is not None else "")
+        )
+        live = s.out.err.is_terminal
+        progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=s.out.err,
+                transient=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            if live
+            else None
+        )
+        rounds_task = progress.add_task("starting", total=total) if progress is not None else None
+        client = TrainerClient(
+            m,
+            project_id,
+            x,
+            y,
+            seed=seed,
+            attack=chosen_attack,
+            state_dir=state_dir or default_state_dir(),
+            reporter=_reporter(s.out, progress, rounds_task),
+            from_block=s.from_block,
+        )
+        try:
+            if progress is not None:
+                with progress:
+                    summaries = client.run(rounds, poll=poll, max_wait=max_wait)
+            else:
+                summaries = client.run(rounds, poll=poll, max_wait=max_wait)
+        except KeyboardInterrupt:
+            s.out.warn("interrupted; run the same command again to resume (no round is submitted twice)")
+            raise typer.Exit(130) from None
+        earned = client.earned()
+        claimable = m.client.credits(m.client.sender)
+        final = m.client.project(project_id)
+        document: dict[str, Any] = {
+            "project_id": project_id,
+            "trainer": m.client.sender,
+            "project_status": final.status.name.lower(),
+            "rounds": [item.to_json() for item in summaries],
+            "earned_wei": earned,
+            "claimable_wei": claimable,
+        }
+
+        def human() -> None:
+            s.out.table(_summary_table(summaries))
+            s.out.print(
+                f"Project {project_id} is {final.status.name.lower()}. Earned {eth(earned)} ETH here; "
+                f"{eth(claimable)} ETH claimable in all (withdraw with `pocfl claim`)."
+            )
+
+        s.out.result(document, human)
