@@ -407,7 +407,9 @@ def test_allocate_pays_the_round_budget_minus_dust(seed: int, n: int, budget: in
     assert alloc.credited + alloc.unallocated == budget
     # documented dust (docs/payouts.md): fewer wei than positive weights; everything if none is positive
     assert alloc.unallocated < positive if positive else alloc.unallocated == budget
-    assert math.fsum(rs.values) == pytest.approx(ev(g + np.mean(updates, axis=0)) - ev(g), abs=1e-9)
+    # efficiency over the updates screening kept (a near-duplicate pair in a tiny random round is a copy)
+    kept = [u for u, status in zip(updates, rs.screening.status, strict=True) if status is Status.OK]
+    assert math.fsum(rs.values) == pytest.approx(ev(g + np.mean(kept, axis=0)) - ev(g), abs=1e-9)
 
 
 @given(st.integers(0, 10_000), st.integers(2, 6), st.sampled_from(["zero", "stale", "prior"]))
