@@ -1,0 +1,372 @@
+"""Robustness benchmark: final accuracy of FL on digits under attack, Flag Aggregator vs Flower baselines.
+
+Setup (all fixed by --seeds): scikit-learn digits (1,437 train / 360 validation), Dirichlet non-IID
+alpha = 0.5 over 15 trainers, a random set of --attackers of them Byzantine, the 64-32-10 MLP, local
+SGD (2 epochs, lr 0.1, batch 16), --rounds rounds, server step ``global += aggregate``. Every
+(attack, aggregator) pair is one independent run from the same initial model and the same data.
+
+Aggregators: FA (``aggregator.flag.flag_aggregate``, full and sketched), Krum, Multi-Krum, Bulyan,
+coordinate-wise median, trimmed mean (Flower's implementations, given the true f; Bulyan at most the
+f it accepts), FedAvg. The "none" attack row is the clean run; its FedAvg cell is the reference.
+A second reference, honest-only FedAvg, trains without the attackers at all: the accuracy any rule
+that discards the attackers' updates (and with them their share of the data) can hope for.
+
+Goals: FA within 3 points of clean FedAvg under every attack, and at least as good as every baseline.
+
+    .venv/bin/python scripts/bench_robustness.py                 # seed 0: ~5 minutes on one core
+    .venv/bin/python scripts/bench_robustness.py --seeds 0,1,2   # mean over three partitions/attacker sets
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aggregator.attacks import Attack, apply_attack, flip_labels  # noqa: E402
+from aggregator.baselines import aggregate as baseline_aggregate  # noqa: E402
+from aggregator.baselines import bulyan_max_f  # noqa: E402
+from pocfl.ml import dirichlet_partition, evaluate, initial_vector, load_digits_split, local_train  # noqa: E402
+
+N_TRAINERS = 15
+ALPHA = 0.5
+EPOCHS, LR, BATCH = 2, 0.1, 16
+GOAL_POINTS = 3.0
+
+# (label, attack, parameters): the bench's attack grid; "none" is the clean reference run.
+ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
+    ("none", Attack.NONE, {}),
+    ("sign_flip", Attack.SIGN_FLIP, {}),
+    ("scaling x10", Attack.SCALING, {"factor": 10.0}),
+    ("gaussian s=0.1", Attack.GAUSSIAN_NOISE, {"sigma": 0.1}),
+    ("alie", Attack.ALIE, {}),
+    ("ipm e=0.5", Attack.IPM, {"eps": 0.5}),
+    ("ipm e=3", Attack.IPM, {"eps": 3.0}),
+    ("label_flip", Attack.LABEL_FLIP, {}),
+    ("free_rider", Attack.FREE_RIDER, {}),
+    ("copycat", Attack.COPYCAT, {}),
+]
+# Not in the default grid (to keep it to a few minutes); select with --attacks stale.
+EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [("stale", Attack.STALE, {})]
+AGGREGATORS = ["fa", "fa_sketch", "krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
+BASELINE_NAMES = ["krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
+
+Vector = NDArray[np.float32]
+# (updates, sample counts, f, round seed) -> (aggregate, flagged indices or None)
+AggOut = tuple[NDArray[np.floating], list[int] | None]
+AggFn = Callable[[NDArray[np.float64], NDArray[np.int64], int, bytes], AggOut]
+
+
+@dataclass
+class Setup:
+    x_tr: NDArray[np.float32]
+    y_tr: NDArray[np.int64]
+    x_va: NDArray[np.float32]
+    y_va: NDArray[np.int64]
+    parts: list[NDArray[np.int64]]
+    attackers: list[int]
+    init: Vector
+    seed: int
+
+
+@dataclass
+class RunResult:
+    attack: str
+    aggregator: str
+    accuracy: float
+    loss: float
+    curve: list[float]
+    flagged_attackers: int = 0
+    flagged_honest: int = 0
+    missed_attackers: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _outlier_indices(raw: object, k: int) -> list[int]:
+    """FlagResult.outliers as indices, whether it is a bool mask or an index list."""
+    arr = np.asarray(raw)
+    if arr.dtype == np.bool_ and arr.shape == (k,):
+        return np.flatnonzero(arr).tolist()
+    return sorted(int(i) for i in arr.reshape(-1))
+
+
+def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
+    def fa(sketch: bool) -> AggFn:
+        def run(
+            u: NDArray[np.float64], n: NDArray[np.int64], f: int, seed: bytes
+        ) -> tuple[NDArray[np.floating], list[int]]:
+            from aggregator.flag import flag_aggregate
+
+            res = flag_aggregate(u, sketch_seed=seed if sketch else None, sketch_dim=sketch_dim)
+            return np.asarray(res.aggregate), _outlier_indices(res.outliers, u.shape[0])
+
+        return run
+
+    def baseline(name: str) -> AggFn:
+        def run(u: NDArray[np.float64], n: NDArray[np.int64], f: int, seed: bytes) -> AggOut:
+            f_used = min(f, bulyan_max_f(u.shape[0])) if name == "bulyan" else f
+            return baseline_aggregate(name, u, n, f_used), None
+
+        return run
+
+    table: dict[str, AggFn] = {"fa": fa(False), "fa_sketch": fa(True)}
+    table.update({name: baseline(name) for name in BASELINE_NAMES})
+    return table
+
+
+def make_setup(seed: int, n_attackers: int) -> Setup:
+    x_tr, y_tr, x_va, y_va = load_digits_split(seed)
+    parts = dirichlet_partition(y_tr, N_TRAINERS, ALPHA, seed, min_size=8)
+    rng = np.random.default_rng(seed + 7)
+    attackers = sorted(rng.choice(N_TRAINERS, size=n_attackers, replace=False).tolist())
+    return Setup(x_tr, y_tr, x_va, y_va, parts, attackers, initial_vector(seed), seed)
+
+
+def run_one(
+    setup: Setup,
+    label: str,
+    attack: Attack,
+    params: dict[str, float],
+    agg_name: str,
+    agg: AggFn,
+    rounds: int,
+    drop: frozenset[int] = frozenset(),
+) -> RunResult:
+    """One FL run; ``drop`` removes trainers entirely (the honest-only reference drops the attackers)."""
+    started = time.perf_counter()
+    clients = [i for i in range(N_TRAINERS) if i not in drop]
+    # positions (in the matrix the aggregator sees) of the attackers
+    attackers = [clients.index(a) for a in setup.attackers if a in clients] if attack is not Attack.NONE else []
+    f = len(setup.attackers)  # robust rules are told the true f, also in the clean run
+    counts = np.array([len(setup.parts[i]) for i in clients], dtype=np.int64)
+    client_data: list[tuple[int, NDArray[np.float32], NDArray[np.integer]]] = []
+    for pos, i in enumerate(clients):
+        idx = setup.parts[i]
+        y: NDArray[np.integer] = setup.y_tr[idx]
+        if attack.poisons_data and pos in attackers:
+            y = flip_labels(y)
+        client_data.append((i, setup.x_tr[idx], y))
+
+    w = setup.init.copy()
+    prev_delta = np.zeros_like(w, dtype=np.float64)
+    curve: list[float] = []
+    result = RunResult(label, agg_name, 0.0, 0.0, curve)
+    for r in range(rounds):
+        honest = np.stack(
+            [
+                local_train(w, x, y, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=setup.seed * 1_000_000 + r * 100 + i)
+                for i, x, y in client_data
+            ]
+        ).astype(np.float64)
+        sent = np.asarray(
+            apply_attack(attack, honest, attackers, seed=setup.seed * 1000 + r, previous_delta=prev_delta, **params),
+            dtype=np.float64,
+        )
+        round_seed = hashlib.sha256(f"bench_robustness/{setup.seed}/{r}".encode()).digest()
+        raw_delta, flagged = agg(sent, counts, f, round_seed)
+        delta = np.asarray(raw_delta, dtype=np.float64)
+        if not np.all(np.isfinite(delta)):
+            result.notes.append(f"non-finite aggregate at round {r}")
+            break
+        w = (w + delta).astype(np.float32)
+        prev_delta = delta
+        if flagged is not None:
+            bad = set(attackers)
+            result.flagged_attackers += len(bad.intersection(flagged))
+            result.flagged_honest += len(set(flagged) - bad)
+            result.missed_attackers += len(bad - set(flagged))
+        curve.append(evaluate(w, setup.x_va, setup.y_va)[0] if np.all(np.isfinite(w)) else 0.0)
+    if np.all(np.isfinite(w)):
+        result.accuracy, result.loss = evaluate(w, setup.x_va, setup.y_va)
+    else:
+        result.accuracy, result.loss = 0.0, float("inf")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+Results = dict[tuple[str, str], RunResult]
+HONEST_ONLY = ("honest_only", "fedavg")
+
+
+def merge(runs: list[RunResult]) -> RunResult:
+    """Mean accuracy/loss/curve over seeds; flag counts and times summed."""
+    first = runs[0]
+    return RunResult(
+        first.attack,
+        first.aggregator,
+        float(np.mean([r.accuracy for r in runs])),
+        float(np.mean([r.loss for r in runs])),
+        [float(v) for v in np.mean([r.curve for r in runs if len(r.curve) == len(first.curve)], axis=0)],
+        sum(r.flagged_attackers for r in runs),
+        sum(r.flagged_honest for r in runs),
+        sum(r.missed_attackers for r in runs),
+        sum(r.seconds for r in runs),
+        [n for r in runs for n in r.notes],
+    )
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def render(results: Results, labels: list[str], aggs: list[str], f: int) -> str:
+    clean = results[("none", "fedavg")].accuracy
+    honest_only = results[HONEST_ONLY].accuracy
+    bul = f"bulyan (f={min(f, bulyan_max_f(N_TRAINERS))})" if f > bulyan_max_f(N_TRAINERS) else "bulyan"
+    names = [bul if a == "bulyan" else a for a in aggs]
+    lines = [
+        f"Final validation accuracy (%); clean FedAvg (all {N_TRAINERS} honest) = {_pct(clean)} %, honest-only "
+        f"FedAvg (the {N_TRAINERS - f} honest trainers alone) = {_pct(honest_only)} %.",
+        "",
+        "| attack | " + " | ".join(names) + " | FA - clean FedAvg | FA - best baseline |",
+        "|---|" + "---:|" * len(aggs) + "---:|---:|",
+    ]
+    for label in labels:
+        cells = [_pct(results[(label, a)].accuracy) for a in aggs]
+        fa = results[(label, "fa")].accuracy
+        best_base = max(results[(label, b)].accuracy for b in aggs if b in BASELINE_NAMES)
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {100 * (fa - clean):+.1f} | {100 * (fa - best_base):+.1f} |"
+        )
+    lines += [
+        "",
+        "FA outlier flags summed over all rounds (precision = flagged attackers / flagged; "
+        "recall = flagged attackers / attacker-rounds; honest flagged = false positives, of "
+        f"{N_TRAINERS - f} honest trainer-rounds per round):",
+        "",
+        "| attack | FA precision | FA recall | FA honest flagged | sketch precision | sketch recall | "
+        "sketch honest flagged |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label in labels:
+        cells = []
+        for a in ("fa", "fa_sketch"):
+            if (label, a) not in results:
+                cells += ["-", "-", "-"]
+                continue
+            res = results[(label, a)]
+            flagged = res.flagged_attackers + res.flagged_honest
+            total = res.flagged_attackers + res.missed_attackers
+            precision = f"{res.flagged_attackers / flagged:.2f}" if flagged else "-"
+            recall = f"{res.flagged_attackers / total:.2f}" if total else "-"
+            cells += [precision, recall, str(res.flagged_honest)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict(results: Results, labels: list[str], aggs: list[str]) -> list[str]:
+    clean = results[("none", "fedavg")].accuracy
+    out = []
+    for label in labels:
+        fa = results[(label, "fa")].accuracy
+        gap = 100 * (clean - fa)
+        ahead = [
+            f"{b} by {100 * (results[(label, b)].accuracy - fa):.1f}"
+            for b in aggs
+            if b in BASELINE_NAMES and results[(label, b)].accuracy > fa
+        ]
+        within = "yes" if gap <= GOAL_POINTS else f"NO ({gap:.1f} pts below)"
+        beats = "yes" if not ahead else "NO (" + ", ".join(ahead) + " pts ahead)"
+        out.append(f"{label:>15}: within {GOAL_POINTS:.0f} pts of clean FedAvg: {within}; >= every baseline: {beats}")
+    return out
+
+
+def plot(results: Results, labels: list[str], aggs: list[str], n_attackers: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(10.0, 1.3 * len(labels)), 5.6))
+    width = 0.8 / len(aggs)
+    xs = np.arange(len(labels))
+    for j, a in enumerate(aggs):
+        heights = [100 * results[(lab, a)].accuracy for lab in labels]
+        ax.bar(xs + j * width - 0.4 + width / 2, heights, width, label=a)
+    ax.axhline(100 * results[("none", "fedavg")].accuracy, color="k", linestyle="--", lw=1, label="clean FedAvg")
+    ax.axhline(100 * results[HONEST_ONLY].accuracy, color="k", linestyle=":", lw=1, label="honest-only FedAvg")
+    ax.set_xticks(xs, labels, rotation=20, ha="right")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"digits, {N_TRAINERS} trainers ({n_attackers} attackers), Dirichlet alpha={ALPHA}")
+    ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--attackers", type=int, default=5, help="Byzantine trainers of 15 (default 5, i.e. 33%%)")
+    parser.add_argument("--seeds", default="0", help="comma list; accuracies are averaged over seeds")
+    parser.add_argument("--sketch-dim", type=int, default=64)
+    parser.add_argument("--attacks", default="", help="comma list of attack labels (default: all but 'stale')")
+    parser.add_argument("--aggregators", default="", help="comma list (default: all)")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "bench_robustness.png")
+    parser.add_argument("--json", type=Path, default=None, help="also write every run's result here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    wanted = args.attacks.split(",") if args.attacks else [s[0] for s in ATTACKS]
+    specs = [ATTACKS[0]] + [s for s in ATTACKS[1:] + EXTRA_ATTACKS if s[0] in wanted]
+    labels = [s[0] for s in specs]
+    aggs = [a for a in AGGREGATORS if not args.aggregators or a in args.aggregators.split(",")]
+    aggs += [a for a in ("fa", "fedavg") if a not in aggs]
+    table = make_aggregators(args.sketch_dim)
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    # FA is under development: record which version the numbers are for (read before it is imported)
+    versions = ", ".join(
+        f"{name} sha256 {hashlib.sha256((ROOT / 'aggregator' / name).read_bytes()).hexdigest()[:12]}"
+        for name in ("flag.py", "sketch.py")
+        if (ROOT / "aggregator" / name).exists()
+    )
+    importlib.import_module("aggregator.flag")  # now, so the hashes above are of the code that runs
+    per_seed: dict[tuple[str, str], list[RunResult]] = {}
+    started = time.perf_counter()
+    for seed in seeds:
+        setup = make_setup(seed, args.attackers)
+        print(f"seed {seed}: attackers {setup.attackers}; samples per trainer {[len(p) for p in setup.parts]}")
+        jobs = [(label, attack, params, a) for label, attack, params in specs for a in aggs]
+        for label, attack, params, a in jobs:
+            res = run_one(setup, label, attack, params, a, table[a], args.rounds)
+            per_seed.setdefault((label, a), []).append(res)
+            print(f"  {label:>15} {a:>13}: {_pct(res.accuracy):>5} %  ({res.seconds:.1f} s) {' '.join(res.notes)}")
+        ref = run_one(
+            setup, "honest_only", Attack.NONE, {}, "fedavg", table["fedavg"], args.rounds, frozenset(setup.attackers)
+        )
+        per_seed.setdefault(HONEST_ONLY, []).append(ref)
+        print(f"  {'honest-only':>15} {'fedavg':>13}: {_pct(ref.accuracy):>5} %")
+    elapsed = time.perf_counter() - started
+    results = {key: merge(runs) for key, runs in per_seed.items()}
+
+    print(f"\nseeds {seeds}, {args.rounds} rounds, {args.attackers} of {N_TRAINERS} trainers attack; {versions}\n")
+    print(render(results, labels, aggs, args.attackers))
+    print()
+    print("\n".join(verdict(results, labels, aggs)))
+    print(f"\n{sum(len(v) for v in per_seed.values())} runs x {args.rounds} rounds in {elapsed:.0f} s")
+    plot(results, labels, aggs, args.attackers, args.plot)
+    if args.json:
+        dump = {f"{k[0]}|{k[1]}": [asdict(r) for r in v] for k, v in per_seed.items()}
+        args.json.write_text(json.dumps(dump, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
