@@ -19,6 +19,8 @@ import typer
 
 from pocfl.cli import (
     account_cmd,
+    aggregate_cmd,
+    audit_cmd,
     chain_cmd,
     demo_cmd,
     deploy_cmd,
@@ -26,6 +28,7 @@ from pocfl.cli import (
     project_cmd,
     round_cmd,
     store_cmd,
+    train_cmd,
     trainer_cmd,
 )
 
@@ -48,8 +51,11 @@ app.command("register", rich_help_panel="Trainers")(trainer_cmd.register)
 app.command("leave", rich_help_panel="Trainers")(trainer_cmd.leave)
 app.command("release-stake", rich_help_panel="Trainers")(trainer_cmd.release_stake)
 app.command("claim", rich_help_panel="Trainers")(trainer_cmd.claim)
+app.command("train", rich_help_panel="Trainers")(train_cmd.train)
 app.add_typer(round_cmd.app, name="round")
 app.command("demo")(demo_cmd.demo)
+app.command("aggregate", rich_help_panel="Aggregator")(aggregate_cmd.aggregate)
+app.command("audit", rich_help_panel="Auditors")(audit_cmd.audit)
 
 
 def main() -> None:

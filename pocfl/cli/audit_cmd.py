@@ -1,0 +1,160 @@
+"""``pocfl audit``: recompute every posted round of a project from public data and reconcile its payouts.
+
+Reads the chain's events and the artifacts their CIDs name (every read verified), re-runs each round's decision
+with the aggregator's own functions and compares with what the contract recorded and what trainers claimed (see
+:mod:`pocfl.audit`). Prints a per-round and a per-trainer table, writes PNG figures, a self-contained HTML page and
+the JSON document into ``--out`` (default ``<state dir>/audit/project-<id>/``), and exits 1 with every difference
+listed when anything does not match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pocfl.cli.output import Output, eth, guarded
+from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, MarketOpt, RpcOpt, Session
+
+if TYPE_CHECKING:
+    from pocfl.audit import AuditResult
+    from pocfl.audit_report import AuditFiles
+
+
+@guarded
+def audit(
+    project_id: Annotated[
+        int, typer.Option("--project", min=1, metavar="ID", help="The project to audit.", show_default=False)
+    ],
+    validation: Annotated[
+        Path | None,
+        typer.Option(
+            "--validation",
+            metavar="FILE",
+            help="The owner's revealed validation set (NPZ with X and y), for projects without a public recipe; "
+            "checked against the on-chain validationSetCommitment.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Where to write the figures, audit.html and audit.json. Default: <state dir>/audit/project-<ID>/.",
+            show_default=False,
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Fail on rounds that cannot be recomputed (a sealed update never revealed, an unreadable object).",
+        ),
+    ] = False,
+    rpc: RpcOpt = None,
+    json_out: JsonOpt = False,
+    deployment: DeploymentOpt = None,
+    market: MarketOpt = None,
+    ipfs: IpfsOpt = None,
+) -> None:
+    """Recompute every posted round of a project from public data and reconcile its payouts to the wei.
+
+    Checks each round's report against its on-chain hash and submissions, re-validates every update (sealed ones
+    through their revealed plaintext), re-runs outlier filtering, scoring and aggregation with the chain-derived
+    seeds, and compares flags, scores, statuses, the new model's CID, the next hyper-parameters' hash and every
+    credit, then the escrow and each trainer's credited, claimed and pending wei. Exits 1 listing every
+    difference, e.g. "round 2, submission 3 (0xabc…): posted score 51234, recomputed 49870".
+    """
+    from pocfl.audit import AuditMismatchError, audit_project
+    from pocfl.audit_report import write_audit_report
+    from pocfl.deployment import state_dir
+
+    out_dir = out if out is not None else state_dir() / "audit" / f"project-{project_id}"
+    with Session(rpc, json_out=json_out, deployment=deployment, market=market, ipfs=ipfs) as s:
+        sm = s.store_market(signer=False)
+        with s.out.status(f"auditing project {project_id}") as update:
+            result = audit_project(
+                sm, project_id, validation_file=validation, from_block=s.from_block, strict=strict, progress=update
+            )
+            update("writing figures and the HTML report")
+            files = write_audit_report(result, out_dir)
+        document = result.to_json()
+        document["files"] = {
+            "out": str(files.out_dir),
+            "html": str(files.html),
+            "json": str(files.json),
+            "figures": [str(p) for p in files.figures],
+        }
+        mismatch = AuditMismatchError(project_id, result.differences, result) if result.differences else None
+        if mismatch is not None:
+            document["error"] = "AuditMismatchError"
+            document["message"] = str(mismatch)
+        s.out.result(document, lambda: _human(s.out, result, files))
+        if mismatch is not None:
+            if not s.out.as_json:
+                s.out.fail(mismatch)
+            raise typer.Exit(1)
+
+
+def _human(out: Output, result: AuditResult, files: AuditFiles) -> None:
+    out.print(
+        f"[bold]Audit of project {result.project_id}[/bold] on chain {result.chain_id}, marketplace "
+        f"{result.market} ({result.status}): budget {eth(result.budget)} ETH over {result.num_rounds} rounds; "
+        f"manifest {escape(result.manifest_cid)}; validation set: {escape(result.validation or 'unavailable')}"
+    )
+    out.print(
+        "Proofs: rounds proven on chain by verifier " + result.verifier
+        if result.proofs == "verifier"
+        else "Proofs: the project has no verifier; results are unproven (recomputed only)."
+    )
+    rounds = Table("round", "state", "verdict", "proven", "subs", "accuracy", "credited (wei)", "unallocated (wei)")
+    for r in result.rounds:
+        colour = {"verified": "green", "mismatch": "red", "unverifiable": "yellow"}.get(r.verdict)
+        rounds.add_row(
+            str(r.round),
+            r.state,
+            f"[{colour}]{r.verdict}[/{colour}]" if colour else r.verdict,
+            "" if r.proven is None else ("yes" if r.proven else "no"),
+            str(len(r.submissions)),
+            "" if r.accuracy is None else f"{100 * r.accuracy:.2f}%",
+            str(r.credited_wei),
+            str(r.unallocated_wei),
+        )
+    out.table(rounds)
+    trainers = Table(
+        "trainer",
+        "rounds",
+        "total score",
+        "outliers",
+        "credited (wei)",
+        "recomputed (wei)",
+        "claimed (wei)",
+        "pending (wei)",
+        title="Payouts per trainer (claimed and pending: whole account)",
+    )
+    for t in result.trainers:
+        expected = str(t.expected_wei) if t.expected_wei == t.credited_wei else f"[red]{t.expected_wei}[/red]"
+        trainers.add_row(
+            t.trainer,
+            str(t.rounds),
+            str(t.total_score),
+            str(t.outliers),
+            str(t.credited_wei),
+            expected,
+            str(t.claimed_wei),
+            str(t.pending_wei),
+        )
+    out.table(trainers)
+    for warning in result.warnings:
+        out.warn(warning)
+    out.print(f"Report: {escape(str(files.html))} (figures and audit.json in {escape(str(files.out_dir))})")
+    if result.ok:
+        checked = [r.round for r in result.rounds if r.verdict == "verified"]
+        out.print(
+            f"[green]No difference[/green]: rounds {checked} recomputed bit for bit; credits, claims and escrow "
+            "reconcile to the wei."
+        )
