@@ -1,8 +1,14 @@
-"""``pocfl demo``: run :func:`pocfl.demo.run_demo` and render its tables."""
+"""``pocfl demo``: the federated-learning demo (:mod:`pocfl.fl_demo`) or, with ``--scripted``, the scripted one.
+
+Both render their result as tables on stdout (``--json``: one document) and exit 1 when anything does not
+reconcile to the wei.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,8 +19,11 @@ from pocfl.cli.session import JsonOpt
 
 if TYPE_CHECKING:
     from pocfl.demo import DemoResult
+    from pocfl.fl_demo import DemoReporter, FlDemoResult, FlRound
 
 _NUMERIC = ("round", "score", "credited (wei)", "expected (wei)")
+FL_DEFAULT_ROUNDS = 4
+SCRIPTED_DEFAULT_ROUNDS = 3
 
 
 @guarded
@@ -27,7 +36,41 @@ def demo(
             help="'embedded' (in-process, nothing to install), 'anvil' (a throwaway local node) or a local node URL.",
         ),
     ] = "embedded",
-    rounds: Annotated[int, typer.Option(min=1, max=64, help="Number of rounds (the 3-round script repeats).")] = 3,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Number of rounds. Default: 4 (3 with --scripted, whose script repeats).",
+            show_default=False,
+        ),
+    ] = None,
+    scripted: Annotated[
+        bool,
+        typer.Option("--scripted", help="Run the scripted 3-trainer demo (fixed scores, no training) instead."),
+    ] = False,
+    trainers: Annotated[
+        int, typer.Option(min=3, max=64, help="Trainers in all (honest + attackers + free riders).")
+    ] = 8,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attack",
+            metavar="NAME",
+            help="One attacking trainer per use: sign_flip, scaling, gaussian, label_flip, copycat, free_rider "
+            "(default: sign_flip and scaling; 'none' for no attacker).",
+            show_default=False,
+        ),
+    ] = None,
+    free_riders: Annotated[int, typer.Option(min=0, help="Trainers that submit zero updates.")] = 1,
+    hidden: Annotated[int, typer.Option(min=1, max=4096, help="Hidden width of the MLP.")] = 32,
+    epochs: Annotated[int, typer.Option(min=1, max=100, help="Round-0 local epochs.")] = 3,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the model, the data partition, training and the accounts.")
+    ] = 4,
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt/--no-encrypt", help="Trainers seal their updates to the aggregator's key.")
+    ] = True,
     ipfs: Annotated[
         str | None,
         typer.Option(
@@ -41,22 +84,225 @@ def demo(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a whole project end to end with real files and scripted scores, and reconcile every balance to the wei.
+    """Run a federated-learning project end to end and reconcile every balance to the wei.
 
-    An owner stores a small model and escrows a budget, three trainers stake and register; each round they
-    store pocfl update files (one encrypted to the aggregator) and submit their CIDs and commitments; the
-    aggregator fetches and checks every update, stores the new model and a round report, and posts (with
-    rounding dust, an outlier and a negative score) or misses its window and the round fails; then everyone
-    withdraws. Exits 1 if any balance or stored file does not check out.
+    An owner escrows 1 ETH per round; 8 trainers with non-IID shares of the digits data stake and register, 2
+    of them attack (sign_flip, scaling) and 1 free-rides. Each round they train and submit sealed updates, the
+    aggregator filters outliers, scores contributions (Shapley values), stores the new model and a report, and
+    posts; then everyone withdraws. Prints a table per round (accuracy, outliers, credits) and the payouts.
+    Exits 1 if any credit, balance or stored file does not check out. --scripted runs the older 3-trainer
+    demo with fixed scores instead.
     """
-    from pocfl.demo import run_demo
-
     out = Output(json_out)
-    with out.status("starting the demo") as update:
-        result = run_demo(rpc, rounds, progress=update, ipfs=ipfs)
-    out.result(result.to_json(), lambda: render(out, result))
-    if not result.reconciled:
+    if scripted:
+        from pocfl.demo import run_demo
+
+        with out.status("starting the demo") as update:
+            result = run_demo(rpc, rounds or SCRIPTED_DEFAULT_ROUNDS, progress=update, ipfs=ipfs)
+        out.result(result.to_json(), lambda: render(out, result))
+        if not result.reconciled:
+            raise typer.Exit(1)
+        return
+
+    from pocfl.fl_demo import DEFAULT_ATTACKS, FlDemoConfig, run_fl_demo
+
+    attacks = tuple(a for a in (attack if attack else DEFAULT_ATTACKS) if a.strip().lower() != "none")
+    config = FlDemoConfig(
+        rounds=rounds or FL_DEFAULT_ROUNDS,
+        trainers=trainers,
+        attacks=attacks,
+        free_riders=free_riders,
+        hidden=hidden,
+        epochs=epochs,
+        seed=seed,
+        encrypt=encrypt,
+    )
+    config.roles()  # a bad mix of roles fails before anything starts
+    with _progress(out, config.rounds) as reporter:
+        fl_result = run_fl_demo(config, rpc=rpc, ipfs=ipfs, reporter=reporter)
+    out.result(fl_result.to_json(), lambda: render_fl(out, fl_result))
+    if not fl_result.reconciled:
         raise typer.Exit(1)
+
+
+# --- progress -----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(out: Output, rounds: int) -> Iterator[DemoReporter]:
+    """Progress bars on stderr when it is a terminal, else one note per step."""
+    from pocfl.fl_demo import DemoReporter
+
+    if not out.err.is_terminal:
+
+        class Lines(DemoReporter):
+            def stage(self, text: str) -> None:
+                out.note(text)
+
+            def round_started(self, round_: int, trainers: int) -> None:
+                out.note(f"round {round_}: {trainers} trainers train and submit")
+
+            def round_done(self, row: FlRound) -> None:
+                outliers = ", ".join(row.outliers) or "none"
+                out.note(
+                    f"round {row.round} {row.outcome}: accuracy {row.accuracy_before:.3f} -> {row.accuracy:.3f}, "
+                    f"outliers {outliers}, {eth(row.credited)} ETH credited"
+                )
+
+        yield Lines()
+        return
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out.err,
+    )
+
+    class Bars(DemoReporter):
+        def __init__(self) -> None:
+            self.setup = progress.add_task("setting up", total=None)
+            self.rounds = progress.add_task("rounds", total=rounds, visible=False)
+            self.step: Any = None
+
+        def stage(self, text: str) -> None:
+            progress.update(self.setup, description=text)
+
+        def round_started(self, round_: int, trainers: int) -> None:
+            progress.update(self.setup, visible=False)
+            progress.update(self.rounds, visible=True, description=f"round {round_ + 1}/{rounds}")
+            if self.step is not None:
+                progress.remove_task(self.step)
+            self.step = progress.add_task(f"round {round_}: training", total=trainers)
+
+        def trainer_done(self, round_: int, name: str, role: str, message: str) -> None:
+            progress.update(self.step, advance=1, description=f"round {round_}: {name} ({role}) submitted")
+
+        def aggregating(self, round_: int, message: str, done: int, total: int) -> None:
+            progress.update(self.step, description=f"aggregator: {message}")
+
+        def round_done(self, row: FlRound) -> None:
+            progress.update(self.rounds, advance=1)
+            progress.update(
+                self.step,
+                description=f"round {row.round}: accuracy {row.accuracy:.3f}, "
+                f"outliers {', '.join(row.outliers) or 'none'}",
+            )
+            progress.update(self.setup, visible=True)
+
+    with progress:
+        yield Bars()
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+
+
+def _eth3(wei: int) -> str:
+    return f"{wei / 10**18:.3f}"
+
+
+def render_fl(out: Output, result: FlDemoResult) -> None:
+    """Print the FL demo's rounds, timings and payouts, and the verdict."""
+    cfg = result.config
+    roles = {t.name: t.role for t in result.trainers}
+    dishonest = [f"{t.name} {t.role}" for t in result.trainers if t.group != "honest"]
+    out.print(
+        f"[bold]pocfl demo[/bold]: federated learning on {result.chain} (chain id {result.chain_id}), marketplace "
+        f"{result.market}, project {result.project_id}: {len(result.trainers)} trainers with non-IID digits data "
+        f"(Dirichlet alpha {cfg.alpha:g}), {cfg.rounds} rounds, budget {eth(result.budget)} ETH, "
+        f"stake {eth(result.stake)} ETH; dishonest: {', '.join(dishonest) or 'none'}"
+    )
+    out.print(
+        f"Model: MLP 64-{cfg.hidden}-10, {cfg.epochs} local epochs, lr {cfg.learning_rate:g}, seed {cfg.seed}; "
+        f"updates {'sealed to the aggregator' if cfg.encrypt else 'in plaintext'}. Manifest "
+        f"{short_cid(result.manifest_cid)}, {len(result.objects)} stored objects, every one re-hashed."
+    )
+    rounds = Table(title="Rounds: ETH credited per trainer (flag: outlier; <0: negative score; both unpaid)")
+    rounds.add_column("round", justify="right")
+    rounds.add_column("accuracy", justify="right")
+    rounds.add_column("outliers")
+    for t in result.trainers:
+        rounds.add_column(f"{t.name.removeprefix('trainer-')}\n{_role_label(t.role)}", justify="right")
+    rounds.add_column("credited", justify="right")
+    for r in result.rounds:
+        cells = {e.trainer: _cell(e.outlier, e.status, e.score, e.credited) for e in r.entries}
+        outliers = ",".join(name.removeprefix("trainer-") for name in r.outliers) or "-"
+        rounds.add_row(
+            str(r.round),
+            f"{r.accuracy_before:.3f}->{r.accuracy:.3f}",
+            outliers,
+            *[cells.get(t.name, "-") for t in result.trainers],
+            _eth3(r.credited),
+        )
+    out.table(rounds)
+
+    timing = Table(title="Time per round (s)")
+    for name in ("round", "train", "store", "aggregate", "chain", "total"):
+        timing.add_column(name, justify="right")
+    for r in result.rounds:
+        timing.add_row(
+            str(r.round), *(f"{r.timings.get(k, 0.0):.2f}" for k in ("train", "store", "aggregate", "chain", "total"))
+        )
+    out.table(timing)
+
+    flagged = {
+        t.name: sum(e.outlier for r in result.rounds for e in r.entries if e.trainer == t.name) for t in result.trainers
+    }
+    payouts = Table(title="Payouts (net = end - start + gas paid, to the wei; expected from the reports' scores)")
+    for name in ("party", "role", "data", "flagged", "gas (ETH)", "net (ETH)", "expected (ETH)"):
+        payouts.add_column(name, justify="right" if "ETH" in name or name == "flagged" else "left")
+    payouts.add_column("ok")
+    info = {t.name: t for t in result.trainers}
+    for p in result.parties:
+        who = info.get(p.party)
+        payouts.add_row(
+            p.party,
+            roles.get(p.party, p.party),
+            f"{who.samples} ({who.classes} cl.)" if who is not None else "",
+            f"{flagged[p.party]}/{cfg.rounds}" if who is not None else "",
+            f"{p.gas / 10**18:.6f}",
+            eth(p.net),
+            eth(p.expected),
+            "[green]yes[/green]" if p.reconciled else "[red]NO[/red]",
+        )
+    out.table(payouts)
+    for group, g in result.groups().items():
+        out.print(
+            f"  {group}: {g['trainers']} trainer(s) earned {_eth3(g['min_wei'])}-{_eth3(g['max_wei'])} ETH each, "
+            f"{_eth3(g['total_wei'])} ETH in all"
+        )
+    if result.incentives_hold:
+        out.print("[bold green]Attackers and free riders earned less than every honest trainer.[/bold green]")
+    else:
+        out.print("[yellow]Not every honest trainer out-earned the attackers and free riders in this run.[/yellow]")
+    totals = {k: sum(r.timings.get(k, 0.0) for r in result.rounds) for k in ("train", "store", "aggregate", "chain")}
+    out.print(
+        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
+        f"{result.transactions} transactions in {result.elapsed_s:.1f} s (rounds: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
+        + ")."
+    )
+    if result.reconciled:
+        out.print("[bold green]Every credit and balance reconciles to the wei.[/bold green]")
+    else:
+        for problem in result.problems:
+            out.print(f"[bold red]mismatch:[/bold red] {escape(problem)}")
+
+
+def _role_label(role: str) -> str:
+    return {"honest": "honest", "free_rider": "free", "sign_flip": "signflip"}.get(role, role.replace("_", ""))
+
+
+def _cell(outlier: bool, status: str, score: int, credited: int) -> str:
+    if outlier:
+        return "[red]flag[/red]"
+    if status != "scored":
+        return status
+    return "0 (<0)" if score < 0 else _eth3(credited)
 
 
 def short_cid(cid: str) -> str:

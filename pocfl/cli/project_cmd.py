@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +37,7 @@ from pocfl.errors import ConfigError
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
+    from pocfl.manifest import ProjectManifest
     from pocfl.store import ContentStore
 
 app = typer.Typer(name="project", help="Create and manage training projects.", no_args_is_help=True)
@@ -101,6 +103,15 @@ def create(
             metavar="CID", help="...or the CID of an initial model already in the content store.", show_default=False
         ),
     ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="...or a training project's manifest (see `pocfl project manifest`): stored, its CID put on chain "
+            "as the initial model, and its validation set committed to.",
+            show_default=False,
+        ),
+    ] = None,
     rpc: RpcOpt = None,
     key: KeyOpt = "POCFL_PRIVATE_KEY",
     keystore: KeystoreOpt = None,
@@ -111,10 +122,15 @@ def create(
 ) -> None:
     """Create a project and escrow its reward budget (you become its owner).
 
-    The initial model's CID goes on chain only once the content store (--ipfs) holds its bytes.
+    The initial model's CID goes on chain only once the content store (--ipfs) holds its bytes. For federated
+    training give --manifest: the manifest names the model, its initial weights (already in the store) and the
+    validation set, whose commitment goes on chain.
     """
-    if (initial_model is None) == (initial_model_cid is None):
-        raise ConfigError("give the initial model with exactly one of --initial-model FILE or --initial-model-cid CID")
+    if sum(x is not None for x in (initial_model, initial_model_cid, manifest)) != 1:
+        raise ConfigError(
+            "give the initial model with exactly one of --initial-model FILE or --initial-model-cid CID, "
+            "or a training project's --manifest FILE"
+        )
     if (budget is None) == (budget_wei is None):
         raise ConfigError("give the reward budget with exactly one of --budget ETH or --budget-wei WEI")
     budget_amount = parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei))
@@ -136,10 +152,24 @@ def create(
     verifier_address = parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS
     stake_wei = parse_eth(stake, "--stake")
     model_file = existing_file(initial_model, "--initial-model") if initial_model is not None else None
+    project_manifest = _read_manifest(manifest) if manifest is not None else None
     with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
         sm = s.store_market()
         m = sm.client
-        if initial_model_cid is not None:
+        if project_manifest is not None:
+            from pocfl.fl_project import validation_commitment as manifest_commitment
+            from pocfl.store import compute_cid
+
+            stored_cid(sm.store, project_manifest.model.initial_weights_cid, "model.initial_weights_cid", "FILE")
+            model_cid = compute_cid(project_manifest.to_json())
+            expected = manifest_commitment(project_manifest, sm)
+            if commitment not in (ZERO_BYTES32, expected):
+                raise ConfigError(
+                    f"the validation commitment 0x{commitment.hex()} is not the manifest's validation set's "
+                    f"0x{expected.hex()}"
+                )
+            commitment = expected
+        elif initial_model_cid is not None:
             model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
         else:
             model_cid = sm.publish(_present(model_file))
@@ -159,7 +189,12 @@ def create(
             verifier=verifier_address,
         )
         with s.out.status("creating the project"):
-            project_id, receipt = m.create_project(params, budget_amount)
+            if project_manifest is not None:
+                from pocfl.fl_project import create_fl_project
+
+                project_id, receipt = create_fl_project(sm, params, budget_amount, project_manifest)
+            else:
+                project_id, receipt = m.create_project(params, budget_amount)
         allow_receipt = None
         if allowed:
             with s.out.status(f"allowlisting {len(allowed)} trainers"):
@@ -193,6 +228,96 @@ def create(
 def _present(path: Path | None) -> Path:
     assert path is not None
     return path
+
+
+def _read_manifest(path: Path) -> ProjectManifest:
+    from pocfl.manifest import ProjectManifest
+
+    try:
+        return ProjectManifest.from_json(existing_file(path, "--manifest").read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"--manifest: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# manifest
+# ---------------------------------------------------------------------------------------------------
+
+
+@app.command("manifest")
+@guarded
+def manifest_cmd(
+    out_file: Annotated[Path, typer.Argument(metavar="OUT.json", help="Where to write the manifest.")],
+    hidden: Annotated[int, typer.Option(min=1, metavar="H", help="Hidden width of the MLP.")] = 32,
+    seed: Annotated[int, typer.Option(min=0, metavar="S", help="Seed of the initial weights and of the split.")] = 0,
+    name: Annotated[str, typer.Option(metavar="TEXT", help="The project's name.")] = "digits",
+    aggregator_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HEX",
+            help="The aggregator's encryption public key: trainers seal updates to it.",
+            show_default=False,
+        ),
+    ] = None,
+    lr: Annotated[float, typer.Option(min=0.0, metavar="LR", help="Round-0 learning rate.")] = 0.1,
+    epochs: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 local epochs.")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 batch size.")] = 32,
+    validation_recipe: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RECIPE", help="Public validation set recipe. Default: sklearn-digits:seed=S:fraction=0.2."
+        ),
+    ] = None,
+    ipfs: IpfsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a training project's manifest (a digits MLP), storing its initial weights in the content store.
+
+    Then create the project with `pocfl project create --manifest OUT.json ...`.
+    """
+    from pocfl.cli.output import Output
+    from pocfl.fl_project import make_manifest, validation_commitment
+    from pocfl.manifest import TrainingConfig
+    from pocfl.store import compute_cid, open_store
+
+    out = Output(json_out)
+    store = open_store(ipfs)
+    try:
+        made, data = make_manifest(
+            name,
+            seed=seed,
+            hidden=hidden,
+            store=store,
+            aggregator_public_key=aggregator_key,
+            training=TrainingConfig(learning_rate=lr, local_epochs=epochs, batch_size=batch_size),
+            validation_recipe=validation_recipe,
+        )
+        commitment = validation_commitment(made)
+        location = store.location
+    finally:
+        store.close()
+    try:
+        out_file.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from exc
+    document = {
+        "file": str(out_file),
+        "manifest_cid": compute_cid(data),
+        "initial_weights_cid": made.model.initial_weights_cid,
+        "store": location,
+        "validation_set_commitment": "0x" + commitment.hex(),
+        "manifest": json.loads(data),
+    }
+
+    def human() -> None:
+        out.print(f"Wrote {escape(str(out_file))} (manifest CID {document['manifest_cid']}).")
+        out.print(f"Initial weights {made.model.initial_weights_cid} stored in {escape(location)}.")
+        out.print(
+            f"Validation set {escape(str(made.validation.recipe))}, commitment {document['validation_set_commitment']}."
+        )
+        out.print(f"Create the project with `pocfl project create --manifest {escape(str(out_file))} ...`.")
+
+    out.result(document, human)
 
 
 # ---------------------------------------------------------------------------------------------------

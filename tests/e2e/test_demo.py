@@ -1,5 +1,5 @@
-"""``pocfl demo``: the scripted project reconciles to the wei on the embedded chain and on anvil, and every file
-it stored (models, updates, reports) is in its content store and re-hashes to its CID."""
+"""``pocfl demo --scripted``: the scripted project reconciles to the wei on the embedded chain and on anvil, and
+every file it stored (models, updates, reports) is in its content store and re-hashes to its CID."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_demo_script_repeats_and_never_fails_twice_in_a_row() -> None:
 
 
 def test_demo_command_json_on_embedded() -> None:
-    result = CliRunner().invoke(app, ["demo", "--json", "--rounds", "2"])
+    result = CliRunner().invoke(app, ["demo", "--scripted", "--json", "--rounds", "2"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)  # stdout holds the JSON document only; progress went to stderr
     assert doc["reconciled"] is True and doc["problems"] == []
@@ -170,13 +170,13 @@ def test_demo_command_exits_nonzero_when_something_does_not_reconcile(
 ) -> None:
     broken = replace(embedded_result, problems=("trainer-1: net 1 wei, expected 2",))
     monkeypatch.setattr("pocfl.demo.run_demo", lambda *args, **kwargs: broken)
-    result = CliRunner().invoke(app, ["demo"])
+    result = CliRunner().invoke(app, ["demo", "--scripted"])
     assert result.exit_code == 1
     assert "mismatch" in result.stdout and "trainer-1: net 1 wei" in result.stdout
 
 
 def test_demo_on_anvil_reconciles() -> None:
-    result = CliRunner().invoke(app, ["demo", "--rpc", "anvil"])
+    result = CliRunner().invoke(app, ["demo", "--scripted", "--rpc", "anvil"])
     assert result.exit_code == 0, result.output
     assert "Every balance reconciles to the wei." in result.stdout
     assert "Contract balance at the end: 0 wei" in result.stdout

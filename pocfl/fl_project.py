@@ -1,0 +1,243 @@
+"""Federated-learning projects: build a project manifest, commit to its validation set, create the project.
+
+A training project names its :class:`~pocfl.manifest.ProjectManifest` by the contract's ``initialModelCid``
+(the manifest in turn names the initial weights). This module is the one way the demo, the multi-process run
+and ``pocfl project manifest`` / ``pocfl project create --manifest`` build such a project:
+
+- :func:`make_manifest` stores the initial weights (:func:`pocfl.ml.model.initial_vector` for a seed, encoded as
+  a ``weights`` update file against :meth:`ModelInfo.spec`) and returns the manifest with its canonical bytes;
+- :func:`validation_commitment` is the 32 bytes that go on chain as ``validationSetCommitment``;
+- :func:`create_fl_project` stores the manifest and creates the project with both.
+
+Validation commitment
+    For a manifest with a public ``validation.recipe`` it is ``sha256(np.save(X) || np.save(y))``: the
+    validation features (float32, C order) and labels (int64) the recipe builds, each serialised with
+    ``numpy.save(..., allow_pickle=False)`` (NPY format, version chosen by numpy, 1.0 for these arrays) into one
+    buffer, X first. Anyone can rebuild the recipe and check it. For a manifest whose ``validation.cid`` names a
+    revealed NPZ file it is the sha256 of that file's bytes, which is what
+    :func:`aggregator.inputs.load_validation` checks against the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pocfl.chain.types import ZERO_BYTES32, ProjectParams, Receipt
+from pocfl.manifest import (
+    AggregationConfig,
+    ManifestError,
+    ModelInfo,
+    ProjectManifest,
+    TrainingConfig,
+    ValidationInfo,
+)
+from pocfl.market import Market
+from pocfl.store import ContentStore, MemoryStore
+from pocfl.updates import encode_update
+
+DIGITS_FEATURES = 64
+DIGITS_CLASSES = 10
+DEFAULT_VALIDATION_FRACTION = 0.2
+
+
+def default_validation_recipe(seed: int, fraction: float = DEFAULT_VALIDATION_FRACTION) -> str:
+    """The public validation recipe of a digits project: ``sklearn-digits:seed=S:fraction=F``.
+
+    Trainers' ``digits:part=I:of=N:seed=S`` shares come from the training side of the same split, so no
+    validation sample is in anyone's training data.
+    """
+    return f"sklearn-digits:seed={seed}:fraction={fraction:g}"
+
+
+def _publish(store: ContentStore | Market, data: bytes) -> str:
+    if isinstance(store, Market):
+        return store.publish(data)
+    cid = store.put_bytes(data)
+    store.pin(cid)
+    return cid
+
+
+def initial_weights(
+    seed: int, *, hidden: int, n_features: int = DIGITS_FEATURES, n_classes: int = DIGITS_CLASSES
+) -> bytes:
+    """The round-0 global model for ``seed`` as a pocfl ``weights`` file (deterministic bytes).
+
+    Parameters
+    ----------
+    seed
+        Seed of :func:`pocfl.ml.model.initial_vector`.
+    hidden, n_features, n_classes
+        The MLP's shape.
+    """
+    from pocfl.ml.model import initial_vector
+
+    spec = ModelInfo(n_features=n_features, hidden=hidden, n_classes=n_classes, initial_weights_cid="").spec()
+    vector = initial_vector(seed, n_features=n_features, hidden=hidden, n_classes=n_classes)
+    return encode_update(spec.unflatten(vector), spec, kind="weights")
+
+
+def make_manifest(
+    name: str,
+    *,
+    seed: int,
+    hidden: int,
+    store: ContentStore | Market,
+    aggregator_public_key: str | None = None,
+    training: TrainingConfig | None = None,
+    validation_recipe: str | None = None,
+    aggregation: AggregationConfig | None = None,
+    n_features: int = DIGITS_FEATURES,
+    n_classes: int = DIGITS_CLASSES,
+) -> tuple[ProjectManifest, bytes]:
+    """Build a project manifest and store its initial weights.
+
+    Parameters
+    ----------
+    name
+        The project's name (free text).
+    seed
+        Seed of the initial weights; also the split seed of the default validation recipe.
+    hidden
+        Hidden width of the MLP.
+    store
+        Where the initial weights are stored and pinned (a content store, or a :class:`~pocfl.market.Market`).
+    aggregator_public_key
+        The aggregator's X25519 public key (hex); trainers seal their updates to it. None: plaintext updates.
+    training
+        Round-0 hyper-parameters (default :class:`TrainingConfig`'s).
+    validation_recipe
+        Public construction of the validation set; default ``sklearn-digits:seed=<seed>:fraction=0.2``.
+    aggregation
+        The aggregator's round settings (default :class:`AggregationConfig`'s).
+    n_features, n_classes
+        The model's input and output sizes (the digits data set's by default).
+
+    Returns
+    -------
+    manifest, manifest_bytes
+        The manifest and its canonical JSON (:meth:`ProjectManifest.to_json`), whose CID is the project's
+        ``initialModelCid``. The manifest itself is not stored (:func:`create_fl_project` does that).
+
+    Raises
+    ------
+    ManifestError
+        A non-positive width or seed below 0.
+    """
+    if hidden < 1:
+        raise ManifestError(f"model.hidden must be >= 1, got {hidden}")
+    if seed < 0:
+        raise ManifestError(f"seed must be >= 0, got {seed}")
+    weights = initial_weights(seed, hidden=hidden, n_features=n_features, n_classes=n_classes)
+    weights_cid = _publish(store, weights)
+    key = aggregator_public_key.lower().removeprefix("0x") if aggregator_public_key else None
+    manifest = ProjectManifest(
+        name=name,
+        model=ModelInfo(n_features=n_features, hidden=hidden, n_classes=n_classes, initial_weights_cid=weights_cid),
+        training=training if training is not None else TrainingConfig(),
+        aggregation=aggregation if aggregation is not None else AggregationConfig(),
+        validation=ValidationInfo(
+            recipe=validation_recipe if validation_recipe is not None else default_validation_recipe(seed)
+        ),
+        aggregator_public_key=key,
+    )
+    return manifest, manifest.to_json()
+
+
+def validation_bytes(x: NDArray[np.floating], y: NDArray[np.integer]) -> bytes:
+    """The canonical bytes of a validation set: ``np.save(X as float32) || np.save(y as int64)``."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+    np.save(buffer, np.ascontiguousarray(y, dtype=np.int64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def validation_commitment(manifest: ProjectManifest, store: ContentStore | Market | None = None) -> bytes:
+    """The 32-byte ``validationSetCommitment`` of a manifest (see the module docstring).
+
+    Parameters
+    ----------
+    manifest
+        The project manifest.
+    store
+        Needed only when the manifest names a revealed NPZ by ``validation.cid`` (its bytes are hashed).
+
+    Raises
+    ------
+    ValidationSetError
+        The recipe cannot be built.
+    ManifestError
+        Neither a recipe nor a CID, or a CID without a store to read it from.
+    """
+    info = manifest.validation
+    if info.recipe is not None:
+        from aggregator.inputs import load_validation
+
+        x, y = load_validation(manifest, MemoryStore())  # a recipe reads nothing from the store
+        return hashlib.sha256(validation_bytes(x, y)).digest()
+    if info.cid is not None:
+        if store is None:
+            raise ManifestError(f"validation.cid {info.cid}: pass the store holding the validation set")
+        backend = store.store if isinstance(store, Market) else store
+        return hashlib.sha256(backend.get_bytes(info.cid, max_size=1 << 30)).digest()
+    raise ManifestError("the manifest has neither validation.recipe nor validation.cid: nothing to commit to")
+
+
+def create_fl_project(
+    market: Market, params: ProjectParams, budget: int, manifest: ProjectManifest
+) -> tuple[int, Receipt]:
+    """Store the manifest and create the project it describes.
+
+    ``params.initial_model_cid`` is replaced by the manifest's CID and ``params.validation_set_commitment`` by
+    :func:`validation_commitment` when it is zero (a non-zero one must equal it).
+
+    Parameters
+    ----------
+    market
+        The owner's market (its account pays the budget).
+    params
+        The on-chain parameters.
+    budget
+        Wei to escrow.
+    manifest
+        The manifest (its initial weights must already be in ``market.store``).
+
+    Returns
+    -------
+    project_id, receipt
+        The new project and the ``createProject`` receipt.
+
+    Raises
+    ------
+    ManifestError
+        The store lacks the initial weights, or ``params`` holds another validation commitment.
+    """
+    if not market.store.has(manifest.model.initial_weights_cid):
+        raise ManifestError(
+            f"model.initial_weights_cid {manifest.model.initial_weights_cid} is not in {market.store.location}: "
+            "store the initial weights first (make_manifest does)"
+        )
+    commitment = validation_commitment(manifest, market)
+    if params.validation_set_commitment not in (ZERO_BYTES32, commitment):
+        raise ManifestError(
+            f"validation_set_commitment 0x{params.validation_set_commitment.hex()} is not the manifest's "
+            f"validation set's 0x{commitment.hex()}"
+        )
+    full = replace(params, validation_set_commitment=commitment)
+    return market.create_project(full, budget, initial_model=manifest.to_json())
+
+
+__all__ = [
+    "DIGITS_CLASSES",
+    "DIGITS_FEATURES",
+    "create_fl_project",
+    "default_validation_recipe",
+    "initial_weights",
+    "make_manifest",
+    "validation_bytes",
+    "validation_commitment",
+]
