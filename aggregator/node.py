@@ -56,6 +56,7 @@ from aggregator.inputs import (
 )
 from aggregator.report import RoundReport, SubmissionEntry
 from aggregator.round import RoundConfig, RoundDecision, decide_round
+from pocfl.chain.contract_errors import SubmissionWindowOpen
 from pocfl.chain.types import ProjectState, ProjectStatus, RoundPost
 from pocfl.errors import ChainError, ConfigError, PocflError
 from pocfl.manifest import ProjectManifest
@@ -76,6 +77,11 @@ def _hex(data: bytes) -> str:
 
 def _silent(message: str, done: int, total: int) -> None:
     del message, done, total
+
+
+POST_CLOCK_RETRIES = 6
+"""Posts retried when the chain's clock still says the submission window is open."""
+POST_CLOCK_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -479,6 +485,29 @@ class AggregatorNode:
             return done
         hyper = HyperParams.from_json(report.next_hyperparams)
         self.progress(f"round {r}: posting", 0, 0)
+        post_attempts = 0
+        while True:
+            post_attempts += 1
+            try:
+                return self._post(r, prepared, report, hyper, market, report_cid, resumed)
+            except SubmissionWindowOpen:
+                # The node's clock says the window closed, but the chain's next block is stamped a little
+                # earlier (anvil mines on demand): wait a moment and post again, a bounded number of times.
+                if post_attempts >= POST_CLOCK_RETRIES:
+                    raise
+                self.sleep(POST_CLOCK_WAIT)
+
+    def _post(
+        self,
+        r: int,
+        prepared: Any,
+        report: RoundReport,
+        hyper: HyperParams,
+        market: Market,
+        report_cid: str,
+        resumed: bool,
+    ) -> RoundOutcome:
+        """Post a prepared round (see :meth:`run_round`)."""
         try:
             post, receipt = market.post_round(
                 self.project_id,

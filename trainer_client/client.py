@@ -73,7 +73,17 @@ SCALING_FACTOR = 10.0
 GAUSSIAN_SIGMA = 1.0
 
 _TRANSIENT_NAMES = frozenset(
-    {"ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "TimeExhausted", "ChunkedEncodingError"}
+    {
+        "ConnectionError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "Timeout",
+        "TimeExhausted",
+        "ChunkedEncodingError",
+        # A node that mines on demand (anvil) stamps the next block a little behind the wall clock this
+        # client used to decide the round is open: the contract then says RoundNotOpen for a second or two.
+        "RoundNotOpen",
+    }
 )
 
 SUPPORTED_ATTACKS: tuple[Attack, ...] = (
