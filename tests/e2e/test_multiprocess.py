@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +44,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def run_script(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any], str]:
+def run_script(
+    tmp_path: Path, *args: str, timeout: float, script: Path = SCRIPT
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Run the script; on timeout send SIGTERM (its ``finally`` stops the children) before failing."""
     work = tmp_path / "work"
     summary = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("POCFL_")}
-    cmd = [sys.executable, str(SCRIPT), *args, "--work", str(work), "--summary", str(summary)]
+    cmd = [sys.executable, str(script), *args, "--work", str(work), "--summary", str(summary)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, _ = proc.communicate(timeout=timeout)
@@ -115,3 +119,20 @@ def test_flower_deployment_engine(tmp_path: Path) -> None:
     check_no_survivors(pids, *names, "flwr-run")
     assert pids["descendants"], "Flower's SuperExec / ServerApp / ClientApp processes were seen and recorded"
     assert "flower-superlink --insecure" in output
+
+
+@pytest.mark.slow
+def test_flower_simulation_engine() -> None:
+    """The same Flower app on the simulation runtime (Ray): SuperNodes simulated inside one process tree."""
+    pytest.importorskip("ray", reason="Flower's simulation runtime needs flwr[simulation] (Ray)")
+    # Ray puts AF_UNIX sockets under the work folder; pytest's tmp paths exceed their 107-byte limit.
+    short = Path(tempfile.mkdtemp(prefix="pfsim-", dir="/tmp"))
+    try:
+        doc, pids, _ = run_script(short, *_SIM_ARGS, timeout=420, script=REPO / "scripts" / "run_simulation.py")
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    check_reconciled(doc, trainers=2, rounds=1)
+    check_no_survivors(pids, "anvil", "ipfs")
+
+
+_SIM_ARGS = ("--trainers", "2", "--rounds", "1", "--epochs", "1", "--no-audit")
