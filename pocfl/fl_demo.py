@@ -269,6 +269,7 @@ class FlDemoResult:
     store_kept: bool = False
     objects: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
+    audit_ok: bool | None = None
 
     @property
     def reconciled(self) -> bool:
@@ -309,6 +310,7 @@ class FlDemoResult:
         return {
             "demo": "fl",
             "reconciled": self.reconciled,
+            "audit_ok": self.audit_ok,
             "problems": list(self.problems),
             "incentives_hold": self.incentives_hold,
             "chain": self.chain,
@@ -754,6 +756,7 @@ class _Run:
         self.txs: dict[str, list[str]] = {}
         self.fees: dict[str, int] = {}
         self.problems: list[str] = []
+        self.audit_ok: bool | None = None
         self.stored: list[str] = []
 
     # --- gas bookkeeping ----------------------------------------------------------------------------------
@@ -939,6 +942,16 @@ class _Run:
         objects = tuple(dict.fromkeys(self.stored))
         self.problems += _check_objects(self.store, objects)
         timings["settle"] = time.perf_counter() - t_settle
+
+        # The third use: an auditor recomputes every round and payout from the chain and the store alone.
+        t_audit = time.perf_counter()
+        say.stage("auditing: recomputing every round and payout from the chain and the store")
+        from pocfl.audit import audit_project
+
+        audit = audit_project(on["owner"], project_id)
+        self.audit_ok = audit.ok
+        self.problems += [f"audit: {d}" for d in audit.differences]
+        timings["audit"] = time.perf_counter() - t_audit
         timings["chain_requests"] = self.watch.chain_requests
         timings["chain_cached"] = self.watch.chain_cached
         return FlDemoResult(
@@ -964,6 +977,7 @@ class _Run:
             chain_methods={k: (int(v[0]), float(v[1])) for k, v in self.watch.methods.items()},
             objects=objects,
             problems=tuple(self.problems),
+            audit_ok=self.audit_ok,
         )
 
     def round(

@@ -286,6 +286,11 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
         + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
         + ")."
     )
+    if result.audit_ok:
+        out.print(
+            f"Audit: every round recomputed from the chain and the store matches what was posted and paid "
+            f"({result.timings.get('audit', 0.0):.1f} s; `pocfl audit` does the same on any chain)."
+        )
     if result.reconciled:
         out.print("[bold green]Every credit and balance reconciles to the wei.[/bold green]")
     else:

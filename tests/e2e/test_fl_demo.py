@@ -62,6 +62,7 @@ def trainers_by_group(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def test_the_fl_demo_reconciles_to_the_wei(fl_run: tuple[dict[str, Any], str]) -> None:
     doc, stderr = fl_run
     assert doc["demo"] == "fl" and doc["reconciled"] is True and doc["problems"] == []
+    assert doc["audit_ok"] is True, "pocfl audit recomputes the finished demo project and finds no difference"
     assert doc["contract_balance_wei"] == 0 and doc["final_status"] == "finished"
     assert doc["num_rounds"] == 4 and doc["budget_wei"] == 4 * ETH and doc["stake_wei"] == ETH // 10
     assert [r["outcome"] for r in doc["rounds"]] == ["posted"] * 4
