@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +21,7 @@ import typer
 
 from pocfl.cli.output import Output, guarded, kv_table
 from pocfl.cli.session import JsonOpt
-from pocfl.cli.state import pid_alive
+from pocfl.cli.state import pid_alive, write_json_atomic
 from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
 
@@ -97,18 +95,7 @@ def read_record() -> IpfsRecord | None:
 
 def write_record(record: IpfsRecord) -> None:
     """Write the record atomically."""
-    path = record_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ipfs.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record.to_json(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(record_file(), record.to_json())
 
 
 def remove_record() -> None:

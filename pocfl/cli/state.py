@@ -64,12 +64,16 @@ def read_node() -> NodeRecord | None:
 
 def write_node(record: NodeRecord) -> None:
     """Write the record atomically."""
-    path = node_file()
+    write_json_atomic(node_file(), record.to_json())
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write a JSON record next to its final path and rename it into place, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".chain.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(record.to_json(), fh, indent=2)
+            json.dump(document, fh, indent=2)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
