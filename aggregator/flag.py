@@ -96,6 +96,7 @@ sketch-based decision cannot see.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -108,6 +109,7 @@ __all__ = [
     "FlagResult",
     "FlagSubspace",
     "apply_decision",
+    "decision_from_flags",
     "default_subspace_dim",
     "flag_aggregate",
     "flag_decide",
@@ -495,6 +497,31 @@ def apply_decision(
         coefficients=coefficients,
         scale=scale,
         decision=decision,
+    )
+
+
+def decision_from_flags(outliers: Sequence[bool]) -> FlagDecision:
+    """A decision made elsewhere (e.g. proven by the round circuit, ``zk/``) in the form :func:`apply_decision` takes.
+
+    Accepted updates get weight ``1/|A|``; ratios and agreements are not known here and are 0.
+    """
+    out = np.asarray([bool(o) for o in outliers], dtype=bool)
+    k = out.size
+    accepted = int((~out).sum())
+    weights = np.where(out, 0.0, 1.0 / accepted if accepted else 0.0)
+    zeros = np.zeros(k)
+    return FlagDecision(
+        weights=weights,
+        outliers=out,
+        excluded=np.zeros(k, dtype=bool),
+        disagreeing=out.copy(),
+        abnormal_norm=np.zeros(k, dtype=bool),
+        ratios=zeros,
+        agreement=zeros.copy(),
+        norms=zeros.copy(),
+        subspace_dim=0,
+        iterations=0,
+        converged=True,
     )
 
 

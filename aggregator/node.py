@@ -29,9 +29,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aggregator.hyperparams import HyperParams
 from aggregator.inputs import (
@@ -63,6 +63,9 @@ from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, SubmittedUpdate, report_hash
 from pocfl.store import compute_cid
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update
+
+if TYPE_CHECKING:
+    from zk.prover import RoundCircuitSetup
 
 JOURNAL_FORMAT = "pocfl-aggregator-journal/1"
 STAGES = ("decided", "stored", "posted")
@@ -188,6 +191,24 @@ class _Prepared:
     model_bytes: bytes
     reveals: list[bytes] = field(default_factory=list)
     decision: RoundDecision | None = None
+    proof_blob: bytes = b""
+    """``postRound``'s proof argument (empty for projects without a verifier)."""
+
+
+@dataclass
+class _ZkInputs:
+    """A proven round's circuit inputs: per submission, its committed features and whether it was rejected."""
+
+    setup: RoundCircuitSetup
+    features: list[Any]
+    rejected: list[bool]
+    seed: bytes
+
+
+def _post_gas() -> int:
+    from zk.onchain import POST_GAS
+
+    return POST_GAS
 
 
 class AggregatorNode:
@@ -218,6 +239,9 @@ class AggregatorNode:
         Seconds between checks while waiting.
     progress
         Called with what the node is doing (the CLI draws progress bars from it).
+    zk_setup
+        The round circuit whose verifier the project uses (``zk.prover.RoundCircuitSetup`` of the manifest's
+        ``proof`` shape, with the same keys as the deployed verifier): required when the project has a verifier.
     """
 
     def __init__(
@@ -234,6 +258,7 @@ class AggregatorNode:
         sleep: Callable[[float], None] = time.sleep,
         poll: float = 2.0,
         progress: Progress | None = None,
+        zk_setup: RoundCircuitSetup | None = None,
     ) -> None:
         self.market = market
         self.client = market.client
@@ -254,6 +279,20 @@ class AggregatorNode:
         self.spec: ModelSpec = self.manifest.model.spec()
         self.config: RoundConfig = config or round_config(self.manifest)
         self._validation: tuple[Any, Any] | None = None
+        self.zk_setup = zk_setup
+        if self.proven:
+            proof = self.manifest.proof
+            if proof is None:
+                raise ConfigError(
+                    f"project {project_id} has verifier {self.params.verifier} but its manifest has no `proof` "
+                    "section: its rounds cannot be proven"
+                )
+            if zk_setup is not None and (zk_setup.shape.slots, zk_setup.shape.sketch_dim, zk_setup.shape.scale) != (
+                proof.slots,
+                proof.sketch_dim,
+                proof.scale,
+            ):
+                raise ConfigError(f"the circuit setup {zk_setup.shape} does not match the manifest's proof {proof}")
         self.journal = Journal(
             self.state_dir / f"project-{project_id}.json", self.client.chain.chain_id, self.client.address, project_id
         )
@@ -262,6 +301,11 @@ class AggregatorNode:
             raise ConfigError(
                 f"the decryption key's public key {keypair.public_key_hex} is not the project's aggregator key {pub}"
             )
+
+    @property
+    def proven(self) -> bool:
+        """Whether the project has a verifier (every round must carry a proof)."""
+        return int(self.params.verifier, 16) != 0
 
     # --- chain views ----------------------------------------------------------------------------------------
 
@@ -408,6 +452,11 @@ class AggregatorNode:
         hyper = round_hyperparams(self.market, self.manifest, self.project_id, r, from_block=self.from_block)
         history = accuracy_history(self.market, self.project_id, r, from_block=self.from_block)
         priors = prior_updates(self.market, self.manifest, self.project_id, r, from_block=self.from_block)
+        config, flags, zk = self.config, None, None
+        if self.proven:
+            validated, zk = self._committed_features(r, validated, model_in)
+            flags = zk.setup.evaluate(zk.features, zk.rejected)
+            config = replace(config, scoring=replace(config.scoring, scale=zk.setup.shape.score_unit))
         self.progress(f"round {r}: scoring {sum(v.accepted for v in validated)} accepted updates", 0, 0)
         decision = decide_round(
             global_vector,
@@ -417,8 +466,12 @@ class AggregatorNode:
             hyperparams=hyper,
             accuracy_history=history,
             prior_updates=priors,
-            config=self.config,
+            config=config,
+            outlier_flags=flags,
         )
+        proof_blob, proof_info = b"", None
+        if zk is not None:
+            proof_blob, proof_info = self._prove(r, zk, decision)
         model_bytes = encode_update(self.spec.unflatten(decision.new_global), self.spec, kind="weights")
         reveals = [v.plaintext for v in validated if v.plaintext is not None]
         report = build_report(
@@ -434,8 +487,9 @@ class AggregatorNode:
             hyperparams=hyper,
             decision=decision,
             validated=validated,
-            config=self.config,
+            config=config,
             extra_config={
+                **({"proof": proof_info} if proof_info is not None else {}),
                 "accuracy_history": list(history),
                 "prior_update_rounds": [
                     p.round for p in posted_rounds(self.market, self.project_id, before=r, from_block=self.from_block)
@@ -451,7 +505,64 @@ class AggregatorNode:
             report_hash=_hex(report_hash(compute_cid(report_bytes))),
             submissions=len(updates),
         )
-        return _Prepared(updates, report, report_bytes, model_bytes, reveals, decision)
+        return _Prepared(updates, report, report_bytes, model_bytes, reveals, decision, proof_blob)
+
+    def _committed_features(
+        self, r: int, validated: list[ValidatedUpdate], model_in: str
+    ) -> tuple[list[ValidatedUpdate], _ZkInputs]:
+        """Each accepted update's features, checked against its on-chain ``featureCommitment``.
+
+        A mismatch (or no commitment) rejects the submission with a named reason: the circuit only sees committed
+        features, so an update whose commitment does not describe it must not be aggregated.
+        """
+        from zk.decision import committed_features, feature_seed
+
+        if self.zk_setup is None:
+            raise ConfigError(
+                f"project {self.project_id} has a verifier: pass the circuit setup (`pocfl aggregate --zk-cache DIR`)"
+            )
+        shape = self.zk_setup.shape
+        if len(validated) > shape.slots:
+            raise RoundInputError(f"round {r}: {len(validated)} submissions exceed the circuit's {shape.slots} slots")
+        seed = feature_seed(self.client.chain.chain_id, self.client.address, self.project_id, r, model_in)
+        cf = committed_features(
+            [v.vector for v in validated],
+            [v.submitted.feature_commitment for v in validated],
+            seed,
+            dim=shape.sketch_dim,
+            scale=shape.scale,
+        )
+        out = [
+            v if why is None else replace(v, vector=None, reason=why)
+            for v, why in zip(validated, cf.reasons, strict=True)
+        ]
+        return out, _ZkInputs(self.zk_setup, cf.features, cf.rejected, seed)
+
+    def _prove(self, r: int, zk: _ZkInputs, decision: RoundDecision) -> tuple[bytes, dict[str, Any]]:
+        """Prove the round's flags and scores; check the proof says exactly what will be posted; store it."""
+        from zk.onchain import encode_round_proof
+
+        self.progress(f"round {r}: proving (circuit {zk.setup.shape.key})", 0, 0)
+        proof = zk.setup.prove(zk.features, zk.rejected, decision.scores)
+        n = len(zk.features)
+        if not proof.ok or proof.outliers[:n] != decision.outliers or proof.scores[:n] != decision.scores:
+            raise RoundInputError(
+                f"round {r}: the proof does not state the decision (ok={proof.ok}, proven outliers "
+                f"{proof.outliers[:n]} vs {decision.outliers}, scores {proof.scores[:n]} vs {decision.scores})"
+            )
+        proof_cid = self.market.publish(json.dumps(proof.to_json(), sort_keys=True).encode())
+        self.progress(f"round {r}: proved in {proof.prove_seconds:.1f} s", 1, 1)
+        info = {
+            "cid": proof_cid,
+            "circuit": zk.setup.shape.key,
+            "slots": zk.setup.shape.slots,
+            "sketch_dim": zk.setup.shape.sketch_dim,
+            "scale": zk.setup.shape.scale,
+            "feature_seed": "0x" + zk.seed.hex(),
+            "witness_hash": hex(proof.witness_hash),
+            "prove_seconds": round(proof.prove_seconds, 3),
+        }
+        return encode_round_proof(proof), info
 
     def _resume(self, r: int, entry: dict[str, Any]) -> _Prepared | None:
         """Read back what an earlier run stored for the round; None if anything is missing or inconsistent."""
@@ -467,8 +578,19 @@ class AggregatorNode:
         ]
         if not same or report.round != r or report.model_out != entry["model_cid"]:
             return None
+        proof_blob = b""
+        proof_info = report.config.get("proof") if isinstance(report.config, dict) else None
+        if self.proven:
+            if not isinstance(proof_info, dict):
+                return None
+            from zk.onchain import encode_round_proof_json
+
+            try:
+                proof_blob = encode_round_proof_json(json.loads(self.market.fetch(str(proof_info["cid"]))))
+            except (KeyError, ValueError, PocflError):
+                return None
         self.progress(f"round {r}: resuming from the journal", 0, 0)
-        return _Prepared(updates, report, report_bytes, model_bytes)
+        return _Prepared(updates, report, report_bytes, model_bytes, proof_blob=proof_blob)
 
     def _store_and_post(self, r: int, prepared: _Prepared, resumed: bool) -> RoundOutcome:
         report, market = prepared.report, self.market
@@ -518,6 +640,8 @@ class AggregatorNode:
                 scores=[s.score for s in report.submissions],
                 outliers=[s.outlier for s in report.submissions],
                 hyperparams_hash=hyper.hash(),
+                proof=prepared.proof_blob,
+                gas=_post_gas() if prepared.proof_blob else None,
             )
         except ChainError:
             posted = self.posted(r)  # mined after all (a lost connection), or posted by another run meanwhile

@@ -29,7 +29,7 @@ import numpy as np
 from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
-from aggregator.flag import flag_aggregate
+from aggregator.flag import apply_decision, decision_from_flags, flag_aggregate
 from aggregator.hyperparams import HyperParamRule, HyperParams, next_hyperparams
 from aggregator.seeds import shapley_seed
 from aggregator.shapley import ScoringConfig, Status, round_scores
@@ -137,6 +137,7 @@ def decide_round(
     prior_updates: Sequence[NDArray[np.floating]] = (),
     config: RoundConfig = RoundConfig(),
     evaluate: Callable[[NDArray[np.floating]], tuple[float, float]] | None = None,
+    outlier_flags: Sequence[bool] | None = None,
 ) -> RoundDecision:
     """Decide a round from its validated updates.
 
@@ -160,6 +161,10 @@ def decide_round(
         Settings from the project manifest.
     evaluate
         ``(vector) -> (accuracy, loss)`` on the validation set; defaults to :func:`pocfl.ml.training.evaluate`.
+    outlier_flags
+        One flag per submission decided elsewhere (the round circuit of a proven project, ``zk/``): used instead of
+        the Flag Aggregator's own decision, whatever the number of accepted updates; the full updates are still
+        aggregated by :func:`aggregator.flag.apply_decision` (subspace refit on the accepted ones).
     """
     x_val, y_val = validation
     if evaluate is None:
@@ -182,7 +187,19 @@ def decide_round(
     method, evaluations = "none", 0
     if accepted:
         matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
-        if len(accepted) >= MIN_FLAG_UPDATES:
+        if outlier_flags is not None:
+            if len(outlier_flags) != n:
+                raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
+            flags = [bool(outlier_flags[i]) for i in accepted]
+            if all(flags):
+                fa_weights = [0.0] * len(accepted)
+                aggregate = np.zeros_like(g)
+            else:
+                fa = apply_decision(matrix, decision_from_flags(flags))
+                fa_weights = [float(w) for w in fa.weights]
+                aggregate = np.asarray(fa.aggregate, dtype=np.float32)
+            fa_outliers, fa_ratios = flags, [0.0] * len(accepted)
+        elif len(accepted) >= MIN_FLAG_UPDATES:
             fa = flag_aggregate(
                 matrix,
                 sketch_seed=seeds.sketch if config.sketch_dim else None,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from pocfl.chain.client import MarketplaceClient
 from pocfl.chain.reverts import decode_revert
 from pocfl.chain.types import ZERO_ADDRESS, ZERO_BYTES32, EventRecord, ProjectState, ProjectStatus, jsonable
 from pocfl.errors import ConfigError, PocflError
-from pocfl.manifest import ProjectManifest
+from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market, SubmittedUpdate, report_cids
 from pocfl.payouts import allocate
 from pocfl.store import StoreError, StoreUnavailableError, compute_cid
@@ -971,6 +971,10 @@ class _Auditor:
         history = inputs.accuracy_history(self.market, pid, r, from_block=self.from_block)
         prior = inputs.prior_updates(self.market, manifest, pid, r, from_block=self.from_block)
         config = inputs.round_config(manifest)
+        proof_cfg = manifest.proof if int(state.params.verifier, 16) != 0 else None
+        if proof_cfg is not None:
+            # Proven rounds post scores on the circuit's fixed-point grid.
+            config = replace(config, scoring=replace(config.scoring, scale=1 << proof_cfg.scale))
         self._check_config(r, report, audit, config, history)
         seeds = RoundSeeds.derive(self.chain_id, self.address, pid, r, digest)
         for name, got, want in (
@@ -990,6 +994,9 @@ class _Auditor:
         if unverifiable:
             return "; ".join(unverifiable)
 
+        flags: list[bool] | None = None
+        if proof_cfg is not None:
+            vectors, flags = self._proven_flags(r, subs, vectors, model_in, proof_cfg, audit)
         decision = decide_round(
             global_vector,
             vectors,
@@ -999,6 +1006,7 @@ class _Auditor:
             accuracy_history=history,
             prior_updates=prior,
             config=config,
+            outlier_flags=flags,
         )
         audit.accuracy_before, audit.accuracy, audit.loss = decision.accuracy_before, decision.accuracy, decision.loss
         audit.shapley_method = decision.shapley_method
@@ -1029,6 +1037,45 @@ class _Auditor:
                 recomputed=next_hash,
             )
         return None
+
+    def _proven_flags(
+        self,
+        r: int,
+        subs: list[SubmittedUpdate],
+        vectors: list[Vector | None],
+        model_in: str,
+        proof_cfg: ProofConfig,
+        audit: RoundAudit,
+    ) -> tuple[list[Vector | None], list[bool]]:
+        """A proven round: the committed features (checked against each update) and the circuit's decision on them.
+
+        The contract verified that the posted flags and scores are the circuit's function of the on-chain feature
+        commitments; what it cannot see is whether each commitment describes its update, which is checked here.
+        The flags are recomputed with the float reference of the circuit (it agrees up to fixed-point rounding at a
+        threshold, which would show as a difference).
+        """
+        from zk.decision import committed_features, decide_features, empty_features, feature_seed
+
+        seed = feature_seed(self.chain_id, self.address, self.project_id, r, model_in)
+        cf = committed_features(
+            vectors, [u.feature_commitment for u in subs], seed, dim=proof_cfg.sketch_dim, scale=proof_cfg.scale
+        )
+        for u, why in zip(subs, cf.reasons, strict=True):
+            if why is not None:
+                audit.notes.append(f"submission {u.index} ({short(u.trainer)}): {why}")
+        n, k = len(subs), proof_cfg.slots
+        if n > k:
+            self.diff(r, "proof", f"{n} submissions exceed the circuit's {k} slots")
+            return vectors, [True] * n
+        pad = k - n
+        decision = decide_features(
+            cf.features + [empty_features(proof_cfg.sketch_dim)] * pad,
+            cf.rejected + [True] * pad,
+            [0.0] * k,
+            dim=proof_cfg.sketch_dim,
+        )
+        kept = [None if rej else v for v, rej in zip(vectors, cf.rejected, strict=True)]
+        return kept, list(decision.outliers[:n])
 
     def _check_config(
         self, r: int, report: RoundReport, audit: RoundAudit, config: RoundConfig, history: Sequence[float]

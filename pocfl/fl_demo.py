@@ -46,7 +46,7 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from web3.middleware.base import Web3Middleware
 
-from pocfl.chain.types import ProjectParams, ProjectStatus, Receipt
+from pocfl.chain.types import ZERO_ADDRESS, ProjectParams, ProjectStatus, Receipt
 from pocfl.demo import PartyBalance
 from pocfl.errors import ConfigError, PocflError
 from pocfl.manifest import TrainingConfig
@@ -123,6 +123,13 @@ class FlDemoConfig:
         Seed of the initial weights, the data split and partition, and local training.
     encrypt
         Whether the manifest carries the aggregator's key (trainers seal their updates to it).
+    prove
+        Prove every round (``zk/``): deploy an ezkl verifier for a ``trainers``-slot circuit, set it as the project's
+        verifier, and have trainers commit to ``sketch_dim`` features; the contract verifies each round's proof.
+    sketch_dim
+        Feature (sketch) dimension of the proven decision.
+    zk_cache
+        Where circuit setups (proving keys, local SRS) are cached; default a temporary folder.
     """
 
     rounds: int = DEFAULT_ROUNDS
@@ -136,6 +143,9 @@ class FlDemoConfig:
     alpha: float = DEFAULT_ALPHA
     seed: int = DEFAULT_SEED
     encrypt: bool = True
+    prove: bool = False
+    sketch_dim: int = 16
+    zk_cache: Path | None = None
 
     def roles(self) -> tuple[str, ...]:
         """Each trainer's role (``honest``, an attack name or ``free_rider``), dishonest ones spread out.
@@ -234,6 +244,9 @@ class FlRound:
     tx_hash: str
     shapley_method: str
     timings: dict[str, float]
+    proven: bool = False
+    """The contract verified a zero-knowledge proof of the round's flags and scores (``RoundPosted.proven``)."""
+    prove_seconds: float | None = None
 
     @property
     def outliers(self) -> tuple[str, ...]:
@@ -270,6 +283,8 @@ class FlDemoResult:
     objects: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
     audit_ok: bool | None = None
+    verifier: dict[str, Any] | None = None
+    """The deployed verifier pair of a ``--prove`` run (addresses, circuit, sizes)."""
 
     @property
     def reconciled(self) -> bool:
@@ -330,6 +345,8 @@ class FlDemoResult:
                 "alpha": self.config.alpha,
                 "seed": self.config.seed,
                 "encrypt": self.config.encrypt,
+                "prove": self.config.prove,
+                "sketch_dim": self.config.sketch_dim,
             },
             "budget_wei": self.budget,
             "stake_wei": self.stake,
@@ -342,6 +359,7 @@ class FlDemoResult:
             "store": self.store,
             "store_kept": self.store_kept,
             "manifest_cid": self.manifest_cid,
+            "verifier": self.verifier,
             "initial_weights_cid": self.initial_weights_cid,
             "final_model_cid": self.final_model_cid,
             "validation_set_commitment": self.validation_commitment,
@@ -376,6 +394,8 @@ class FlDemoResult:
                     "report_cid": r.report_cid,
                     "tx_hash": r.tx_hash,
                     "shapley_method": r.shapley_method,
+                    "proven": r.proven,
+                    "prove_seconds": r.prove_seconds,
                     "timings_s": {k: round(v, 4) for k, v in r.timings.items()},
                     "entries": [
                         {
@@ -758,6 +778,7 @@ class _Run:
         self.problems: list[str] = []
         self.audit_ok: bool | None = None
         self.stored: list[str] = []
+        self.verifier: dict[str, Any] | None = None
 
     # --- gas bookkeeping ----------------------------------------------------------------------------------
 
@@ -784,6 +805,28 @@ class _Run:
             self.chain.increase_time(timestamp - now)  # the embedded chain's time travel bypasses JSON-RPC
             self.watch.chain += time.perf_counter() - t0
         self.watch.invalidate()
+
+    def deploy_verifier(self, owner: LocalAccount) -> tuple[Any, str, Any]:
+        """Set up the round circuit (cached) and deploy its verifier pair; returns (setup, adapter, ProofConfig)."""
+        from pocfl.manifest import ProofConfig
+        from zk.onchain import deploy_round_verifier
+        from zk.prover import CircuitShape, RoundCircuitSetup
+
+        cfg = self.cfg
+        shape = CircuitShape(slots=cfg.trainers, sketch_dim=cfg.sketch_dim)
+        cache = cfg.zk_cache or self.work / "zk"
+        self.say.stage(f"setting up the round circuit ({shape.key}, local test-only SRS) in {cache}")
+        setup = RoundCircuitSetup.build(shape, cache, progress=self.say.stage)
+        self.say.stage("owner deploys the ezkl Halo2 verifier and the EzklRoundVerifier adapter")
+        deployed = deploy_round_verifier(self.chain, owner, setup, self.work / "verifier")
+        self.verifier = deployed.to_json()
+        self.paid_blocks("owner", deployed.tx_hashes)
+        return setup, deployed.adapter, ProofConfig(shape.slots, shape.sketch_dim, shape.scale)
+
+    def paid_blocks(self, party: str, tx_hashes: Sequence[str]) -> None:
+        """Record transactions sent by library code, by hash."""
+        for h in tx_hashes:
+            self.paid_hash(party, h)
 
     # --- the whole run ------------------------------------------------------------------------------------
 
@@ -814,6 +857,9 @@ class _Run:
         say.stage("owner deploys PocMarketplace")
         client, receipt = MarketplaceClient.deploy(chain, owner)
         self.paid("owner", receipt)
+        zk_setup, verifier, proof_config = None, ZERO_ADDRESS, None
+        if cfg.prove:
+            zk_setup, verifier, proof_config = self.deploy_verifier(owner)
         on = {name: Market(client.as_account(a), self.store) for name, a in names.items()}
         key = EncryptionKeyPair.generate()
         say.stage(f"owner builds the project manifest (digits MLP, hidden {cfg.hidden}) and stores the initial weights")
@@ -826,6 +872,7 @@ class _Run:
             training=TrainingConfig(
                 learning_rate=cfg.learning_rate, local_epochs=cfg.epochs, batch_size=cfg.batch_size
             ),
+            proof=proof_config,
         )
         manifest_cid = compute_cid(manifest_bytes)
         self.stored += [manifest.model.initial_weights_cid, manifest_cid]
@@ -840,6 +887,7 @@ class _Run:
             max_trainers=cfg.trainers,
             stake=STAKE,
             initial_model_cid=manifest_cid,
+            verifier=verifier,
         )
         say.stage(f"owner creates the project, escrowing {budget // ETH} ETH over {cfg.rounds} rounds")
         project_id, receipt = create_fl_project(on["owner"], params, budget, manifest)
@@ -881,6 +929,7 @@ class _Run:
             from_block=created_block,
             clock=chain.now,
             sleep=lambda _s: None,
+            zk_setup=zk_setup,
         )
         setup_s = time.perf_counter() - t_setup
         store_now, chain_now = self.watch.snapshot()
@@ -978,6 +1027,7 @@ class _Run:
             objects=objects,
             problems=tuple(self.problems),
             audit_ok=self.audit_ok,
+            verifier=self.verifier,
         )
 
     def round(
@@ -1068,6 +1118,12 @@ class _Run:
         unallocated = int(posted[0].args["unallocated"]) if posted else per_round
         if len(posted) != 1:
             self.problems.append(f"round {r}: {len(posted)} RoundPosted events in the post transaction")
+        proven = bool(posted[0].args["proven"]) if posted else False
+        if proven != self.cfg.prove:
+            self.problems.append(f"round {r}: posted with proven={proven}, the demo ran with prove={self.cfg.prove}")
+        proof_info = report.config.get("proof") if isinstance(report.config, dict) else None
+        if isinstance(proof_info, dict):
+            self.stored.append(str(proof_info["cid"]))
         if total != allocation.credited:
             self.problems.append(f"round {r}: credited {total} wei in total, expected {allocation.credited}")
         assert outcome.model_cid is not None and outcome.report_cid is not None
@@ -1087,6 +1143,8 @@ class _Run:
             tx_hash=outcome.tx_hash or "",
             shapley_method=report.shapley_method,
             timings=timings,
+            proven=proven,
+            prove_seconds=float(proof_info["prove_seconds"]) if isinstance(proof_info, dict) else None,
         )
 
 

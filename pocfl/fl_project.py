@@ -33,6 +33,7 @@ from pocfl.manifest import (
     ManifestError,
     ModelInfo,
     ProjectManifest,
+    ProofConfig,
     TrainingConfig,
     ValidationInfo,
 )
@@ -93,6 +94,7 @@ def make_manifest(
     aggregation: AggregationConfig | None = None,
     n_features: int = DIGITS_FEATURES,
     n_classes: int = DIGITS_CLASSES,
+    proof: ProofConfig | None = None,
 ) -> tuple[ProjectManifest, bytes]:
     """Build a project manifest and store its initial weights.
 
@@ -116,6 +118,8 @@ def make_manifest(
         The aggregator's round settings (default :class:`AggregationConfig`'s).
     n_features, n_classes
         The model's input and output sizes (the digits data set's by default).
+    proof
+        Circuit shape when the project's rounds are proven (its ``verifier`` is an ``EzklRoundVerifier``).
 
     Returns
     -------
@@ -144,6 +148,7 @@ def make_manifest(
             recipe=validation_recipe if validation_recipe is not None else default_validation_recipe(seed)
         ),
         aggregator_public_key=key,
+        proof=proof,
     )
     return manifest, manifest.to_json()
 

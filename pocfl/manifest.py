@@ -68,6 +68,20 @@ class AggregationConfig:
 
 
 @dataclass(frozen=True)
+class ProofConfig:
+    """Zero-knowledge round proofs (``zk/``): the circuit shape every trainer's committed features must fit.
+
+    With this set (and the project's ``verifier`` the ``EzklRoundVerifier`` of the same shape), each trainer posts
+    ``featureCommitment = Poseidon(features)`` of ``[unit CountSketch (sketch_dim), ln ||update||]`` on the
+    ``2**-scale`` grid, and every round's outlier flags and scores are proven over those commitments.
+    """
+
+    slots: int
+    sketch_dim: int = 16
+    scale: int = 13
+
+
+@dataclass(frozen=True)
 class ValidationInfo:
     """Where the owner's validation set comes from.
 
@@ -91,11 +105,15 @@ class ProjectManifest:
     validation: ValidationInfo = field(default_factory=ValidationInfo)
     aggregator_public_key: str | None = None
     max_update_size: int = 64 << 20
+    proof: ProofConfig | None = None
     format: str = MANIFEST_FORMAT
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, no whitespace): the same manifest always has the same CID."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        body = asdict(self)
+        if body["proof"] is None:
+            del body["proof"]  # manifests without proofs keep the bytes (and CIDs) they had before proofs existed
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ProjectManifest:
@@ -122,6 +140,7 @@ class ProjectManifest:
                 validation=ValidationInfo(**raw.get("validation", {})),
                 aggregator_public_key=raw.get("aggregator_public_key"),
                 max_update_size=int(raw.get("max_update_size", 64 << 20)),
+                proof=None if raw.get("proof") is None else ProofConfig(**raw["proof"]),
             )
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"the project manifest is missing or has a wrong field: {exc}") from exc

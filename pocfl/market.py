@@ -168,6 +168,7 @@ class Market:
         outliers: Sequence[bool],
         hyperparams_hash: bytes = ZERO_BYTES32,
         proof: bytes = b"",
+        gas: int | None = None,
     ) -> tuple[RoundPost, Receipt]:
         """Store the new global model and the round report, then post the round with their CID and hash."""
         model_cid = self.publish(model)
@@ -180,7 +181,7 @@ class Market:
             report_hash=report_hash(report_cid),
             hyperparams_hash=hyperparams_hash,
         )
-        return post, self.client.post_round(project_id, round_, post, proof)
+        return post, self.client.post_round(project_id, round_, post, proof, gas=gas)
 
     # --- reads: chain gives the CID, the store gives verified bytes ---------------------------------------------
 

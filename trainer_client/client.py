@@ -53,9 +53,9 @@ from aggregator.inputs import (
     round_hyperparams,
 )
 from pocfl.chain.contract_errors import AlreadySubmitted, SubmissionWindowClosed, WrongRound
-from pocfl.chain.types import EventRecord, ProjectState, ProjectStatus
+from pocfl.chain.types import ZERO_BYTES32, EventRecord, ProjectState, ProjectStatus
 from pocfl.errors import PocflError
-from pocfl.manifest import ProjectManifest
+from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market
 from pocfl.ml.training import evaluate, local_train
 from pocfl.store import StoreUnavailableError, compute_cid
@@ -674,6 +674,9 @@ class TrainerClient:
             round=round_,
             trainer=self.address,
         )
+        features = ZERO_BYTES32
+        if manifest.proof is not None:
+            features = self._feature_commitment(delta, manifest.proof, round_, model_cid)
         t2 = time.perf_counter()
         base = RoundResult(
             project_id=self.project_id,
@@ -695,7 +698,7 @@ class TrainerClient:
         late = self._late(self.project(), round_, after_training=True)
         if late is not None:
             return replace(base, status=RoundStatus.LATE, message=late.message, cid=None, commitment=None)
-        result = self._submit(round_, payload, commitment, base)
+        result = self._submit(round_, payload, commitment, base, features)
         timings = {"fetch": t1 - t0, "train": t2 - t1, "submit": time.perf_counter() - t2}
         return replace(result, timings=timings)
 
@@ -843,7 +846,17 @@ class TrainerClient:
                 continue
         return None
 
-    def _submit(self, round_: int, payload: bytes, commitment: bytes, base: RoundResult) -> RoundResult:
+    def _feature_commitment(self, delta: Any, proof: ProofConfig, round_: int, model_cid: str) -> bytes:
+        """Poseidon commitment to this update's features (projects whose rounds are proven; see ``zk/``)."""
+        from zk.decision import feature_seed, update_features
+        from zk.prover import feature_commitment
+
+        seed = feature_seed(self.chain_id, self.market_address, self.project_id, round_, model_cid)
+        return feature_commitment(update_features(delta, seed, proof.sketch_dim, proof.scale), proof.scale)
+
+    def _submit(
+        self, round_: int, payload: bytes, commitment: bytes, base: RoundResult, features: bytes = ZERO_BYTES32
+    ) -> RoundResult:
         cid = base.cid
         assert cid is not None
         self.journal.record(round_, _journal_entry("pending", cid, commitment, None, None, encrypted=base.encrypted))
@@ -854,7 +867,9 @@ class TrainerClient:
                 if event is not None:  # an earlier attempt went through after all
                     return self._found(round_, event, commitment, base)
             try:
-                stored, receipt = self.market.submit_update(self.project_id, round_, payload, commitment)
+                stored, receipt = self.market.submit_update(
+                    self.project_id, round_, payload, commitment, feature_commitment=features
+                )
             except AlreadySubmitted:
                 event = self.submission(round_)
                 if event is None:

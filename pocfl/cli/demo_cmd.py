@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -82,6 +83,26 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    prove: Annotated[
+        bool,
+        typer.Option(
+            "--prove",
+            help="Prove every round with ezkl (zero-knowledge proof of the outlier flags and scores over the "
+            "trainers' committed features) and have the contract verify it. Uses a locally generated SRS: "
+            "test-only trust.",
+        ),
+    ] = False,
+    sketch_dim: Annotated[
+        int, typer.Option("--sketch-dim", min=2, max=128, help="Committed feature dimension with --prove.")
+    ] = 16,
+    zk_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--zk-cache",
+            help="Folder caching circuit setups (proving keys are hundreds of MB). Default: a temporary folder.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a federated-learning project end to end and reconcile every balance to the wei.
@@ -94,6 +115,8 @@ def demo(
     demo with fixed scores instead.
     """
     out = Output(json_out)
+    if scripted and prove:
+        raise typer.BadParameter("--prove runs with the federated-learning demo, not --scripted")
     if scripted:
         from pocfl.demo import run_demo
 
@@ -116,6 +139,9 @@ def demo(
         epochs=epochs,
         seed=seed,
         encrypt=encrypt,
+        prove=prove,
+        sketch_dim=sketch_dim,
+        zk_cache=zk_cache,
     )
     config.roles()  # a bad mix of roles fails before anything starts
     with _progress(out, config.rounds) as reporter:

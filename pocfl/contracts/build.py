@@ -97,6 +97,31 @@ def compile_contracts() -> dict[str, dict[str, Any]]:
     return artifacts
 
 
+def compile_source(source_name: str, content: str, contract: str) -> dict[str, Any]:
+    """Compile one generated source (e.g. ezkl's Halo2 verifier) with the pinned solcjs and settings.
+
+    Warnings are tolerated here (the source is generated, not ours); errors raise :class:`BuildError`.
+    Returns ``{"abi", "bytecode", "deployedBytecode"}`` of ``contract``.
+    """
+    config = compiler_config()
+    settings = dict(config["settings"])
+    settings["outputSelection"] = {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}}
+    std_in = {"language": "Solidity", "sources": {source_name: {"content": content}}, "settings": settings}
+    out = json.loads(_run_node([], stdin=json.dumps(std_in)))
+    errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise BuildError("compiler reported errors:\n" + "\n".join(e.get("formattedMessage", "") for e in errors))
+    try:
+        data = out["contracts"][source_name][contract]
+    except KeyError as exc:
+        raise BuildError(f"{source_name} has no contract {contract}") from exc
+    return {
+        "abi": data["abi"],
+        "bytecode": "0x" + data["evm"]["bytecode"]["object"],
+        "deployedBytecode": "0x" + data["evm"]["deployedBytecode"]["object"],
+    }
+
+
 _PY_TYPES = {"address": "str", "bool": "bool", "string": "str"}
 
 
