@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pocfl.errors import PocflError
 from zk.circuit import RoundCircuit, WitnessLayout
 from zk.decision import FeatureDecision, decide_features, empty_features
 
@@ -49,7 +50,7 @@ CIRCUIT_VERSION = 1
 Progress = Callable[[str], None]
 
 
-class ProverError(RuntimeError):
+class ProverError(PocflError):
     """An ezkl step failed (setup, witness, proof or verification), or its output did not have the expected form."""
 
 
@@ -274,6 +275,7 @@ class RoundCircuitSetup:
         *,
         srs_dir: Path | None = None,
         progress: Progress = _quiet_progress,
+        cached_only: bool = False,
     ) -> RoundCircuitSetup:
         """Export, configure, compile and set up the circuit of ``shape`` (or reuse a cached setup).
 
@@ -288,6 +290,8 @@ class RoundCircuitSetup:
             (test-only trust: see the module docstring). Default ``cache_dir / "srs"``.
         progress
             Called with one line per step (setup takes seconds to minutes).
+        cached_only
+            Refuse to set up anew (an aggregator must prove with the keys its deployed verifier was made from).
         """
         ezkl = _ezkl()
         directory = cache_dir / shape.key
@@ -298,6 +302,11 @@ class RoundCircuitSetup:
             if srs.exists():
                 progress(f"circuit {shape.key}: cached setup in {directory}")
                 return cls(shape, directory, srs)
+        if cached_only:
+            raise ProverError(
+                f"no setup of circuit {shape.key} in {cache_dir}: prove with the setup the project's verifier was "
+                "deployed from (`pocfl deploy --with-verifier` writes it; pass its folder with --zk-cache)"
+            )
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{shape.key}.", dir=cache_dir))
         try:

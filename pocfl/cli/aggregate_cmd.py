@@ -7,6 +7,7 @@ scores contributions, stores the new global model and the round report, and post
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +32,23 @@ from pocfl.errors import ConfigError
 
 if TYPE_CHECKING:
     from aggregator.node import RoundOutcome
+
+
+def _zk_setup(market: Any, project: int, cache: Path, note: Callable[[str], None]) -> Any:
+    """The circuit setup of a proven project (None for a project without a verifier)."""
+    from aggregator.inputs import load_manifest
+
+    state = market.client.project(project)
+    if int(state.params.verifier, 16) == 0:
+        return None
+    manifest = load_manifest(market, state)
+    if manifest.proof is None:
+        return None  # the node refuses such a project with a clear error
+    from zk.prover import CircuitShape, RoundCircuitSetup
+
+    proof = manifest.proof
+    shape = CircuitShape(proof.slots, proof.sketch_dim, proof.scale)
+    return RoundCircuitSetup.build(shape, cache, progress=note, cached_only=True)
 
 
 @guarded
@@ -72,6 +90,16 @@ def aggregate(
             show_default=False,
         ),
     ] = None,
+    zk_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--zk-cache",
+            metavar="DIR",
+            help="Circuit setups of proven projects (what `pocfl deploy --with-verifier` built; the same keys as the "
+            "deployed verifier). Default: <state dir>/zk.",
+            show_default=False,
+        ),
+    ] = None,
     poll: Annotated[
         float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between chain checks.")
     ] = 5.0,
@@ -107,6 +135,7 @@ def aggregate(
                 "(--key ENV_VAR or --keystore FILE)"
             )
         outcomes: list[RoundOutcome] = []
+        zk_setup = _zk_setup(sm, project, zk_cache or pocfl_home() / "zk", s.out.note)
         with _progress(s.out) as progress:
             node = AggregatorNode(
                 sm,
@@ -118,6 +147,7 @@ def aggregate(
                 clock=lambda: chain_now(s.chain()),
                 poll=poll,
                 progress=progress,
+                zk_setup=zk_setup,
             )
             if keypair is None and node.manifest.aggregator_public_key:
                 s.out.warn("no --decrypt-key: updates sealed to the aggregator's key will be rejected")

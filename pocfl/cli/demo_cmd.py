@@ -312,6 +312,16 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
         + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
         + ")."
     )
+    proven = [r for r in result.rounds if r.proven]
+    if result.config.prove:
+        times = [r.prove_seconds for r in proven if r.prove_seconds is not None]
+        v = result.verifier or {}
+        out.print(
+            f"Proofs: {len(proven)}/{len(result.rounds)} rounds proven and verified on chain by EzklRoundVerifier "
+            f"{v.get('adapter', '?')} (circuit {v.get('circuit', '?')}, Halo2 verifier "
+            f"{v.get('halo2_runtime_bytes', '?')} bytes; prove {min(times, default=0):.1f}-"
+            f"{max(times, default=0):.1f} s per round; local SRS: test-only trust)."
+        )
     if result.audit_ok:
         out.print(
             f"Audit: every round recomputed from the chain and the store matches what was posted and paid "

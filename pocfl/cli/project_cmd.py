@@ -268,6 +268,22 @@ def manifest_cmd(
             metavar="RECIPE", help="Public validation set recipe. Default: sklearn-digits:seed=S:fraction=0.2."
         ),
     ] = None,
+    prove_slots: Annotated[
+        int | None,
+        typer.Option(
+            "--prove-slots",
+            min=2,
+            max=64,
+            metavar="K",
+            help="Rounds are proven (zk/): the circuit's slot count, as given to `pocfl deploy --with-verifier`. "
+            "Create the project with that verifier (--verifier) and --max-trainers <= K.",
+            show_default=False,
+        ),
+    ] = None,
+    sketch_dim: Annotated[
+        int,
+        typer.Option("--sketch-dim", min=2, max=512, metavar="k", help="Committed feature size with --prove-slots."),
+    ] = 16,
     ipfs: IpfsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -277,7 +293,7 @@ def manifest_cmd(
     """
     from pocfl.cli.output import Output
     from pocfl.fl_project import make_manifest, validation_commitment
-    from pocfl.manifest import TrainingConfig
+    from pocfl.manifest import ProofConfig, TrainingConfig
     from pocfl.store import compute_cid, open_store
 
     out = Output(json_out)
@@ -291,6 +307,7 @@ def manifest_cmd(
             aggregator_public_key=aggregator_key,
             training=TrainingConfig(learning_rate=lr, local_epochs=epochs, batch_size=batch_size),
             validation_recipe=validation_recipe,
+            proof=None if prove_slots is None else ProofConfig(slots=prove_slots, sketch_dim=sketch_dim),
         )
         commitment = validation_commitment(made)
         location = store.location
