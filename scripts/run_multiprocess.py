@@ -350,6 +350,8 @@ class Options:
     timeout: float
     summary: Path | None
     audit: bool
+    prove: bool = False
+    sketch_dim: int = 8
 
 
 class Run:
@@ -367,6 +369,8 @@ class Run:
         self.chain: Any = None
         self.client: Any = None
         self.decrypt_key: Path | None = None
+        self.verifier: dict[str, Any] | None = None
+        self.zk_cache = opts.work / "actors" / "zk"
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -441,9 +445,19 @@ class Run:
         from pocfl.chain.client import MarketplaceClient
 
         with self.phase("deploy"):
-            dep = self.sup.run("deploy", self.pocfl("owner", "deploy"), self.env("owner"))
+            dargs = ["deploy"]
+            if self.o.prove:
+                dargs += ["--with-verifier", "--slots", str(self.o.trainers), "--sketch-dim", str(self.o.sketch_dim)]
+                dargs += ["--zk-cache", str(self.zk_cache)]
+            dep = self.sup.run("deploy", self.pocfl("owner", *dargs), self.env("owner"))
             self.client = MarketplaceClient(self.chain, dep["address"])
             self.sup.say(f"pocfl deploy: PocMarketplace at {dep['address']} (gas {dep['gas_used']})")
+            self.verifier = dep.get("verifier")
+            if self.verifier:
+                self.sup.say(
+                    f"pocfl deploy --with-verifier: EzklRoundVerifier at {self.verifier['adapter']} "
+                    f"(circuit {self.verifier['circuit']}, Halo2 verifier {self.verifier['halo2_runtime_bytes']} bytes)"
+                )
         with self.phase("project"):
             agg_key = None
             if self.o.encrypt:
@@ -461,6 +475,8 @@ class Run:
             margs += ["--epochs", str(self.o.epochs), "--name", f"multiprocess-{self.o.engine}"]
             if agg_key:
                 margs += ["--aggregator-key", agg_key]
+            if self.verifier:
+                margs += ["--prove-slots", str(self.o.trainers), "--sketch-dim", str(self.o.sketch_dim)]
             mdoc = self.sup.run("owner-manifest", [*POCFL, *margs, "--json"], self.env("owner"))
             cargs = [
                 "project",
@@ -480,6 +496,8 @@ class Run:
             ]
             cargs += ["--submission-window", str(self.o.window), "--aggregation-window", "600"]
             cargs += ["--min-trainers", str(self.o.trainers), "--max-trainers", str(self.o.trainers)]
+            if self.verifier:
+                cargs += ["--verifier", self.verifier["adapter"]]
             doc = self.sup.run("owner-create", self.pocfl("owner", *cargs), self.env("owner"))
             self.project_id = int(doc["project_id"])
             self.sup.say(
@@ -584,6 +602,8 @@ class Run:
             agg += ["--state-dir", str(self.o.work / "actors" / "aggregator" / "journal")]
             if self.decrypt_key is not None:
                 agg += ["--decrypt-key", str(self.decrypt_key)]
+            if self.o.prove:
+                agg += ["--zk-cache", str(self.zk_cache)]
             workers = [
                 self.sup.start("aggregator", self.pocfl("aggregator", *agg), self.env("aggregator"), capture=True)
             ]
@@ -756,6 +776,7 @@ class Run:
                         "rejected": sum(s.status == "rejected" for s in report.submissions),
                         "credited_wei": int(e.args["credited"]),
                         "unallocated_wei": int(e.args["unallocated"]),
+                        "proven": bool(e.args["proven"]),
                         **(self.rounds[r].to_json() if r in self.rounds else {}),
                     }
                 )
@@ -792,6 +813,8 @@ class Run:
             "budget_reconciles": total_credited + withdrawn == budget and total_unallocated <= withdrawn,
             "contract_empty": contract_balance == 0,
         }
+        if self.o.prove:
+            checks["every_round_proven"] = bool(rounds) and all(r["proven"] for r in rounds)
         audit = settled["audit"]
         if audit is not None:
             checks["audit_passed"] = bool(audit.get("ok")) and audit.get("exit_code") == 0
@@ -899,9 +922,18 @@ def parse_args(
     p.add_argument("--no-audit", action="store_true", help="skip `pocfl audit`")
     p.add_argument("--timeout", type=float, default=600, help="give up when the rounds take longer (s, default 600)")
     p.add_argument("--summary", type=Path, help="also write the summary JSON here")
+    p.add_argument(
+        "--prove",
+        action="store_true",
+        help="proven rounds: pocfl deploy --with-verifier (ezkl, local test-only SRS), the project's verifier set, "
+        "pocfl aggregate --zk-cache (plain engine only)",
+    )
+    p.add_argument("--sketch-dim", type=int, default=8, help="committed feature size with --prove (default 8)")
     a = p.parse_args(argv)
     if a.trainers < 2 or a.rounds < 1 or a.window < 10:
         p.error("need --trainers >= 2, --rounds >= 1 and --window >= 10")
+    if a.prove and a.engine != "plain":
+        p.error("--prove runs with --engine plain")
     work = (a.work or Path(tempfile.mkdtemp(prefix=f"pocfl-{a.engine}-"))).resolve()
     if work.exists() and any(work.iterdir()) and a.work is not None:
         p.error(f"--work {work} is not empty")
@@ -919,6 +951,8 @@ def parse_args(
         timeout=a.timeout,
         summary=a.summary,
         audit=not a.no_audit,
+        prove=a.prove,
+        sketch_dim=a.sketch_dim,
     )
 
 

@@ -105,6 +105,21 @@ def test_plain_engine_three_trainers_two_rounds(tmp_path: Path) -> None:
     assert "checks: every_round_posted ok" in output
 
 
+def test_plain_engine_with_proven_rounds(tmp_path: Path) -> None:
+    """The CLI's proven path, each actor its own process: ``pocfl deploy --with-verifier``, ``pocfl project manifest
+    --prove-slots``, ``pocfl project create --verifier``, ``pocfl train`` (feature commitments), ``pocfl aggregate
+    --zk-cache`` (proofs), and the contract verifying every round."""
+    doc, pids, output = run_script(
+        tmp_path, "--engine", "plain", "--trainers", "3", "--rounds", "2", "--epochs", "1", "--prove", timeout=600
+    )
+    check_reconciled(doc, trainers=3, rounds=2)
+    assert doc["checks"]["every_round_proven"] is True
+    assert all(r["proven"] for r in doc["rounds"])
+    assert doc["audit"] is not None and doc["audit"]["ok"]
+    assert "pocfl deploy --with-verifier: EzklRoundVerifier at 0x" in output
+    check_no_survivors(pids, "anvil", "ipfs", "deploy", "owner-create", "aggregator", "trainer0", "trainer1")
+
+
 @pytest.mark.slow
 def test_flower_deployment_engine(tmp_path: Path) -> None:
     doc, pids, output = run_script(
