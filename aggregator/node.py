@@ -551,9 +551,14 @@ class AggregatorNode:
                 f"{proof.outliers[:n]} vs {decision.outliers}, scores {proof.scores[:n]} vs {decision.scores})"
             )
         proof_cid = self.market.publish(json.dumps(proof.to_json(), sort_keys=True).encode())
+        # The settings and verifying key let anyone rebuild the circuit (audit) and check the proof off chain.
+        settings_cid = self.market.publish(zk.setup.settings_path.read_bytes())
+        vk_cid = self.market.publish(zk.setup.vk_path.read_bytes())
         self.progress(f"round {r}: proved in {proof.prove_seconds:.1f} s", 1, 1)
         info = {
             "cid": proof_cid,
+            "settings_cid": settings_cid,
+            "vk_cid": vk_cid,
             "circuit": zk.setup.shape.key,
             "slots": zk.setup.shape.slots,
             "sketch_dim": zk.setup.shape.sketch_dim,

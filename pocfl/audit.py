@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -538,6 +539,8 @@ class _Auditor:
         self.address = self.client.address
         self.differences: list[Difference] = []
         self.warnings: list[str] = []
+        # Compiled round circuits (no keys), keyed by code and settings digest: safe to share between audits.
+        self.zk_cache = Path(tempfile.gettempdir()) / "pocfl-zk-circuits"
 
     # --- bookkeeping ----------------------------------------------------------------------------------------
 
@@ -996,7 +999,9 @@ class _Auditor:
 
         flags: list[bool] | None = None
         if proof_cfg is not None:
-            vectors, flags = self._proven_flags(r, subs, vectors, model_in, proof_cfg, audit)
+            vectors, flags = self._proven_flags(
+                r, subs, vectors, model_in, proof_cfg, audit, report.config.get("proof")
+            )
         decision = decide_round(
             global_vector,
             vectors,
@@ -1046,13 +1051,14 @@ class _Auditor:
         model_in: str,
         proof_cfg: ProofConfig,
         audit: RoundAudit,
+        report_proof: Any = None,
     ) -> tuple[list[Vector | None], list[bool]]:
         """A proven round: the committed features (checked against each update) and the circuit's decision on them.
 
         The contract verified that the posted flags and scores are the circuit's function of the on-chain feature
         commitments; what it cannot see is whether each commitment describes its update, which is checked here.
-        The flags are recomputed with the float reference of the circuit (it agrees up to fixed-point rounding at a
-        threshold, which would show as a difference).
+        The flags are recomputed with the circuit itself (compiled from the code with the settings the report
+        names, evaluated by ezkl: bit-exact), or with its float reference when those settings are not available.
         """
         from zk.decision import committed_features, decide_features, empty_features, feature_seed
 
@@ -1075,7 +1081,32 @@ class _Auditor:
             dim=proof_cfg.sketch_dim,
         )
         kept = [None if rej else v for v, rej in zip(vectors, cf.rejected, strict=True)]
-        return kept, list(decision.outliers[:n])
+        flags = list(decision.outliers[:n])
+        circuit = self._round_circuit(r, report_proof, proof_cfg)
+        if circuit is not None:
+            exact = list(circuit.evaluate(cf.features, cf.rejected))
+            if exact != flags:
+                audit.notes.append(
+                    f"the circuit's flags {exact} differ from its float reference {flags} at a threshold; "
+                    "the circuit's are the ones proven"
+                )
+            flags = exact
+        return kept, flags
+
+    def _round_circuit(self, r: int, info: Any, proof_cfg: ProofConfig) -> Any:
+        """The round circuit compiled with the settings the report names (None, with a warning, when unavailable)."""
+        from zk.prover import CircuitShape, ProverError, RoundCircuitSetup
+
+        if not isinstance(info, dict) or "settings_cid" not in info:
+            self.warnings.append(f"round {r}: the report names no circuit settings; flags recomputed in float")
+            return None
+        try:
+            settings = self.market.fetch(str(info["settings_cid"]))
+            shape = CircuitShape(proof_cfg.slots, proof_cfg.sketch_dim, proof_cfg.scale)
+            return RoundCircuitSetup.compiled_only(shape, settings, self.zk_cache)
+        except (PocflError, ProverError, OSError, ValueError) as exc:
+            self.warnings.append(f"round {r}: cannot rebuild the circuit ({exc}); flags recomputed in float")
+            return None
 
     def _check_config(
         self, r: int, report: RoundReport, audit: RoundAudit, config: RoundConfig, history: Sequence[float]

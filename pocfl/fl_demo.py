@@ -283,6 +283,7 @@ class FlDemoResult:
     objects: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
     audit_ok: bool | None = None
+    audit_warnings: tuple[str, ...] = ()
     verifier: dict[str, Any] | None = None
     """The deployed verifier pair of a ``--prove`` run (addresses, circuit, sizes)."""
 
@@ -326,6 +327,7 @@ class FlDemoResult:
             "demo": "fl",
             "reconciled": self.reconciled,
             "audit_ok": self.audit_ok,
+            "audit_warnings": list(self.audit_warnings),
             "problems": list(self.problems),
             "incentives_hold": self.incentives_hold,
             "chain": self.chain,
@@ -777,6 +779,7 @@ class _Run:
         self.fees: dict[str, int] = {}
         self.problems: list[str] = []
         self.audit_ok: bool | None = None
+        self.audit_warnings: list[str] = []
         self.stored: list[str] = []
         self.verifier: dict[str, Any] | None = None
 
@@ -999,6 +1002,7 @@ class _Run:
 
         audit = audit_project(on["owner"], project_id)
         self.audit_ok = audit.ok
+        self.audit_warnings = list(audit.warnings)
         self.problems += [f"audit: {d}" for d in audit.differences]
         timings["audit"] = time.perf_counter() - t_audit
         timings["chain_requests"] = self.watch.chain_requests
@@ -1027,6 +1031,7 @@ class _Run:
             objects=objects,
             problems=tuple(self.problems),
             audit_ok=self.audit_ok,
+            audit_warnings=tuple(self.audit_warnings),
             verifier=self.verifier,
         )
 

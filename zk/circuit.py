@@ -8,8 +8,8 @@ What it computes (``K`` slots, ``k`` sketch dimensions; see docs/verifiability.m
   what the circuit *checks* instead of computing: the eigendecomposition of the active Gram matrix, the per-trainer
   agreement medians, the centres and MADs of the agreements and log-norms, and the echoed rejection mask and scores.
 - Checks (their violations are counted; ``ok`` is 1 only if there are none): ``||G V - V diag(lam)||_F`` and
-  ``||V^T V - I||_F`` at most ``K * EIG_TOL``, ``lam`` non-increasing, every median satisfies its defining counts (at least half of the values on
-  each side, within ``MEDIAN_TOL``), every MAD likewise.
+  ``||V^T V - I||_F`` at most ``K * EIG_TOL``, ``lam`` non-increasing, every median satisfies its defining counts
+  (at least half of the values on each side, within ``MEDIAN_TOL``), every MAD likewise.
 - Decision (Flag-Aggregator style, the first IRLS iterate: the top-``ceil(n/2)`` eigen-subspace of the unit
   sketches): projected Gram ``Gp = V_m diag(lam_m) V_m^T``; agreement ``a_i = median_{j != i} Gp[i, j]``; outlier if
   ``(c_a - a_i) > z * max(1.4826 MAD_a, 0.15 |c_a|, 1e-3)`` or ``|l_i - c_l| > z * max(1.4826 MAD_l, ln4 / 4)``, or

@@ -370,6 +370,38 @@ class RoundCircuitSetup:
             raise
         return cls(shape, directory, srs)
 
+    @classmethod
+    def compiled_only(cls, shape: CircuitShape, settings: bytes, cache_dir: Path) -> RoundCircuitSetup:
+        """The circuit compiled with given (published) settings, without keys: :meth:`evaluate` works, proving not.
+
+        An auditor rebuilds the exact circuit a round was proven with from the code and the settings the round
+        report names, and recomputes the flags bit for bit.
+        """
+        ezkl = _ezkl()
+        digest = hashlib.sha256(settings).hexdigest()[:16]
+        directory = cache_dir / f"{shape.key}-eval-{digest}"
+        if not (directory / "net.compiled").exists():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{shape.key}.", dir=cache_dir))
+            try:
+                _export(shape, tmp / "net.onnx", tmp / "input.json")
+                (tmp / "settings.json").write_bytes(settings)
+                with _stdout_to_stderr():
+                    ok = ezkl.compile_circuit(
+                        model=str(tmp / "net.onnx"),
+                        compiled_circuit=str(tmp / "net.compiled"),
+                        settings_path=str(tmp / "settings.json"),
+                    )
+                if not ok:
+                    raise ProverError("ezkl.compile_circuit failed on the published settings")
+                if directory.exists():
+                    shutil.rmtree(directory)
+                tmp.replace(directory)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return cls(shape, directory, directory / "no-srs")
+
     # -- prove / verify -----------------------------------------------------------------------------------------
     def decide(
         self, features: Sequence[npt.ArrayLike], rejected: Sequence[bool], scores: Sequence[int]
