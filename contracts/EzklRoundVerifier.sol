@@ -17,7 +17,8 @@ interface IHalo2Verifier {
 /// verifier. A proof over other features, other flags or scores, or another round's commitments, does not verify.
 /// @dev Instance layout of the round circuit (`zk/circuit.py`, `slots` = K):
 /// `[featureHash_0..K-1, witnessHash, ok, outlier_0..K-1, score_0..K-1, rejected_0..K-1]`.
-/// Feature hashes of unused slots are the hash of the zero feature vector; flags are `0` or `one` (fixed point);
+/// Feature hashes of unused and rejected slots are the hash of the zero feature vector (a rejected submission's
+/// commitment may have no known preimage: it is refused before the decision, not bound); flags are `0` or `one`;
 /// scores are the posted int128 scores as field elements (`p - |s|` for negatives). The aggregator supplies
 /// `abi.encode(bytes halo2Proof, uint256 witnessHash, uint256 rejectedMask)` as the proof: the witness hash binds
 /// values the circuit checks but the chain does not know, and the rejection mask lists submissions refused before
@@ -70,11 +71,12 @@ contract EzklRoundVerifier is IRoundVerifier {
         uint256[] memory inst = new uint256[](4 * k + 2);
         for (uint256 i = 0; i < k; ++i) {
             bool used = i < n;
-            if (!used && (rejectedMask >> i) & 1 == 0) return false;
-            inst[i] = used ? uint256(post.submissions[i].featureCommitment) : emptyFeatureHash;
+            bool rejected = (rejectedMask >> i) & 1 == 1;
+            if (!used && !rejected) return false;
+            inst[i] = rejected ? emptyFeatureHash : uint256(post.submissions[i].featureCommitment);
             inst[k + 2 + i] = (used ? post.outliers[i] : true) ? one : 0;
             inst[2 * k + 2 + i] = used ? _felt(post.scores[i]) : 0;
-            inst[3 * k + 2 + i] = (rejectedMask >> i) & 1 == 1 ? one : 0;
+            inst[3 * k + 2 + i] = rejected ? one : 0;
         }
         if (rejectedMask >> k != 0) return false;
         inst[k] = witnessHash;

@@ -990,7 +990,7 @@ class _Auditor:
         vectors: list[Vector | None] = []
         unverifiable: list[str] = []
         for u, entry, s in zip(subs, report.submissions, audit.submissions, strict=True):
-            vector = self._read_submission(r, u, entry, s, spec, manifest.max_update_size)
+            vector = self._read_submission(r, u, entry, s, spec, manifest.max_update_size, proven=proof_cfg is not None)
             if s.source == "unverifiable":
                 unverifiable.append(f"submission {u.index} ({short(u.trainer)}): {s.note}")
             vectors.append(vector)
@@ -999,9 +999,7 @@ class _Auditor:
 
         flags: list[bool] | None = None
         if proof_cfg is not None:
-            vectors, flags = self._proven_flags(
-                r, subs, vectors, model_in, proof_cfg, audit, report.config.get("proof")
-            )
+            vectors, flags = self._proven_flags(r, subs, vectors, model_in, proof_cfg, audit, report)
         decision = decide_round(
             global_vector,
             vectors,
@@ -1051,7 +1049,7 @@ class _Auditor:
         model_in: str,
         proof_cfg: ProofConfig,
         audit: RoundAudit,
-        report_proof: Any = None,
+        report: RoundReport,
     ) -> tuple[list[Vector | None], list[bool]]:
         """A proven round: the committed features (checked against each update) and the circuit's decision on them.
 
@@ -1066,8 +1064,30 @@ class _Auditor:
         cf = committed_features(
             vectors, [u.feature_commitment for u in subs], seed, dim=proof_cfg.sketch_dim, scale=proof_cfg.scale
         )
-        for u, why in zip(subs, cf.reasons, strict=True):
-            if why is not None:
+        for u, entry, why in zip(subs, report.submissions, cf.reasons, strict=True):
+            posted_mismatch = entry.status == "rejected" and _error_name(entry.reason) == FEATURE_MISMATCH
+            if why is not None and not posted_mismatch:
+                self.diff(
+                    r,
+                    "status",
+                    f"the update does not match its featureCommitment but the aggregator did not reject it for that "
+                    f"(status {entry.status})",
+                    index=u.index,
+                    trainer=u.trainer,
+                    posted=entry.status,
+                    recomputed="rejected",
+                )
+            elif posted_mismatch and why is None and vectors[u.index] is not None:
+                self.diff(
+                    r,
+                    "status",
+                    f"the aggregator rejected the update for {FEATURE_MISMATCH}, but it matches its featureCommitment",
+                    index=u.index,
+                    trainer=u.trainer,
+                    posted=entry.reason,
+                    recomputed="accepted",
+                )
+            elif why is not None:
                 audit.notes.append(f"submission {u.index} ({short(u.trainer)}): {why}")
         n, k = len(subs), proof_cfg.slots
         if n > k:
@@ -1082,7 +1102,7 @@ class _Auditor:
         )
         kept = [None if rej else v for v, rej in zip(vectors, cf.rejected, strict=True)]
         flags = list(decision.outliers[:n])
-        circuit = self._round_circuit(r, report_proof, proof_cfg)
+        circuit = self._round_circuit(r, report.config.get("proof"), proof_cfg)
         if circuit is not None:
             exact = list(circuit.evaluate(cf.features, cf.rejected))
             if exact != flags:
@@ -1139,9 +1159,21 @@ class _Auditor:
             return False
 
     def _read_submission(
-        self, r: int, u: SubmittedUpdate, entry: SubmissionEntry, s: SubmissionAudit, spec: ModelSpec, max_size: int
+        self,
+        r: int,
+        u: SubmittedUpdate,
+        entry: SubmissionEntry,
+        s: SubmissionAudit,
+        spec: ModelSpec,
+        max_size: int,
+        *,
+        proven: bool = False,
     ) -> Vector | None:
-        """The update as the recomputation uses it; sets ``s.source`` and ``s.note``, records differences."""
+        """The update as the recomputation uses it; sets ``s.source`` and ``s.note``, records differences.
+
+        On a proven project a ``FeatureCommitmentMismatch`` rejection is checked later, against the features
+        (:meth:`_proven_flags`), so a valid update rejected for it is returned here without a difference.
+        """
         v = inputs.validate_submission(self.market, u, self.project_id, r, spec, None, max_size)
         vector, reason, encrypted = v.vector, v.reason, v.encrypted
         posted_rejected = entry.status == "rejected"
@@ -1200,7 +1232,7 @@ class _Auditor:
                     recomputed=reason,
                 )
             return None
-        if posted_rejected:
+        if posted_rejected and not (proven and posted_name == FEATURE_MISMATCH):
             self.diff(
                 r,
                 "status",
@@ -1383,6 +1415,10 @@ class _Auditor:
                     recomputed=total + back - t.claimed_wei,
                 )
         return sorted(trainers.values(), key=lambda t: (-t.credited_wei, t.trainer))
+
+
+FEATURE_MISMATCH = "FeatureCommitmentMismatch"
+"""Rejection reason of an update that does not match its on-chain ``featureCommitment`` (proven projects)."""
 
 
 def _flag(value: bool | None) -> str:
