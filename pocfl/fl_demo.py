@@ -960,9 +960,12 @@ class _Run:
             self.paid(name, on[name].client.release_stake(project_id))
             _amount, receipt = on[name].client.claim()
             self.paid(name, receipt)
-        say.stage("owner withdraws what nobody earned")
-        _amount, receipt = on["owner"].client.withdraw_remaining(project_id)
-        self.paid("owner", receipt)
+        if client.project(project_id).escrow > 0:
+            say.stage("owner withdraws what nobody earned")
+            _amount, receipt = on["owner"].client.withdraw_remaining(project_id)
+            self.paid("owner", receipt)
+        else:
+            say.stage("every wei of the budget was earned: nothing for the owner to withdraw")
 
         expected = dict.fromkeys(names, 0)
         for row in rounds:

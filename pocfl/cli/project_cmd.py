@@ -169,6 +169,7 @@ def create(
                     f"0x{expected.hex()}"
                 )
             commitment = expected
+            _check_proof_config(sm.client, project_manifest, verifier_address, max_trainers)
         elif initial_model_cid is not None:
             model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
         else:
@@ -242,6 +243,35 @@ def _read_manifest(path: Path) -> ProjectManifest:
 # ---------------------------------------------------------------------------------------------------
 # manifest
 # ---------------------------------------------------------------------------------------------------
+
+
+def _check_proof_config(client: Any, manifest: ProjectManifest, verifier: str, max_trainers: int) -> None:
+    """A manifest with a ``proof`` section needs the matching EzklRoundVerifier and at most ``slots`` trainers."""
+    proof = manifest.proof
+    has_verifier = int(verifier, 16) != 0
+    if proof is None:
+        if has_verifier:
+            raise ConfigError(
+                "--verifier is set but the manifest has no proof section: trainers would not commit to features "
+                "(write it with `pocfl project manifest --prove-slots K`)"
+            )
+        return
+    if not has_verifier:
+        raise ConfigError(
+            "the manifest's rounds are proven: pass --verifier (`pocfl deploy --with-verifier` prints it)"
+        )
+    if max_trainers > proof.slots:
+        raise ConfigError(f"--max-trainers {max_trainers} exceeds the circuit's {proof.slots} slots")
+    from pocfl.chain.client import ContractClient
+    from pocfl.contracts import load_artifact
+
+    adapter = ContractClient(client.chain, verifier, load_artifact("EzklRoundVerifier")["abi"])
+    try:
+        slots = int(adapter.call(adapter.contract.functions.slots()))
+    except Exception as exc:  # no code, or another contract: any failure means it is not the adapter
+        raise ConfigError(f"--verifier {verifier} is not an EzklRoundVerifier ({type(exc).__name__})") from exc
+    if slots != proof.slots:
+        raise ConfigError(f"--verifier {verifier} verifies a {slots}-slot circuit, the manifest has {proof.slots}")
 
 
 @app.command("manifest")

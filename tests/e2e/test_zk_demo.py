@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pocfl.cli.main import app
+from pocfl.manifest import ProjectManifest, ProofConfig
+from tests.e2e.conftest import Actors, Cli
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +63,26 @@ def test_setups_are_cached_per_circuit_shape(proven_run: dict[str, Any]) -> None
     folders = [p for p in Path(proven_run["_cache"]).iterdir() if p.is_dir() and p.name.startswith("K5-k8-")]
     assert len(folders) == 1
     assert {"vk.key", "pk.key", "settings.json", "net.compiled"} <= {f.name for f in folders[0].iterdir()}
+
+
+def test_project_create_refuses_an_inconsistent_proof_setup(cli: Cli, actors: Actors, pocfl_home: Path) -> None:
+    """A manifest with a proof section needs --verifier, an EzklRoundVerifier of the same slot count, and at most
+    that many trainers; a verifier without a proof section is refused too (trainers would commit nothing)."""
+    own = ("--key", actors.owner.env)
+    market = cli.json("deploy", *own)["address"]
+    proven = pocfl_home.parent / "proven.json"
+    plain = pocfl_home.parent / "plain.json"
+    cli.json("project", "manifest", str(proven), "--hidden", "8", "--prove-slots", "4", "--sketch-dim", "8", rpc=False)
+    cli.json("project", "manifest", str(plain), "--hidden", "8", rpc=False)
+    assert ProjectManifest.from_json(proven.read_bytes()).proof == ProofConfig(slots=4, sketch_dim=8, scale=13)
+    base = ["project", "create", *own, "--aggregator", actors.aggregator.address, "--rounds", "1", "--budget", "1"]
+    base += ["--submission-window", "60", "--aggregation-window", "60", "--start-in", "60", "--min-trainers", "1"]
+    cases = [
+        ([*base, "--max-trainers", "4", "--manifest", str(proven)], "pass --verifier"),
+        ([*base, "--max-trainers", "5", "--manifest", str(proven), "--verifier", market], "exceeds the circuit"),
+        ([*base, "--max-trainers", "4", "--manifest", str(proven), "--verifier", market], "not an EzklRoundVerifier"),
+        ([*base, "--max-trainers", "4", "--manifest", str(plain), "--verifier", market], "no proof section"),
+    ]
+    for args, message in cases:
+        doc = cli.json(*args, code=1)
+        assert doc["error"] == "ConfigError" and message in doc["message"], doc
