@@ -135,7 +135,8 @@ def aggregate(
                 "(--key ENV_VAR or --keystore FILE)"
             )
         outcomes: list[RoundOutcome] = []
-        zk_setup = _zk_setup(sm, project, zk_cache or pocfl_home() / "zk", s.out.note)
+        with s.out.status("loading the round circuit") as update:
+            zk_setup = _zk_setup(sm, project, zk_cache or pocfl_home() / "zk", update)
         with _progress(s.out) as progress:
             node = AggregatorNode(
                 sm,
@@ -215,6 +216,12 @@ def _print_outcome(out: Output, o: RoundOutcome) -> None:
         f"{len(r.submissions)} submission(s){credited}; tx {o.tx_hash}"
     )
     out.print(f"  model {escape(r.model_out)}  report {escape(o.report_cid or '')}")
+    proof = r.config.get("proof") if isinstance(r.config, dict) else None
+    if isinstance(proof, dict):
+        out.print(
+            f"  proven: proof {escape(str(proof.get('cid')))} (circuit {escape(str(proof.get('circuit')))}, "
+            f"{proof.get('prove_seconds')} s); the contract verified it"
+        )
     table = Table(show_edge=False, pad_edge=False)
     for name, justify in (("#", "right"), ("trainer", "left"), ("status", "left"), ("outlier", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]

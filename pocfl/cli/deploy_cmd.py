@@ -134,7 +134,8 @@ def _verifier(
     s.out.warn(
         "zero-knowledge setup: " + ("public SRS from " + str(srs_dir) if srs_dir else "local SRS (test-only trust)")
     )
-    setup = RoundCircuitSetup.build(shape, cache, srs_dir=srs_dir, progress=s.out.note)
+    with s.out.status(f"setting up circuit {shape.key} (minutes for large shapes)") as update:
+        setup = RoundCircuitSetup.build(shape, cache, srs_dir=srs_dir, progress=update)
     with s.out.status("deploying the Halo2 verifier and the EzklRoundVerifier adapter"):
         deployed = deploy_round_verifier(s.chain(), s.account(), setup, setup.directory / "verifier")
     return {**deployed.to_json(), "setup_dir": str(setup.directory), "tx_hashes": list(deployed.tx_hashes)}
