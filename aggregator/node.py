@@ -205,12 +205,6 @@ class _ZkInputs:
     seed: bytes
 
 
-def _post_gas() -> int:
-    from zk.onchain import POST_GAS
-
-    return POST_GAS
-
-
 class AggregatorNode:
     """Posts a project's rounds from the chain's submissions (see the module docstring).
 
@@ -635,6 +629,11 @@ class AggregatorNode:
         resumed: bool,
     ) -> RoundOutcome:
         """Post a prepared round (see :meth:`run_round`)."""
+        gas = None
+        if prepared.proof_blob:
+            from zk.onchain import POST_GAS  # explicit gas: eth-tester's estimate re-runs the pairing check
+
+            gas = POST_GAS
         try:
             post, receipt = market.post_round(
                 self.project_id,
@@ -646,7 +645,7 @@ class AggregatorNode:
                 outliers=[s.outlier for s in report.submissions],
                 hyperparams_hash=hyper.hash(),
                 proof=prepared.proof_blob,
-                gas=_post_gas() if prepared.proof_blob else None,
+                gas=gas,
             )
         except ChainError:
             posted = self.posted(r)  # mined after all (a lost connection), or posted by another run meanwhile

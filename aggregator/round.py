@@ -191,14 +191,9 @@ def decide_round(
             if len(outlier_flags) != n:
                 raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
             flags = [bool(outlier_flags[i]) for i in accepted]
-            if all(flags):
-                fa_weights = [0.0] * len(accepted)
-                aggregate = np.zeros_like(g)
-            else:
-                fa = apply_decision(matrix, decision_from_flags(flags))
-                fa_weights = [float(w) for w in fa.weights]
-                aggregate = np.asarray(fa.aggregate, dtype=np.float32)
-            fa_outliers, fa_ratios = flags, [0.0] * len(accepted)
+            fa = apply_decision(matrix, decision_from_flags(flags))  # nothing accepted: a zero aggregate
+            fa_outliers, fa_weights, fa_ratios = flags, [float(w) for w in fa.weights], [0.0] * len(accepted)
+            aggregate = np.asarray(fa.aggregate, dtype=np.float32)
         elif len(accepted) >= MIN_FLAG_UPDATES:
             fa = flag_aggregate(
                 matrix,

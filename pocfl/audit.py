@@ -1058,7 +1058,7 @@ class _Auditor:
         The flags are recomputed with the circuit itself (compiled from the code with the settings the report
         names, evaluated by ezkl: bit-exact), or with its float reference when those settings are not available.
         """
-        from zk.decision import committed_features, decide_features, empty_features, feature_seed
+        from zk.decision import committed_features, decide_features, feature_seed, pad_slots
 
         seed = feature_seed(self.chain_id, self.address, self.project_id, r, model_in)
         cf = committed_features(
@@ -1093,13 +1093,8 @@ class _Auditor:
         if n > k:
             self.diff(r, "proof", f"{n} submissions exceed the circuit's {k} slots")
             return vectors, [True] * n
-        pad = k - n
-        decision = decide_features(
-            cf.features + [empty_features(proof_cfg.sketch_dim)] * pad,
-            cf.rejected + [True] * pad,
-            [0.0] * k,
-            dim=proof_cfg.sketch_dim,
-        )
+        feats, rej, scores = pad_slots(cf.features, cf.rejected, [0.0] * n, slots=k, dim=proof_cfg.sketch_dim)
+        decision = decide_features(feats, rej, scores, dim=proof_cfg.sketch_dim)
         kept = [None if rej else v for v, rej in zip(vectors, cf.rejected, strict=True)]
         flags = list(decision.outliers[:n])
         circuit = self._round_circuit(r, report.config.get("proof"), proof_cfg)

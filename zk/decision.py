@@ -113,6 +113,20 @@ class FeatureDecision:
     witness: F64
 
 
+def pad_slots(
+    features: Sequence[npt.ArrayLike], rejected: Sequence[bool], scores: Sequence[float], *, slots: int, dim: int
+) -> tuple[list[F64], list[bool], list[float]]:
+    """Pad per-submission circuit inputs to ``slots``: unused slots are rejected, with zero features and score."""
+    n = len(features)
+    if n > slots:
+        raise ValueError(f"{n} submissions exceed the circuit's {slots} slots")
+    if len(rejected) != n or len(scores) != n:
+        raise ValueError("features, rejected and scores must have one entry per submission")
+    pad = slots - n
+    feats = [np.asarray(f, dtype=np.float64).reshape(dim + 1) for f in features] + [empty_features(dim)] * pad
+    return feats, [bool(r) for r in rejected] + [True] * pad, [float(x) for x in scores] + [0.0] * pad
+
+
 def _median(v: F64) -> float:
     return float(np.median(v)) if v.size else 0.0
 

@@ -8,6 +8,7 @@ committed ``EzklRoundVerifier`` adapter, whose address a project sets as its ``v
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,15 @@ def deploy_round_verifier(
 
 def encode_round_proof(proof: RoundProof) -> bytes:
     """``abi.encode(bytes halo2Proof, uint256 witnessHash, uint256 rejectedMask)``, the ``proof`` of ``postRound``."""
-    mask = sum(1 << i for i, r in enumerate(proof.rejected) if r)
-    return encode(["bytes", "uint256", "uint256"], [proof.proof, proof.witness_hash, mask])
+    return _encode(proof.proof, proof.witness_hash, proof.rejected)
 
 
 def encode_round_proof_json(data: dict[str, Any]) -> bytes:
     """:func:`encode_round_proof` of a stored :meth:`zk.prover.RoundProof.to_json` (a restarted node re-posting)."""
-    mask = sum(1 << i for i, r in enumerate(data["rejected"]) if r)
     proof = bytes.fromhex(str(data["proof"]).removeprefix("0x"))
-    return encode(["bytes", "uint256", "uint256"], [proof, int(str(data["witness_hash"]), 16), mask])
+    return _encode(proof, int(str(data["witness_hash"]), 16), data["rejected"])
+
+
+def _encode(proof: bytes, witness_hash: int, rejected: Sequence[bool]) -> bytes:
+    mask = sum(1 << i for i, r in enumerate(rejected) if r)
+    return encode(["bytes", "uint256", "uint256"], [proof, witness_hash, mask])

@@ -11,6 +11,7 @@ points ``srs_dir`` at the public perpetual-powers-of-tau files (``kzg{logrows}.s
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ import numpy.typing as npt
 
 from pocfl.errors import PocflError
 from zk.circuit import RoundCircuit, WitnessLayout
-from zk.decision import FeatureDecision, decide_features, empty_features
+from zk.decision import FeatureDecision, decide_features, pad_slots
 
 __all__ = [
     "BN254_MODULUS",
@@ -120,6 +121,13 @@ def feature_commitment(features: npt.ArrayLike, scale: int = DEFAULT_SCALE) -> b
     return felt_to_int(digest).to_bytes(32, "big")
 
 
+@functools.cache
+def _code_hash() -> str:
+    """Hash of the circuit's source, its version and ezkl's version (read once per process)."""
+    src = Path(__file__).with_name("circuit.py").read_bytes()
+    return hashlib.sha256(src + f"|{CIRCUIT_VERSION}|{_ezkl().__version__}".encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class CircuitShape:
     """Which circuit.
@@ -143,9 +151,7 @@ class CircuitShape:
     @property
     def key(self) -> str:
         """Cache key: the shape, the circuit source and the ezkl version (any change means a new setup)."""
-        src = (Path(__file__).with_name("circuit.py")).read_bytes()
-        h = hashlib.sha256(src + f"|{CIRCUIT_VERSION}|{_ezkl().__version__}".encode()).hexdigest()[:12]
-        return f"K{self.slots}-k{self.sketch_dim}-s{self.scale}-{h}"
+        return f"K{self.slots}-k{self.sketch_dim}-s{self.scale}-{_code_hash()}"
 
     @property
     def score_unit(self) -> int:
@@ -407,18 +413,18 @@ class RoundCircuitSetup:
         self, features: Sequence[npt.ArrayLike], rejected: Sequence[bool], scores: Sequence[int]
     ) -> FeatureDecision:
         """The float reference decision and witness, with unused slots padded (rejected, zero features)."""
-        k = self.shape.slots
-        n = len(features)
-        if n > k:
-            raise ProverError(f"{n} submissions exceed the circuit's {k} slots")
-        if len(rejected) != n or len(scores) != n:
-            raise ValueError("features, rejected and scores must have one entry per submission")
-        dim = self.shape.sketch_dim
-        feats = [np.asarray(f, dtype=np.float64).reshape(dim + 1) for f in features] + [empty_features(dim)] * (k - n)
-        rej = [bool(r) for r in rejected] + [True] * (k - n)
+        return self._decide_padded(features, rejected, scores)[1]
+
+    def _decide_padded(
+        self, features: Sequence[npt.ArrayLike], rejected: Sequence[bool], scores: Sequence[int]
+    ) -> tuple[list[npt.NDArray[np.float64]], FeatureDecision]:
+        if len(features) > self.shape.slots:
+            raise ProverError(f"{len(features)} submissions exceed the circuit's {self.shape.slots} slots")
         unit = float(self.shape.score_unit)
-        sc = [int(s) / unit for s in scores] + [0.0] * (k - n)
-        return decide_features(feats, rej, sc, dim=dim)
+        feats, rej, sc = pad_slots(
+            features, rejected, [int(s) / unit for s in scores], slots=self.shape.slots, dim=self.shape.sketch_dim
+        )
+        return feats, decide_features(feats, rej, sc, dim=self.shape.sketch_dim)
 
     def evaluate(self, features: Sequence[npt.ArrayLike], rejected: Sequence[bool]) -> tuple[bool, ...]:
         """The circuit's outlier flags for ``features`` (ezkl's witness, no proof): the flags a round must post.
@@ -445,12 +451,9 @@ class RoundCircuitSetup:
     def _input_data(
         self, features: Sequence[npt.ArrayLike], rejected: Sequence[bool], scores: Sequence[int]
     ) -> dict[str, Any]:
-        decision = self.decide(features, rejected, scores)
+        feats, decision = self._decide_padded(features, rejected, scores)
         if not np.all(np.abs(decision.witness) < 2.0 ** (27 - self.shape.scale)):
             raise ProverError("a witness value is outside the circuit's fixed-point range")
-        k, dim = self.shape.slots, self.shape.sketch_dim
-        n = len(features)
-        feats = [np.asarray(f, dtype=np.float64).reshape(dim + 1) for f in features] + [empty_features(dim)] * (k - n)
         return {"input_data": [f.tolist() for f in feats] + [decision.witness.tolist()]}
 
     def _witness(self, ezkl: Any, tmp: Path) -> None:
