@@ -23,7 +23,6 @@ Encoding: canonical JSON (UTF-8, keys sorted, no spaces, integers as decimal, fl
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -31,7 +30,17 @@ from enum import StrEnum
 
 from eth_utils.crypto import keccak
 
+from pocfl.errors import PocflError
+from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
+
 SCHEMA_VERSION = 1
+
+HYPERPARAMS_MAX_SIZE = 4096
+"""Longest hyper-parameter text parsed; the canonical encoding is about 100 bytes."""
+
+
+class HyperParamsError(PocflError, ValueError):
+    """A hyper-parameter text (read from a round report) is not a valid encoding; a ``ValueError``."""
 
 
 def _quantize(value: float) -> float:
@@ -83,18 +92,30 @@ class HyperParams:
 
     @classmethod
     def from_json(cls, text: str) -> HyperParams:
-        """Parse :meth:`to_json` output (rejects unknown or missing keys)."""
-        raw = json.loads(text)
+        """Parse :meth:`to_json` output (rejects unknown or missing keys).
+
+        Raises
+        ------
+        HyperParamsError
+            Not JSON, too long or too deep, other keys, or a value of the wrong type or range.
+        """
+        try:
+            raw = loads_untrusted(text, max_size=HYPERPARAMS_MAX_SIZE, what="hyper-parameters")
+        except UntrustedJsonError as exc:
+            raise HyperParamsError(str(exc)) from exc
         names = {f.name for f in fields(cls)}
         if not isinstance(raw, dict) or set(raw) != names:
-            raise ValueError(f"expected keys {sorted(names)}, got {text!r}")
-        return cls(
-            round=raw["round"],
-            learning_rate=float(raw["learning_rate"]),
-            local_epochs=raw["local_epochs"],
-            batch_size=raw["batch_size"],
-            version=raw["version"],
-        )
+            raise HyperParamsError(f"expected keys {sorted(names)}, got {quote(text)}")
+        try:
+            return cls(
+                round=raw["round"],
+                learning_rate=float(raw["learning_rate"]),
+                local_epochs=raw["local_epochs"],
+                batch_size=raw["batch_size"],
+                version=raw["version"],
+            )
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float() of a huge integer
+            raise HyperParamsError(f"invalid hyper-parameters: {clip(str(exc), 200)}") from exc
 
     def hash(self) -> bytes:
         """``keccak256(to_json().encode())``: the 32 bytes posted as ``hyperparamsHash``."""

@@ -37,12 +37,12 @@ from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
 from aggregator.hyperparams import HyperParams
-from aggregator.report import ReportError, RoundReport
+from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport
 from aggregator.round import RoundConfig, RoundSeeds
 from aggregator.shapley import Method, ScoringConfig
 from pocfl.chain.types import ZERO_BYTES32, ProjectParams, ProjectState
 from pocfl.errors import PocflError
-from pocfl.manifest import ManifestError, ProjectManifest
+from pocfl.manifest import MANIFEST_MAX_SIZE, ManifestError, ProjectManifest
 from pocfl.market import Market, SubmittedUpdate
 from pocfl.store import ContentStore, StoreUnavailableError, compute_cid
 from pocfl.updates import (
@@ -62,14 +62,8 @@ HISTORY_ROUNDS = 10
 PRIOR_ROUNDS = 2
 """How many earlier aggregate deltas feed the stale-copy screening."""
 
-MANIFEST_MAX_SIZE = 1 << 20
-"""Largest manifest read (1 MiB)."""
-
 VALIDATION_MAX_SIZE = 1 << 30
 """Largest revealed validation set read (1 GiB)."""
-
-REPORT_MAX_SIZE = 64 << 20
-"""Largest round report read (64 MiB)."""
 
 NO_KEY_REASON = "EncryptionError: encrypted to the aggregator; no key given"
 """Rejection reason of a sealed update when the node has no decryption key."""

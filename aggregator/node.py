@@ -582,10 +582,10 @@ class AggregatorNode:
         if self.proven:
             if not isinstance(proof_info, dict):
                 return None
-            from zk.onchain import encode_round_proof_json
+            from zk.onchain import load_round_proof
 
             try:
-                proof_blob = encode_round_proof_json(json.loads(self.market.fetch(str(proof_info["cid"]))))
+                proof_blob = load_round_proof(self.market.fetch(str(proof_info["cid"])))
             except (KeyError, ValueError, PocflError):
                 return None
         self.progress(f"round {r}: resuming from the journal", 0, 0)

@@ -12,12 +12,20 @@ over, so revealing updates no longer helps copycats of that round).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import types
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, get_args, get_origin, get_type_hints
 
 from pocfl.errors import PocflError
+from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
 
 REPORT_FORMAT = "pocfl-round-report/1"
+
+REPORT_MAX_SIZE = 64 << 20
+"""Largest round report read (64 MiB)."""
+
+REPORT_MAX_DEPTH = 8
+"""Deepest nesting of a report (the ``config`` dict holds the proof settings and lists): 4 in practice."""
 
 
 class ReportError(PocflError):
@@ -101,14 +109,50 @@ class RoundReport:
             Not JSON, another format, or missing or mistyped fields.
         """
         try:
-            raw: Any = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ReportError(f"the round report is not JSON: {exc}") from exc
+            raw: Any = loads_untrusted(
+                data, max_size=REPORT_MAX_SIZE, max_depth=REPORT_MAX_DEPTH, what="the round report"
+            )
+        except UntrustedJsonError as exc:
+            raise ReportError(str(exc)) from exc
         if not isinstance(raw, dict) or raw.get("format") != REPORT_FORMAT:
             got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-            raise ReportError(f"not a pocfl round report (format {got!r}, expected {REPORT_FORMAT!r})")
+            raise ReportError(f"not a pocfl round report (format {quote(got)}, expected {REPORT_FORMAT!r})")
         try:
-            subs = tuple(SubmissionEntry(**s) for s in raw.pop("submissions"))
-            return cls(submissions=subs, **raw)
+            subs = raw.pop("submissions")
+            if not isinstance(subs, list):
+                raise TypeError(f"submissions is a {type(subs).__name__}, expected a list")
+            entries = tuple(SubmissionEntry(**_typed(SubmissionEntry, s)) for s in subs)
+            return cls(submissions=entries, **_typed(cls, raw, skip="submissions"))
         except (KeyError, TypeError) as exc:
-            raise ReportError(f"the round report is missing or has a wrong field: {exc}") from exc
+            raise ReportError(f"the round report is missing or has a wrong field: {clip(str(exc), 200)}") from exc
+
+
+def _typed(cls: type, values: object, skip: str = "") -> dict[str, Any]:
+    """``values`` if it is a dict whose fields have the types ``cls`` declares (JSON types: int for float too).
+
+    A report is read by the node and the audit field by field: a string where a number belongs must be refused
+    here, with a named error, not crash a comparison later.
+
+    Raises
+    ------
+    TypeError
+        Not a dict, or a field of another type (missing and unknown fields are left to the constructor).
+    """
+    if not isinstance(values, dict):
+        raise TypeError(f"{cls.__name__} is a {type(values).__name__}, expected an object")
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in values and f.name != skip and not _is_a(values[f.name], hints[f.name]):
+            raise TypeError(f"{cls.__name__}.{f.name} is {quote(values[f.name])}, expected {hints[f.name]}")
+    return values
+
+
+def _is_a(value: object, hint: Any) -> bool:
+    if isinstance(hint, types.UnionType):
+        return any(_is_a(value, h) for h in get_args(hint))
+    base = get_origin(hint) or hint
+    if base is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return value is None if hint is type(None) else isinstance(value, base)

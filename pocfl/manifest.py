@@ -16,9 +16,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pocfl.errors import PocflError
-from pocfl.updates import ModelSpec
+from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
+from pocfl.updates import ModelSpec, UpdateFormatError
 
 MANIFEST_FORMAT = "pocfl-project/1"
+
+MANIFEST_MAX_SIZE = 1 << 20
+"""Largest manifest read (1 MiB)."""
 
 
 class ManifestError(PocflError):
@@ -125,12 +129,12 @@ class ProjectManifest:
             Not JSON, another format, or a missing or mistyped field.
         """
         try:
-            raw: Any = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"the project manifest is not JSON: {exc}") from exc
+            raw: Any = loads_untrusted(data, max_size=MANIFEST_MAX_SIZE, what="the project manifest")
+        except UntrustedJsonError as exc:
+            raise ManifestError(str(exc)) from exc
         if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
             got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-            raise ManifestError(f"not a pocfl project manifest (format {got!r}, expected {MANIFEST_FORMAT!r})")
+            raise ManifestError(f"not a pocfl project manifest (format {quote(got)}, expected {MANIFEST_FORMAT!r})")
         try:
             manifest = cls(
                 name=str(raw["name"]),
@@ -142,7 +146,10 @@ class ProjectManifest:
                 max_update_size=int(raw.get("max_update_size", 64 << 20)),
                 proof=None if raw.get("proof") is None else ProofConfig(**raw["proof"]),
             )
-        except (KeyError, TypeError) as exc:
-            raise ManifestError(f"the project manifest is missing or has a wrong field: {exc}") from exc
-        manifest.model.spec()  # shapes must make sense
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int() of a string or of infinity
+            raise ManifestError(f"the project manifest is missing or has a wrong field: {clip(str(exc), 200)}") from exc
+        try:
+            manifest.model.spec()  # shapes must make sense
+        except UpdateFormatError as exc:
+            raise ManifestError(f"the project manifest's model is invalid: {exc}") from exc
         return manifest

@@ -19,15 +19,32 @@ from eth_account.signers.local import LocalAccount
 from pocfl.chain.backends import Chain
 from pocfl.chain.client import ContractClient, deploy_contract
 from pocfl.contracts.build import compile_source
-from pocfl.errors import ChainError
+from pocfl.errors import ChainError, PocflError
+from pocfl.untrusted import UntrustedJsonError, loads_untrusted, quote
 from zk.decision import empty_features
 from zk.prover import RoundCircuitSetup, RoundProof, feature_commitment
 
-__all__ = ["POST_GAS", "VerifierDeployment", "deploy_round_verifier", "encode_round_proof", "encode_round_proof_json"]
+__all__ = [
+    "POST_GAS",
+    "ProofFormatError",
+    "VerifierDeployment",
+    "deploy_round_verifier",
+    "encode_round_proof",
+    "encode_round_proof_json",
+    "load_round_proof",
+]
 
 POST_GAS = 6_000_000
 """Explicit gas of a proven ``postRound``: eth-tester's ``estimate_gas`` re-runs the pairing check (10-40 s)."""
 VERIFIER_DEPLOY_GAS = 8_000_000
+PROOF_MAX_SIZE = 16 << 20
+"""Largest stored proof JSON read (a K=10 round proof with its ezkl JSON is well under 1 MiB)."""
+MAX_SLOTS = 256
+"""The rejection mask is a uint256: at most 256 slots."""
+
+
+class ProofFormatError(PocflError, ValueError):
+    """A stored round proof (JSON from the content store) is malformed; a ``ValueError``."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +105,42 @@ def encode_round_proof(proof: RoundProof) -> bytes:
     return _encode(proof.proof, proof.witness_hash, proof.rejected)
 
 
-def encode_round_proof_json(data: dict[str, Any]) -> bytes:
-    """:func:`encode_round_proof` of a stored :meth:`zk.prover.RoundProof.to_json` (a restarted node re-posting)."""
-    proof = bytes.fromhex(str(data["proof"]).removeprefix("0x"))
-    return _encode(proof, int(str(data["witness_hash"]), 16), data["rejected"])
+def encode_round_proof_json(data: object) -> bytes:
+    """:func:`encode_round_proof` of a stored :meth:`zk.prover.RoundProof.to_json` (a restarted node re-posting).
+
+    Raises
+    ------
+    ProofFormatError
+        Not an object with a hex ``proof``, a hex ``witness_hash`` below ``2**256`` and a ``rejected`` list of at
+        most 256 booleans.
+    """
+    if not isinstance(data, dict) or not {"proof", "witness_hash", "rejected"} <= set(data):
+        raise ProofFormatError(f"not a stored round proof: {quote(data)}")
+    proof, witness, rejected = data["proof"], data["witness_hash"], data["rejected"]
+    try:
+        blob = bytes.fromhex(proof.removeprefix("0x"))
+        witness_hash = int(witness, 16)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ProofFormatError(f"proof {quote(proof)} or witness_hash {quote(witness)} is not hex") from exc
+    if not 0 <= witness_hash < 1 << 256:
+        raise ProofFormatError(f"witness_hash {quote(witness)} is not a uint256")
+    if not isinstance(rejected, list) or len(rejected) > MAX_SLOTS or not all(isinstance(r, bool) for r in rejected):
+        raise ProofFormatError(f"rejected {quote(rejected)} is not a list of at most {MAX_SLOTS} booleans")
+    return _encode(blob, witness_hash, rejected)
+
+
+def load_round_proof(data: bytes) -> bytes:
+    """:func:`encode_round_proof_json` of stored proof bytes, screened (:mod:`pocfl.untrusted`) before parsing.
+
+    Raises
+    ------
+    ProofFormatError
+        Too large, too deep, not JSON, or not a round proof.
+    """
+    try:
+        return encode_round_proof_json(loads_untrusted(data, max_size=PROOF_MAX_SIZE, what="the stored proof"))
+    except UntrustedJsonError as exc:
+        raise ProofFormatError(str(exc)) from exc
 
 
 def _encode(proof: bytes, witness_hash: int, rejected: Sequence[bool]) -> bytes:

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pocfl.errors import PocflError
+from pocfl.untrusted import loads_untrusted
 from zk.circuit import RoundCircuit, WitnessLayout
 from zk.decision import FeatureDecision, decide_features, pad_slots
 
@@ -222,6 +223,10 @@ def _step(progress: Progress, label: str) -> Iterator[None]:
     progress(f"{label}: {time.perf_counter() - t0:.1f} s")
 
 
+SETTINGS_MAX_SIZE = 16 << 20
+"""Largest circuit settings JSON read (ezkl writes a few KiB)."""
+
+
 class RoundCircuitSetup:
     """The compiled round circuit of one shape with its keys, in ``directory`` (one folder per shape).
 
@@ -234,7 +239,10 @@ class RoundCircuitSetup:
         self.shape = shape
         self.directory = directory
         self.srs_path = srs_path
-        self.settings: dict[str, Any] = json.loads((directory / "settings.json").read_text())
+        # the settings may be the ones a round report names (compiled_only): screened like any stored JSON
+        self.settings: dict[str, Any] = loads_untrusted(
+            (directory / "settings.json").read_bytes(), max_size=SETTINGS_MAX_SIZE, what="the circuit settings"
+        )
 
     # -- paths --------------------------------------------------------------------------------------------------
     @property

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pocfl.store.errors import InvalidCidError
+from pocfl.untrusted import quote
 
 CHUNK_SIZE = 262_144
 """Kubo's default fixed-size chunker (``size-262144``)."""
@@ -94,20 +95,22 @@ def parse_cid(text: str) -> Cid:
         Malformed, or not a sha2-256 ``raw``/``dag-pb`` CID.
     """
     if not isinstance(text, str) or not text or len(text) > 128:
-        raise InvalidCidError(f"not a CID: {text!r}")
+        raise InvalidCidError(f"not a CID: {quote(text)}")
     if len(text) == 46 and text.startswith("Qm"):
         raw = _b58decode(text)
         if raw is None or len(raw) != 34 or raw[:2] != bytes((SHA2_256, _DIGEST_LEN)):
-            raise InvalidCidError(f"malformed CIDv0: {text!r}")
+            raise InvalidCidError(f"malformed CIDv0: {quote(text)}")
         return Cid(0, DAG_PB, raw[2:])
     raw = _multibase_decode(text)
     if len(raw) != 36 or raw[0] != 1:
-        raise InvalidCidError(f"not a CIDv1 with a 32-byte digest: {text!r}")
+        raise InvalidCidError(f"not a CIDv1 with a 32-byte digest: {quote(text)}")
     codec = raw[1]
     if codec not in (RAW, DAG_PB):
-        raise InvalidCidError(f"{text!r} has codec 0x{codec:02x}; pocfl verifies only raw (0x55) and dag-pb (0x70)")
+        raise InvalidCidError(
+            f"{quote(text)} has codec 0x{codec:02x}; pocfl verifies only raw (0x55) and dag-pb (0x70)"
+        )
     if raw[2:4] != bytes((SHA2_256, _DIGEST_LEN)):
-        raise InvalidCidError(f"{text!r} is not a sha2-256 CID")
+        raise InvalidCidError(f"{quote(text)} is not a sha2-256 CID")
     return Cid(1, codec, raw[4:])
 
 
@@ -304,7 +307,7 @@ def _multibase_decode(text: str) -> bytes:
             return base64.b64decode(body + "=" * (-len(body) % 4))
     except ValueError:
         pass
-    raise InvalidCidError(f"not a CID (unknown or malformed multibase): {text!r}")
+    raise InvalidCidError(f"not a CID (unknown or malformed multibase): {quote(text)}")
 
 
 def _b58encode(raw: bytes) -> str:

@@ -14,7 +14,6 @@ every daemon newer than 0.8 and is unmaintained.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
@@ -30,6 +29,7 @@ from pocfl.store.errors import (
     StoreProtocolError,
     StoreUnavailableError,
 )
+from pocfl.untrusted import loads_untrusted
 
 DEFAULT_URL = "http://127.0.0.1:5001"
 ADD_PARAMS: dict[str, str] = {
@@ -44,6 +44,9 @@ ADD_PARAMS: dict[str, str] = {
     "progress": "false",
 }
 """Importer settings sent with every add; together they fix the CID to :func:`pocfl.store.cid.compute_cid`."""
+
+API_REPLY_MAX_SIZE = 1 << 20
+"""Largest JSON reply of the node's API parsed (replies are small; a bigger one is refused, not parsed)."""
 
 _RETRY_STATUS = frozenset({502, 503, 504})
 _NOT_FOUND_HINTS = ("not found", "no link named", "context deadline exceeded", "timeout", "timed out", "aborted")
@@ -128,7 +131,8 @@ class IpfsStore(ContentStore):
         self._raise_for_status("add", response, expected)
         lines = [line for line in response.text.splitlines() if line.strip()]
         try:
-            hashes = [entry["Hash"] for entry in map(json.loads, lines) if isinstance(entry, dict) and "Hash" in entry]
+            entries = [loads_untrusted(line, max_size=API_REPLY_MAX_SIZE, what="the add reply") for line in lines]
+            hashes = [entry["Hash"] for entry in entries if isinstance(entry, dict) and "Hash" in entry]
             returned = canonical_cid(hashes[-1])
         except (ValueError, KeyError, IndexError, TypeError, InvalidCidError) as exc:
             raise StoreProtocolError(f"{self.url}/api/v0/add answered {response.text[:200]!r}: no valid CID") from exc
@@ -224,14 +228,14 @@ class IpfsStore(ContentStore):
     @staticmethod
     def _json(response: httpx.Response) -> Any:
         try:
-            return response.json()
+            return loads_untrusted(response.content, max_size=API_REPLY_MAX_SIZE, what=f"{response.url}'s reply")
         except ValueError as exc:
             raise StoreProtocolError(f"{response.url} answered {response.text[:200]!r}, not JSON") from exc
 
 
 def _error_message(response: httpx.Response) -> str:
     try:
-        body = response.json()
+        body = loads_untrusted(response.content, max_size=API_REPLY_MAX_SIZE, what="the error reply")
     except ValueError:
         return response.text[:200] or response.reason_phrase
     if isinstance(body, dict) and isinstance(body.get("Message"), str):

@@ -40,6 +40,7 @@ from nacl.bindings import crypto_box_SEALBYTES
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from pocfl.untrusted import UntrustedJsonError, loads_untrusted, quote
 from pocfl.updates.errors import (
     CommitmentMismatchError,
     DecryptionError,
@@ -162,7 +163,7 @@ def _commitment_preimage(
 
 def _uint(value: object, bits: int, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
-        raise UpdateArgumentError(f"{what} must be an integer in [0, 2**{bits}), got {value!r}")
+        raise UpdateArgumentError(f"{what} must be an integer in [0, 2**{bits}), got {quote(value)}")
     return value
 
 
@@ -172,7 +173,7 @@ def _address(value: object, what: str) -> bytes:
             raise UpdateArgumentError(f"{what} address must be 20 bytes, got {len(value)}")
         return bytes(value)
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
-        raise UpdateArgumentError(f"{what} {value!r} is not a 0x-prefixed 20-byte hex address")
+        raise UpdateArgumentError(f"{what} {quote(value)} is not a 0x-prefixed 20-byte hex address")
     digits = value[2:]
     if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
         raise UpdateArgumentError(f"{what} {value} has mixed case but an invalid EIP-55 checksum (a typo?)")
@@ -189,9 +190,9 @@ def _bytes32(value: object) -> bytes:
         try:
             value = bytes.fromhex(text)
         except ValueError as exc:
-            raise UpdateArgumentError(f"commitment {value!r} is not hex") from exc
+            raise UpdateArgumentError(f"commitment {quote(value)} is not hex") from exc
     if not isinstance(value, bytes | bytearray) or len(value) != 32:
-        raise UpdateArgumentError(f"commitment must be 32 bytes, got {value!r}")
+        raise UpdateArgumentError(f"commitment must be 32 bytes, got {quote(value)}")
     return bytes(value)
 
 
@@ -204,6 +205,8 @@ ENVELOPE_OVERHEAD = _HEADER_LEN + crypto_box_SEALBYTES
 """Bytes an envelope adds to the plaintext: 41 of header, 48 of sealed box (ephemeral key and MAC)."""
 
 KEY_FILE_FORMAT = "pocfl-encryption-key/1"
+KEY_FILE_MAX_SIZE = 4096
+"""Longest key file parsed (one is about 200 bytes)."""
 
 
 class EncryptionKeyPair:
@@ -311,9 +314,9 @@ class EncryptionKeyPair:
                 f"key file {path} has mode {stat.S_IMODE(mode):04o}, readable by others; run: chmod 600 {path}"
             )
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise KeyFileError(f"key file {path} is not JSON: {exc}") from exc
+            data = loads_untrusted(text, max_size=KEY_FILE_MAX_SIZE, what=f"key file {path}")
+        except UntrustedJsonError as exc:
+            raise KeyFileError(str(exc)) from exc
         if not isinstance(data, dict) or data.get("format") != KEY_FILE_FORMAT:
             raise KeyFileError(f"key file {path} is not a {KEY_FILE_FORMAT} file")
         try:

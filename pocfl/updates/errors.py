@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pocfl.errors import PocflError
+from pocfl.untrusted import quote
 
 
 class UpdateFormatError(PocflError):
@@ -91,7 +92,10 @@ class ArchitectureMismatchError(UpdateFormatError):
     """
 
     def __init__(self, expected: str, got: str) -> None:
-        super().__init__(f"update is for model architecture {got}, expected {expected} (it was made for another model)")
+        # ``got`` comes from the update's header: quoted, so a huge or odd value cannot bloat the message
+        super().__init__(
+            f"update is for model architecture {quote(got)}, expected {expected} (it was made for another model)"
+        )
         self.expected = expected
         self.got = got
 

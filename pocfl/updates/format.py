@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from pocfl.untrusted import UntrustedJsonError, quote, screen_json
 from pocfl.updates.errors import (
     ArchitectureMismatchError,
     CorruptUpdateError,
@@ -56,6 +57,14 @@ DEFAULT_MAX_UPDATE_SIZE = 256 << 20
 
 MAX_HEADER_SIZE = 100_000_000
 """The safetensors library's own header cap: every file accepted here is one it accepts too."""
+
+MAX_DIMS = 32
+"""Most dimensions of a tensor: numpy's limit (32 before numpy 2, 64 since); a longer shape is refused, not
+left to fail inside numpy."""
+
+MAX_HEADER_DEPTH = 3
+"""Nesting of a valid header: an object of tensor entries (objects) holding lists of integers. Anything deeper
+is refused before the JSON parser sees it (CPython's parser recurses once per level)."""
 
 Array: TypeAlias = NDArray[Any]
 
@@ -286,8 +295,8 @@ class ModelSpec:
         known = set(self.names)
         unexpected = sorted(k for k in tensors if k not in known)
         if missing or unexpected:
-            parts = [f"missing tensors {missing}"] if missing else []
-            parts += [f"unexpected tensors {unexpected}"] if unexpected else []
+            parts = [f"missing tensors {quote(missing)}"] if missing else []
+            parts += [f"unexpected tensors {quote(unexpected)}"] if unexpected else []
             raise TensorShapeError(
                 f"update does not match the model spec: {', '.join(parts)}", missing=missing, unexpected=unexpected
             )
@@ -505,6 +514,10 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorruptUpdateError(f"header is not UTF-8: {exc}") from exc
+    try:  # before any parsing: the JSON parser itself would overflow the C stack on deep nesting
+        screen_json(raw, max_size=MAX_HEADER_SIZE, max_depth=MAX_HEADER_DEPTH, what="header")
+    except UntrustedJsonError as exc:
+        raise CorruptUpdateError(str(exc)) from exc
     decoder = json.JSONDecoder(
         object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant, parse_int=_parse_u64
     )
@@ -512,8 +525,6 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
         value, end = decoder.raw_decode(text)
     except ValueError as exc:  # JSONDecodeError, and int() refusing a huge literal
         raise CorruptUpdateError(f"header is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise CorruptUpdateError("header JSON is nested too deeply") from exc
     if text[end:].strip(" "):
         raise CorruptUpdateError(f"header has {len(text) - end} bytes after the JSON object that are not space padding")
     if not isinstance(value, dict):  # pragma: no cover - starts with '{', so raw_decode returns an object
@@ -525,7 +536,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise CorruptUpdateError(f"duplicate key {key!r} in header (a duplicate tensor name or field)")
+            raise CorruptUpdateError(f"duplicate key {quote(key)} in header (a duplicate tensor name or field)")
         out[key] = value
     return out
 
@@ -548,7 +559,7 @@ def _parse_metadata(value: object) -> dict[str, str]:
         raise CorruptUpdateError(f"__metadata__ is a {type(value).__name__}, expected an object of strings")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise CorruptUpdateError(f"__metadata__[{key!r}] is {item!r}, expected a string")
+            raise CorruptUpdateError(f"__metadata__[{quote(key)}] is {quote(item)}, expected a string")
     return value
 
 
@@ -560,27 +571,30 @@ def _parse_entry(name: str, value: object) -> _Entry:
     if not name:
         raise CorruptUpdateError("a tensor has an empty name")
     if not isinstance(value, dict):
-        raise CorruptUpdateError(f"tensor {name!r}: header entry is {value!r}, expected an object")
+        raise CorruptUpdateError(f"tensor {quote(name)}: header entry is {quote(value)}, expected an object")
     if set(value) != _ENTRY_KEYS:
         raise CorruptUpdateError(
-            f"tensor {name!r}: header entry has keys {sorted(value)}, expected {sorted(_ENTRY_KEYS)}"
+            f"tensor {quote(name)}: header entry has keys {quote(sorted(value))}, expected {sorted(_ENTRY_KEYS)}"
         )
     dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
     if dtype not in _DTYPES:
         raise CorruptUpdateError(
-            f"tensor {name!r}: unknown or unsupported dtype {dtype!r} (supported: {', '.join(SUPPORTED_DTYPES)})"
+            f"tensor {quote(name)}: unknown or unsupported dtype {quote(dtype)} "
+            f"(supported: {', '.join(SUPPORTED_DTYPES)})"
         )
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        raise CorruptUpdateError(f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+        raise CorruptUpdateError(f"tensor {quote(name)}: shape {quote(shape)} is not a list of non-negative integers")
+    if len(shape) > MAX_DIMS:
+        raise CorruptUpdateError(f"tensor {quote(name)}: shape has {len(shape)} dimensions, more than {MAX_DIMS}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
-        raise CorruptUpdateError(f"tensor {name!r}: data_offsets {offsets!r} is not a pair of integers")
+        raise CorruptUpdateError(f"tensor {quote(name)}: data_offsets {quote(offsets)} is not a pair of integers")
     begin, end = offsets
     if not 0 <= begin <= end:
-        raise CorruptUpdateError(f"tensor {name!r}: data_offsets [{begin}, {end}] are not 0 <= begin <= end")
+        raise CorruptUpdateError(f"tensor {quote(name)}: data_offsets [{begin}, {end}] are not 0 <= begin <= end")
     needed = math.prod(shape) * _DTYPES[dtype].itemsize
     if end - begin != needed:
         raise CorruptUpdateError(
-            f"tensor {name!r}: shape {shape} of {dtype} needs {needed} bytes, "
+            f"tensor {quote(name)}: shape {quote(shape)} of {dtype} needs {needed} bytes, "
             f"but data_offsets [{begin}, {end}] span {end - begin}"
         )
     return _Entry(name, dtype, tuple(shape), begin, end)
@@ -592,19 +606,19 @@ def _check_tiling(entries: Iterable[_Entry], data_len: int) -> None:
         if entry.begin < cursor:
             assert previous is not None
             raise CorruptUpdateError(
-                f"tensor {entry.name!r} data_offsets [{entry.begin}, {entry.end}] overlap tensor "
-                f"{previous.name!r} [{previous.begin}, {previous.end}]"
+                f"tensor {quote(entry.name)} data_offsets [{entry.begin}, {entry.end}] overlap tensor "
+                f"{quote(previous.name)} [{previous.begin}, {previous.end}]"
             )
         if entry.begin > cursor:
             raise CorruptUpdateError(
-                f"gap of {entry.begin - cursor} bytes before tensor {entry.name!r} (data bytes [{cursor}, "
+                f"gap of {entry.begin - cursor} bytes before tensor {quote(entry.name)} (data bytes [{cursor}, "
                 f"{entry.begin}) belong to no tensor)"
             )
         cursor, previous = entry.end, entry
     if cursor > data_len:
         assert previous is not None
         raise CorruptUpdateError(
-            f"truncated: tensor {previous.name!r} ends at data byte {cursor} but the data section has {data_len}"
+            f"truncated: tensor {quote(previous.name)} ends at data byte {cursor} but the data section has {data_len}"
         )
     if cursor < data_len:
         raise CorruptUpdateError(f"{data_len - cursor} trailing bytes after the last tensor's data")
@@ -707,15 +721,15 @@ def decode_update(
         raise UpdateTooLargeError(size, max_size)
     tensors, metadata = read_safetensors(data)
     if FORMAT_KEY in metadata and metadata[FORMAT_KEY] != FORMAT_NAME:  # a future version: say so, not "missing"
-        raise CorruptUpdateError(f"unsupported format {metadata[FORMAT_KEY]!r}; this reader reads {FORMAT_NAME!r}")
+        raise CorruptUpdateError(f"unsupported format {quote(metadata[FORMAT_KEY])}; this reader reads {FORMAT_NAME!r}")
     for key in (FORMAT_KEY, KIND_KEY, FINGERPRINT_KEY):
         if key not in metadata:
             raise CorruptUpdateError(
-                f"missing metadata {key!r}: not a pocfl update (metadata keys: {sorted(metadata)})"
+                f"missing metadata {key!r}: not a pocfl update (metadata keys: {quote(sorted(metadata))})"
             )
     declared = metadata[KIND_KEY]
     if declared not in KINDS:
-        raise CorruptUpdateError(f"invalid metadata {KIND_KEY}={declared!r}; expected one of {list(KINDS)}")
+        raise CorruptUpdateError(f"invalid metadata {KIND_KEY}={quote(declared)}; expected one of {list(KINDS)}")
     if kind is not None and declared != kind:
         raise UpdateKindError(kind, declared)
     if metadata[FINGERPRINT_KEY] != spec.fingerprint:
