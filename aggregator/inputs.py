@@ -37,7 +37,7 @@ from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
 from aggregator.hyperparams import HyperParams
-from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport
+from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport, bounded_reason
 from aggregator.round import RoundConfig, RoundSeeds
 from aggregator.shapley import Method, ScoringConfig
 from pocfl.chain.types import ZERO_BYTES32, ProjectParams, ProjectState
@@ -281,8 +281,8 @@ class ValidatedUpdate:
 
 
 def rejection_reason(exc: BaseException) -> str:
-    """``"ErrorClass: message"``, the form rejection reasons take in round reports."""
-    return f"{type(exc).__name__}: {exc}"
+    """``"ErrorClass: message"``, the form rejection reasons take in round reports, bounded (:func:`bounded_reason`)."""
+    return bounded_reason(f"{type(exc).__name__}: {exc}")
 
 
 def validate_submission(

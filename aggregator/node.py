@@ -54,7 +54,7 @@ from aggregator.inputs import (
     round_seeds,
     validate_submission,
 )
-from aggregator.report import RoundReport, SubmissionEntry
+from aggregator.report import RoundReport, SubmissionEntry, bounded_reason
 from aggregator.round import RoundConfig, RoundDecision, decide_round
 from pocfl.chain.contract_errors import SubmissionWindowOpen
 from pocfl.chain.types import ProjectState, ProjectStatus, RoundPost
@@ -763,7 +763,7 @@ def build_report(
             cid=v.submitted.cid,
             commitment=_hex(v.submitted.commitment),
             status=decision.statuses[i],
-            reason=v.reason,
+            reason=None if v.reason is None else bounded_reason(v.reason),  # whoever made it: bounded here
             outlier=decision.outliers[i],
             score=decision.scores[i],
             value=decision.values[i],

@@ -28,8 +28,24 @@ REPORT_MAX_DEPTH = 8
 """Deepest nesting of a report (the ``config`` dict holds the proof settings and lists): 4 in practice."""
 
 
+REASON_LIMIT = 512
+"""Most characters of a rejection reason in a report: printable ASCII (:func:`bounded_reason`), so at most
+``2 * REASON_LIMIT + 2`` bytes of JSON. With the on-chain CID bound this keeps a report's size linear in the
+number of submissions, whatever the trainers send."""
+
+
 class ReportError(PocflError):
     """A round report is malformed; the message names the field."""
+
+
+def bounded_reason(reason: str) -> str:
+    """A rejection reason as it goes into a report: at most :data:`REASON_LIMIT` printable ASCII characters.
+
+    Reasons quote what trainers sent; without a bound one update's header, echoed and JSON-escaped
+    (``\u00e9`` per character), could push the report over :data:`REPORT_MAX_SIZE` and make the project
+    unreadable for everyone. Idempotent: a bounded reason comes back unchanged.
+    """
+    return clip(reason, REASON_LIMIT)
 
 
 @dataclass(frozen=True)

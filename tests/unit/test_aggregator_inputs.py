@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +21,13 @@ from aggregator.inputs import (
     round_start_digest,
     validate_submission,
 )
+from aggregator.report import REASON_LIMIT
 from pocfl.manifest import AggregationConfig, ManifestError, ModelInfo, ProjectManifest, ValidationInfo
 from pocfl.market import Market, SubmittedUpdate
 from pocfl.ml.data import load_digits_split
 from pocfl.store import MemoryStore, compute_cid
-from pocfl.updates import EncryptionKeyPair, encode_update, encrypt_update, update_commitment
+from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update, encrypt_update, update_commitment
+from pocfl.updates.format import FINGERPRINT_KEY, FORMAT_KEY, FORMAT_NAME, KIND_KEY
 from tests.helpers import round_seed
 
 pytestmark = pytest.mark.unit
@@ -176,3 +180,57 @@ def test_validate_submission_accepts_plain_and_sealed_updates_and_rejects_everyt
     store.objects[ok.submitted.cid] = plaintext[::-1]  # the store hands back other bytes
     tampered = validate_submission(market, ok.submitted, 1, 0, spec)
     assert (tampered.reason or "").startswith("CidMismatchError: ")
+
+
+# --- hostile updates: named, bounded rejection reasons --------------------------------------------------------
+
+NASTY = 'é\u2028\x00\U0001f600"\\'
+"""Characters that JSON and ``repr`` escape to several bytes each (up to 12 for the emoji)."""
+
+
+def _raw_update(header: dict[str, object] | bytes, data: bytes = b"") -> bytes:
+    text = (
+        header if isinstance(header, bytes) else json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    )
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def _hostile_updates(spec: ModelSpec, size: int) -> dict[str, bytes]:
+    """The largest and nastiest updates the decoder parses, each about ``size`` bytes, and what rejects them."""
+    meta = {FORMAT_KEY: FORMAT_NAME, KIND_KEY: "delta", FINGERPRINT_KEY: spec.fingerprint}
+    huge = NASTY * (size // (2 * len(NASTY.encode())))
+    entry = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+    # many tensors cost the decoder ~40 us each (Python per entry), so this one is smaller
+    many = {f"{NASTY}{i:07d}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(size // 2000)}
+    deep = b"[" * (size // 2) + b"]" * (size // 2)
+    return {
+        "TensorShapeError: update does not match the model spec: missing": _raw_update(
+            {"__metadata__": meta, huge: entry}, bytes(4)
+        ),
+        "TensorShapeError: update does not match the model spec: missing tensors [": _raw_update(
+            {"__metadata__": meta, **many}
+        ),
+        "CorruptUpdateError: unsupported format": _raw_update({"__metadata__": {**meta, FORMAT_KEY: huge}}),
+        "ArchitectureMismatchError: update is for model architecture": _raw_update(
+            {"__metadata__": {**meta, FINGERPRINT_KEY: huge}}
+        ),
+        "CorruptUpdateError: invalid metadata pocfl.kind=": _raw_update({"__metadata__": {**meta, KIND_KEY: huge}}),
+        "CorruptUpdateError: missing metadata": _raw_update({"__metadata__": {huge: huge}}),
+        "CorruptUpdateError: __metadata__[": _raw_update({"__metadata__": {huge: [huge]}}),
+        "CorruptUpdateError: tensor ": _raw_update({huge: {**entry, "dtype": huge}}, bytes(4)),
+        "CorruptUpdateError: header nests JSON": _raw_update(b'{"a":' + deep + b"}"),
+    }
+
+
+def test_hostile_updates_are_rejected_with_bounded_named_reasons() -> None:
+    """Issue 11 part 2: a reason never echoes the update; its length is bounded whatever the update holds."""
+    spec = manifest().model.spec()
+    store = MemoryStore()
+    market = _market(store)
+    size = 24 << 20  # the issue's 24 MiB update made a 75.5 MB report
+    for prefix, payload in _hostile_updates(spec, size).items():
+        got = validate_submission(market, _submitted(store, payload, _commit(payload)), 1, 0, spec, max_size=64 << 20)
+        assert got.reason is not None and got.reason.startswith(prefix), (prefix, (got.reason or "")[:200])
+        assert len(got.reason) <= REASON_LIMIT and got.reason.isascii() and got.reason.isprintable()
+        assert len(json.dumps(got.reason)) <= 2 * REASON_LIMIT + 2
