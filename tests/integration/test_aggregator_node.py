@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.hyperparams import HyperParams
 from aggregator.inputs import NO_KEY_REASON, global_model, round_hyperparams
 from aggregator.node import AggregatorNode, RoundOutcome
-from aggregator.report import RoundReport
+from aggregator.report import REASON_LIMIT, RoundReport
 from pocfl.chain.contract_errors import NotRegistered, SubmissionWindowClosed, WrongRound
 from pocfl.errors import ConfigError
 from pocfl.manifest import ModelInfo, ProjectManifest, TrainingConfig, ValidationInfo
@@ -240,6 +241,39 @@ def test_bad_input_is_rejected_with_its_reason_and_the_round_completes(env: Env,
     assert [e.status for e in report.submissions[:2]] == ["scored", "scored"]
     assert all(e.score > 0 for e in report.submissions[:2])
     assert len(report.submissions) == 8  # late and unregistered senders never made it on chain
+
+
+def hostile_update(header: bytes) -> bytes:
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header
+
+
+def test_hostile_headers_become_bounded_rejections_and_the_report_stays_small(env: Env, tmp_path: Path) -> None:
+    """Issue 11 parts 1 and 2 through the node: a header nested 100,000 deep (a segfault before) and 24 MiB
+    headers of non-ASCII text (a 75.5 MB report before) are rejected by name; the report grows by a bounded
+    amount per submission, not with what was sent."""
+    s = make_setup(env, tmp_path, trainers=4, num_rounds=1)
+    s.submit(0, 0, s.train(0, 0))
+    s.submit(1, 0, hostile_update(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"))
+    meta = {FORMAT_KEY: FORMAT_NAME, KIND_KEY: "delta", FINGERPRINT_KEY: s.spec.fingerprint}
+    huge = "é" * (12 << 20)  # 24 MiB of UTF-8, 72 MiB as JSON escapes
+    empty = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+    s.submit(2, 0, hostile_update(json.dumps({"__metadata__": meta, huge: empty}, ensure_ascii=False).encode()))
+    s.submit(
+        3, 0, hostile_update(json.dumps({"__metadata__": {**meta, FORMAT_KEY: huge}}, ensure_ascii=False).encode())
+    )
+    s.close()
+    report = check_posted(s, s.node().run_round(0))
+    reasons = [e.reason for e in report.submissions]
+    assert reasons[0] is None and report.submissions[0].status == "scored"
+    assert (reasons[1] or "").startswith("CorruptUpdateError: header nests JSON 100001 levels deep")
+    assert (reasons[2] or "").startswith("TensorShapeError: update does not match the model spec")
+    assert (reasons[3] or "").startswith("CorruptUpdateError: unsupported format")
+    assert all(r is None or (len(r) <= REASON_LIMIT and r.isascii() and r.isprintable()) for r in reasons)
+    # bound: the same report with no reasons, plus at most 2 * REASON_LIMIT + 2 bytes of JSON per reason
+    quiet = replace(report, submissions=tuple(replace(e, reason=None) for e in report.submissions))
+    assert len(report.to_json()) <= len(quiet.to_json()) + len(reasons) * (2 * REASON_LIMIT + 2)
+    assert len(report.to_json()) < 64 << 10
 
 
 def test_a_node_without_the_key_rejects_sealed_updates(env: Env, tmp_path: Path) -> None:
