@@ -58,6 +58,11 @@ DEFAULT_MAX_UPDATE_SIZE = 256 << 20
 MAX_HEADER_SIZE = 100_000_000
 """The safetensors library's own header cap: every file accepted here is one it accepts too."""
 
+MAX_EXTRA_HEADER = 64 << 10
+"""Header bytes an update may have beyond the canonical header of its model (another writer's layout, extra
+metadata). :func:`decode_update` refuses a longer header before parsing it, so parsing costs time and memory in
+proportion to the model, not to whatever a trainer sends (a 64 MiB header of ``[[],[],...]`` would take 1.4 GB)."""
+
 MAX_DIMS = 32
 """Most dimensions of a tensor: numpy's limit (32 before numpy 2, 64 since); a longer shape is refused, not
 left to fail inside numpy."""
@@ -255,6 +260,18 @@ class ModelSpec:
     def fingerprint(self) -> str:
         """Hex sha256 of :meth:`canonical_json`: equal exactly when names, order, shapes, dtypes and name are."""
         return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    @cached_property
+    def header_size(self) -> int:
+        """Bytes of the canonical safetensors header of an update of this spec (the longer kind, unpadded)."""
+        header: dict[str, object] = {
+            "__metadata__": {FORMAT_KEY: FORMAT_NAME, KIND_KEY: "weights", FINGERPRINT_KEY: self.fingerprint}
+        }
+        offset = 0
+        for t in sorted(self.tensors, key=lambda t: t.name):
+            header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+            offset += t.nbytes
+        return len(_canonical_json(header))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -468,14 +485,17 @@ class _Entry:
         self.name, self.dtype, self.shape, self.begin, self.end = name, dtype, shape, begin, end
 
 
-def read_safetensors(data: bytes | bytearray | memoryview) -> tuple[dict[str, Array], dict[str, str]]:
+def read_safetensors(
+    data: bytes | bytearray | memoryview, *, max_header_size: int = MAX_HEADER_SIZE
+) -> tuple[dict[str, Array], dict[str, str]]:
     """Parse safetensors bytes strictly; return ``(tensors in header order, metadata)``.
 
     Accepts any valid layout (the library's dtype-ordered one too), but only a valid one: the header must
     be a JSON object (starting with ``{``, followed only by space padding) without duplicate keys; each
     tensor must have exactly ``dtype``, ``shape`` and ``data_offsets`` with a supported dtype and a byte
     span that matches its shape; the spans must tile the data section exactly, from 0 to its end, without
-    gaps or overlaps. Arrays are read-only views of the (immutable) input.
+    gaps or overlaps. Arrays are read-only views of the (immutable) input. The header is screened for size
+    (``max_header_size``) and nesting (:data:`MAX_HEADER_DEPTH`) before it is parsed.
 
     Raises
     ------
@@ -491,8 +511,8 @@ def read_safetensors(data: bytes | bytearray | memoryview) -> tuple[dict[str, Ar
         raise CorruptUpdateError(
             f"truncated or bad header length: the header claims {header_len} bytes but only {total - 8} follow"
         )
-    if header_len > MAX_HEADER_SIZE:
-        raise CorruptUpdateError(f"header length {header_len} is over the {MAX_HEADER_SIZE}-byte header limit")
+    if header_len > max_header_size:
+        raise CorruptUpdateError(f"header length {header_len} is over the {max_header_size}-byte header limit")
     header = _parse_header(buf[8 : 8 + header_len])
     metadata = _parse_metadata(header.pop("__metadata__", None))
     entries = [_parse_entry(name, value) for name, value in header.items()]
@@ -692,7 +712,8 @@ def decode_update(
 ) -> Update:
     """Decode and validate an update against the project's model spec.
 
-    Checks in order: size, safetensors structure, ``pocfl.*`` metadata, kind, fingerprint, tensor names,
+    Checks in order: size, header size (at most :data:`MAX_EXTRA_HEADER` over the spec's canonical header),
+    safetensors structure, ``pocfl.*`` metadata, kind, fingerprint, tensor names,
     dtypes, shapes, finiteness. Files written by the ``safetensors`` library with the same metadata are
     accepted; non-canonical layouts are not rejected (compare with :func:`encode_update` of the result if
     byte-canonical form matters).
@@ -719,7 +740,7 @@ def decode_update(
     size = memoryview(data).nbytes
     if size > max_size:
         raise UpdateTooLargeError(size, max_size)
-    tensors, metadata = read_safetensors(data)
+    tensors, metadata = read_safetensors(data, max_header_size=spec.header_size + MAX_EXTRA_HEADER)
     if FORMAT_KEY in metadata and metadata[FORMAT_KEY] != FORMAT_NAME:  # a future version: say so, not "missing"
         raise CorruptUpdateError(f"unsupported format {quote(metadata[FORMAT_KEY])}; this reader reads {FORMAT_NAME!r}")
     for key in (FORMAT_KEY, KIND_KEY, FINGERPRINT_KEY):

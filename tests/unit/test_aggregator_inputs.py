@@ -27,7 +27,7 @@ from pocfl.market import Market, SubmittedUpdate
 from pocfl.ml.data import load_digits_split
 from pocfl.store import MemoryStore, compute_cid
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update, encrypt_update, update_commitment
-from pocfl.updates.format import FINGERPRINT_KEY, FORMAT_KEY, FORMAT_NAME, KIND_KEY
+from pocfl.updates.format import FINGERPRINT_KEY, FORMAT_KEY, FORMAT_NAME, KIND_KEY, MAX_EXTRA_HEADER
 from tests.helpers import round_seed
 
 pytestmark = pytest.mark.unit
@@ -197,13 +197,15 @@ def _raw_update(header: dict[str, object] | bytes, data: bytes = b"") -> bytes:
 
 
 def _hostile_updates(spec: ModelSpec, size: int) -> dict[str, bytes]:
-    """The largest and nastiest updates the decoder parses, each about ``size`` bytes, and what rejects them."""
+    """Hostile updates with headers of about ``size`` bytes, each keyed by the start of the reason rejecting it."""
     meta = {FORMAT_KEY: FORMAT_NAME, KIND_KEY: "delta", FINGERPRINT_KEY: spec.fingerprint}
-    huge = NASTY * (size // (2 * len(NASTY.encode())))
+    per_copy = len(json.dumps(NASTY, ensure_ascii=False).encode()) - 2
+    huge = NASTY * ((size - 512) // per_copy)
+    half = huge[: len(huge) // 2]
     entry = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
-    # many tensors cost the decoder ~40 us each (Python per entry), so this one is smaller
-    many = {f"{NASTY}{i:07d}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(size // 2000)}
-    deep = b"[" * (size // 2) + b"]" * (size // 2)
+    empty = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+    many = {f"{NASTY}{i:07d}": empty for i in range((size - 512) // (per_copy + 60))}
+    deep = b"[" * ((size - 16) // 2) + b"]" * ((size - 16) // 2)
     return {
         "TensorShapeError: update does not match the model spec: missing": _raw_update(
             {"__metadata__": meta, huge: entry}, bytes(4)
@@ -216,20 +218,29 @@ def _hostile_updates(spec: ModelSpec, size: int) -> dict[str, bytes]:
             {"__metadata__": {**meta, FINGERPRINT_KEY: huge}}
         ),
         "CorruptUpdateError: invalid metadata pocfl.kind=": _raw_update({"__metadata__": {**meta, KIND_KEY: huge}}),
-        "CorruptUpdateError: missing metadata": _raw_update({"__metadata__": {huge: huge}}),
-        "CorruptUpdateError: __metadata__[": _raw_update({"__metadata__": {huge: [huge]}}),
-        "CorruptUpdateError: tensor ": _raw_update({huge: {**entry, "dtype": huge}}, bytes(4)),
+        "CorruptUpdateError: missing metadata": _raw_update({"__metadata__": {half: half}}),
+        "CorruptUpdateError: __metadata__[": _raw_update({"__metadata__": {half: [half]}}),
+        "CorruptUpdateError: tensor ": _raw_update({half: {**entry, "dtype": half}}, bytes(4)),
         "CorruptUpdateError: header nests JSON": _raw_update(b'{"a":' + deep + b"}"),
     }
 
 
 def test_hostile_updates_are_rejected_with_bounded_named_reasons() -> None:
-    """Issue 11 part 2: a reason never echoes the update; its length is bounded whatever the update holds."""
+    """Issue 11 part 2: a reason never echoes the update; its length is bounded whatever the update holds.
+
+    Each hostile header is as large as the decoder parses for this model (its canonical header plus
+    ``MAX_EXTRA_HEADER``) and full of characters that escape to many bytes; a 24 MiB one, like the update that
+    made a 75.5 MB report, is refused by its length before parsing.
+    """
     spec = manifest().model.spec()
     store = MemoryStore()
     market = _market(store)
-    size = 24 << 20  # the issue's 24 MiB update made a 75.5 MB report
-    for prefix, payload in _hostile_updates(spec, size).items():
+    largest = spec.header_size + MAX_EXTRA_HEADER
+    cases = _hostile_updates(spec, largest)
+    cases["CorruptUpdateError: header length"] = _hostile_updates(spec, 24 << 20)["CorruptUpdateError: tensor "]
+    for prefix, payload in cases.items():
+        header_len = struct.unpack_from("<Q", payload)[0]
+        assert largest - 2048 <= header_len <= largest or prefix.endswith("header length"), (prefix, header_len)
         got = validate_submission(market, _submitted(store, payload, _commit(payload)), 1, 0, spec, max_size=64 << 20)
         assert got.reason is not None and got.reason.startswith(prefix), (prefix, (got.reason or "")[:200])
         assert len(got.reason) <= REASON_LIMIT and got.reason.isascii() and got.reason.isprintable()

@@ -116,15 +116,20 @@ def test_deep_nesting_never_reaches_the_parser_whatever_the_recursion_limit() ->
         from aggregator.hyperparams import HyperParams
         from aggregator.report import RoundReport
         from pocfl.manifest import ProjectManifest
-        from pocfl.updates import ModelSpec, decode_update
+        from pocfl.updates import ModelSpec, decode_update, read_safetensors
         from zk.onchain import load_round_proof
 
-        h = b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}"
-        h += b" " * (-(8 + len(h)) % 8)
+        def update(depth):
+            h = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+            h += b" " * (-(8 + len(h)) % 8)
+            return struct.pack("<Q", len(h)) + h
+
         deep = b"[" * 100000 + b"]" * 100000
         spec = ModelSpec([("w", (2,), "F32")])
         for name, parse in [
-            ("update", lambda: decode_update(struct.pack("<Q", len(h)) + h, spec, kind="delta")),
+            ("update", lambda: decode_update(update(100000), spec, kind="delta")),  # the reproduction
+            ("update-under-the-header-limit", lambda: decode_update(update(30000), spec, kind="delta")),
+            ("safetensors", lambda: read_safetensors(update(100000))),
             ("manifest", lambda: ProjectManifest.from_json(deep)),
             ("report", lambda: RoundReport.from_json(deep)),
             ("hyperparams", lambda: HyperParams.from_json(deep.decode()[:4000])),
@@ -139,7 +144,9 @@ def test_deep_nesting_never_reaches_the_parser_whatever_the_recursion_limit() ->
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
-    assert lines["update"].startswith("CorruptUpdateError header nests JSON 100001 levels deep")
+    assert lines["update"].startswith("CorruptUpdateError header length 200008 is over the")
+    assert lines["update-under-the-header-limit"].startswith("CorruptUpdateError header nests JSON 30001 levels deep")
+    assert lines["safetensors"].startswith("CorruptUpdateError header nests JSON 100001 levels deep")
     assert lines["manifest"].startswith("ManifestError the project manifest nests JSON 100000 levels deep")
     assert lines["report"].startswith("ReportError the round report nests JSON 100000 levels deep")
     assert lines["hyperparams"].startswith("HyperParamsError hyper-parameters nests JSON 4000 levels deep")
