@@ -34,7 +34,7 @@ QUOTE_LIMIT = 80
 ELLIPSIS = "..."
 """Marks where :func:`clip` cut a text."""
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # bytes of brackets summed at once: bounds the scan's own memory (8 bytes each)
 # A JSON string: a quote, runs of plain characters and escape pairs, a quote. Possessive quantifiers never
 # backtrack, so one string costs time linear in its length (``re`` keeps no recursion of its own).
 _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)

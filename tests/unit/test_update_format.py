@@ -593,3 +593,12 @@ def test_invalid_model_specs() -> None:
         write_safetensors({"a": np.zeros(1, complex)})
     with pytest.raises(UpdateArgumentError, match="metadata must map strings"):
         write_safetensors({"a": np.zeros(1)}, {"k": 1})  # type: ignore[dict-item]
+
+
+def test_more_dimensions_than_numpy_holds_is_a_named_error() -> None:
+    """Found by scripts/fuzz.py: numpy refused a 70-dimension shape with a bare ValueError (an aggregator crash)."""
+    for dims in (33, 70):
+        data = raw_file({"a": {**F32_ENTRY, "shape": [1] * dims}}, bytes(4))
+        with pytest.raises(CorruptUpdateError, match=f"shape has {dims} dimensions, more than 32"):
+            read_safetensors(data)
+    assert read_safetensors(raw_file({"a": {**F32_ENTRY, "shape": [1] * 32}}, bytes(4)))[0]["a"].ndim == 32
