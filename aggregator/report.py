@@ -39,7 +39,7 @@ class ReportError(PocflError):
 
 
 def bounded_reason(reason: str) -> str:
-    """A rejection reason as it goes into a report: at most :data:`REASON_LIMIT` printable ASCII characters.
+    r"""A rejection reason as it goes into a report: at most :data:`REASON_LIMIT` printable ASCII characters.
 
     Reasons quote what trainers sent; without a bound one update's header, echoed and JSON-escaped
     (``\u00e9`` per character), could push the report over :data:`REPORT_MAX_SIZE` and make the project

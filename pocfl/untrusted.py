@@ -106,7 +106,11 @@ def screen_json(
     JsonTooLargeError, JsonTooDeepError
         Over a limit; the message gives the figures, never the content.
     """
-    size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else memoryview(data).nbytes
+    if isinstance(data, str):
+        _check_size(len(data), max_size, what)  # a character is at least one byte: refuse before encoding
+        size = len(data.encode("utf-8", "surrogatepass"))
+    else:
+        size = memoryview(data).nbytes
     _check_size(size, max_size, what)
     depth = json_depth(data)
     if depth > max_depth:
