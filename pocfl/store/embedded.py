@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from pocfl.fsutil import publish_file
 from pocfl.store.base import ContentStore
 from pocfl.store.cid import CidBuilder, compute_cid, parse_cid, verifying_version
 from pocfl.store.errors import CidMismatchError, ObjectNotFoundError, ObjectTooLargeError, StoreError
@@ -58,37 +59,33 @@ class EmbeddedStore(ContentStore):
 
     def _put_stream(self, stream: BinaryIO) -> str:
         builder = CidBuilder()
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while piece := stream.read(_READ):
-                    builder.update(piece)
-                    f.write(piece)
-                f.flush()
-                os.fsync(f.fileno())
-            cid = builder.finalize()
-            self._place(Path(tmp), cid)
-            return cid
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+
+        def copy(f: BinaryIO) -> None:
+            while piece := stream.read(_READ):
+                builder.update(piece)
+                f.write(piece)
+
+        return self._stage(copy, builder.finalize)
 
     def _commit(self, cid: str, write: Callable[[BinaryIO], object]) -> None:
+        self._stage(write, lambda: cid)
+
+    def _stage(self, write: Callable[[BinaryIO], object], cid_of: Callable[[], str]) -> str:
+        """Write into ``tmp/`` (the CID may be known only at the end), fsync, then publish under the CID."""
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
-            self._place(Path(tmp), cid)
+            cid = cid_of()
+            dest = self.path_of(cid)
+            if not dest.exists():  # same CID, same bytes: keep the existing file
+                dest.parent.mkdir(exist_ok=True)
+                publish_file(tmp, dest)
+            return cid
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-    def _place(self, tmp: Path, cid: str) -> None:
-        dest = self.path_of(cid)
-        if dest.exists():
-            return  # same CID, same bytes: keep the existing file
-        dest.parent.mkdir(exist_ok=True)
-        os.replace(tmp, dest)
 
     def get_bytes(self, cid: str, *, max_size: int = 1 << 30) -> bytes:
         """Read the whole object in one go (no second copy) and verify it; see :meth:`ContentStore.get_bytes`."""
