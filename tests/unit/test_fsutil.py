@@ -101,3 +101,16 @@ def test_the_aggregator_journal_leaves_no_temporary_file_on_failure(tmp_path: Pa
     assert path.read_text() == before
     assert _leftovers(tmp_path, {"journal.json"}) == []
     assert _mode(path) == PRIVATE
+
+
+def test_a_keystore_replacing_a_wider_file_is_private(tmp_path: Path) -> None:
+    """Regression: ``O_TRUNC`` over an existing 0644 file kept its mode, leaving the new keystore readable by all."""
+    from pocfl.chain.accounts import account_from_keystore, create_keystore
+
+    path = tmp_path / "owner.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    account = create_keystore(path, "pw", overwrite=True)
+    assert _mode(path) == PRIVATE
+    assert account_from_keystore(path, "pw").address == account.address
+    assert _leftovers(tmp_path, {"owner.json"}) == []
