@@ -324,12 +324,3 @@ def test_key_save_refuses_a_file_that_appears_after_any_check(tmp_path: Path, mo
             EncryptionKeyPair.generate().save(path)
     assert EncryptionKeyPair.load(path).public_key == first.public_key
     assert [p.name for p in tmp_path.iterdir()] == ["aggregator.key"]
-
-
-def test_key_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0)
-    try:
-        path = EncryptionKeyPair.generate().save(tmp_path / "k.key")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
