@@ -976,9 +976,9 @@ def main(argv: Sequence[str] | None = None, *, run_class: type[Run] | None = Non
         getattr(run, opts.engine)()
         settled = run.settle()
         doc = run.summarize(settled, started)
-        (opts.work / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+        write_json_atomic(opts.work / "summary.json", doc)
         if opts.summary is not None:
-            opts.summary.write_text(json.dumps(doc, indent=2) + "\n")
+            write_json_atomic(opts.summary, doc)
         print_summary(doc)
         code = 0 if doc["ok"] else 1
     except RunError as exc:

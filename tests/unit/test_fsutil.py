@@ -114,3 +114,16 @@ def test_a_keystore_replacing_a_wider_file_is_private(tmp_path: Path) -> None:
     assert _mode(path) == PRIVATE
     assert account_from_keystore(path, "pw").address == account.address
     assert _leftovers(tmp_path, {"owner.json"}) == []
+
+
+def test_the_ipfs_config_keeps_its_private_key_private(tmp_path: Path) -> None:
+    """The node's config holds its identity key: rewritten atomically and 0600, whatever mode it had."""
+    from pocfl.store.daemon import _configure_loopback
+
+    config = tmp_path / "config"
+    config.write_text(json.dumps({"Identity": {"PrivKey": "secret"}, "Addresses": {}}))
+    config.chmod(0o644)
+    _configure_loopback(config, 5001, kubo=True)
+    written = json.loads(config.read_text())
+    assert written["Identity"]["PrivKey"] == "secret" and written["Addresses"]["API"] == "/ip4/127.0.0.1/tcp/5001"
+    assert _mode(config) == PRIVATE and _leftovers(tmp_path, {"config"}) == []
