@@ -121,6 +121,10 @@ class ContentStore(ABC):
         """Hook: what to do with a stored object that failed verification (e.g. quarantine it)."""
         return None
 
+    def quarantined(self, cid: str) -> bool:
+        """Whether the store set aside a copy of ``cid`` that failed verification (reading it raises the mismatch)."""
+        return False
+
 
 def local_cid(data: bytes) -> str:
     """The CID pocfl writes for ``data`` (CIDv1, raw leaves, 256 KiB chunks)."""

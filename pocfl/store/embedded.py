@@ -126,6 +126,10 @@ class EmbeddedStore(ContentStore):
         if not self.has(cid):
             raise self._missing(str(parse_cid(cid)))
 
+    def quarantined(self, cid: str) -> bool:
+        """Whether a copy of ``cid`` that failed verification sits in ``quarantine/`` (and no good copy was put)."""
+        return (self.root / "quarantine" / str(parse_cid(cid))).is_file() and not self.has(cid)
+
     def _missing(self, cid: str) -> StoreError:
         """Why ``cid`` cannot be read: a quarantined object keeps its first, true reason (a CID mismatch)."""
         held = self.root / "quarantine" / cid

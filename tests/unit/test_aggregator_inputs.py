@@ -191,3 +191,21 @@ def test_a_quarantined_submission_is_rejected_as_a_cid_mismatch_every_time(tmp_p
     for _ in range(2):  # the first read quarantines it (what `round fetch` does), the second is the aggregator's
         reason = validate_submission(market, submitted, 1, 0, spec).reason or ""
         assert reason.startswith("CidMismatchError: "), reason
+
+
+def test_a_quarantined_report_keeps_its_mismatch_reason(tmp_path: Path) -> None:
+    from pocfl.market import report_hash
+    from pocfl.store import CidMismatchError, EmbeddedStore, ObjectNotFoundError
+
+    store = EmbeddedStore(tmp_path)
+    market = Market(_Client(_Chain()), store)  # type: ignore[arg-type]
+    cid = store.put_bytes(b'{"round": 0}')
+    store.path_of(cid).write_bytes(b'{"round": 9}')
+    for _ in range(2):  # the first read quarantines the report; the second must not say "not found"
+        with pytest.raises(CidMismatchError):
+            market.fetch_report(report_hash(cid))
+    assert store.quarantined(cid) and not MemoryStore().quarantined(cid)
+    with pytest.raises(ObjectNotFoundError):
+        market.fetch_report(report_hash(compute_cid(b"never stored")))
+    store.put_bytes(b'{"round": 0}')  # the right bytes repair it
+    assert not store.quarantined(cid) and market.fetch_report(report_hash(cid)) == (cid, b'{"round": 0}')
