@@ -22,7 +22,7 @@ __all__ = ["atomic_writer", "publish_file", "write_bytes_atomic", "write_json_at
 PRIVATE = 0o600
 """Mode of files only their owner may read (keys, journals)."""
 PUBLIC = 0o644
-"""Mode of files anyone may read (deployment records, fetched objects)."""
+"""Mode of files anyone may read (deployment records, manifests)."""
 
 
 def publish_file(tmp: str | Path, dest: Path, *, exclusive: bool = False) -> None:
@@ -42,7 +42,11 @@ def publish_file(tmp: str | Path, dest: Path, *, exclusive: bool = False) -> Non
         raise
     except OSError:  # no hard links here (some network or FUSE file systems): reserve the name, then rename
         os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            os.unlink(dest)  # the empty placeholder is ours
+            raise
         return
     os.unlink(tmp)
 
@@ -64,9 +68,9 @@ def atomic_writer(path: str | Path, *, mode: int = PUBLIC, exclusive: bool = Fal
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)  # created 0600
     try:
-        if mode != PRIVATE and hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            if mode != PRIVATE and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             yield f
             f.flush()
             os.fsync(f.fileno())
