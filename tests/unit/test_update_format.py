@@ -596,7 +596,7 @@ def test_invalid_model_specs() -> None:
 
 
 def test_more_dimensions_than_numpy_holds_is_a_named_error() -> None:
-    """Found by scripts/fuzz.py: numpy refused a 70-dimension shape with a bare ValueError (an aggregator crash)."""
+    """Numpy refused a 70-dimension shape with a bare ValueError: the aggregator, catching named errors, stopped."""
     for dims in (33, 70):
         data = raw_file({"a": {**F32_ENTRY, "shape": [1] * dims}}, bytes(4))
         with pytest.raises(CorruptUpdateError, match=f"shape has {dims} dimensions, more than 32"):
