@@ -202,3 +202,21 @@ def test_quote_renders_any_value_bounded() -> None:
     ]:
         out = quote(value)
         assert len(out) <= QUOTE_LIMIT and out.isascii() and out.isprintable(), out
+
+
+def test_a_stored_proof_is_checked_field_by_field() -> None:
+    from zk.onchain import ProofFormatError, load_round_proof
+
+    good = {"proof": "0xabcd", "witness_hash": hex(5), "rejected": [False, True]}
+    assert load_round_proof(json.dumps(good).encode()) == load_round_proof(json.dumps({**good, "x": 1}).encode())
+    for bad, match in [
+        ([], "not a stored round proof"),
+        ({**good, "proof": 5}, "not hex"),
+        ({**good, "proof": "0xz"}, "not hex"),
+        ({**good, "witness_hash": hex(1 << 256)}, "not a uint256"),
+        ({**good, "witness_hash": "-0x1"}, "not a uint256"),
+        ({**good, "rejected": [0, 1]}, "booleans"),
+        ({**good, "rejected": [False] * 257}, "at most 256"),
+    ]:
+        with pytest.raises(ProofFormatError, match=match):
+            load_round_proof(json.dumps(bad).encode())
