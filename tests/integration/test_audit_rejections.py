@@ -1,0 +1,190 @@
+"""``pocfl audit`` against a censoring aggregator, and against the wrong store.
+
+The aggregator node is made to reject one valid update (as unavailable, or a sealed one as corrupt without
+revealing its plaintext); everything else it does honestly, so its report and its posted scores agree. The audit
+must name the false rejection (round and trainer), or, where it cannot tell, list the rejection as unchecked and
+fail ``--strict``; the trainer's evidence turns a sealed censorship into a difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aggregator.inputs import ValidatedUpdate, validate_submission
+from pocfl.audit import AuditMismatchError, WrongStoreError
+from pocfl.chain.backends import Chain
+from pocfl.cli.main import app
+from pocfl.evidence import Evidence, EvidenceError, load_evidence, write_evidence
+from pocfl.market import SubmittedUpdate
+from pocfl.store import EmbeddedStore
+from tests.helpers import Env
+from tests.integration.test_audit import Project, differences, make_project
+
+pytestmark = pytest.mark.integration
+
+
+def censor(monkeypatch: pytest.MonkeyPatch, trainer: str, reason: str) -> None:
+    """Make the node reject ``trainer``'s update for ``reason`` (never revealing a sealed plaintext)."""
+
+    def censoring(market: Any, u: SubmittedUpdate, *args: Any, **kwargs: Any) -> ValidatedUpdate:
+        v = validate_submission(market, u, *args, **kwargs)
+        if u.trainer.lower() == trainer.lower():
+            return ValidatedUpdate(u, None, reason, v.encrypted, None)
+        return v
+
+    monkeypatch.setattr("aggregator.node.validate_submission", censoring)
+
+
+def cli(env: Env, p: Project, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Any:
+    shared: Chain = dataclasses.replace(env.chain, anvil=None)  # the command must not stop the test's chain
+    monkeypatch.setattr("pocfl.chain.backends.connect", lambda _rpc: shared)
+    args = ["audit", "--project", str(p.id), "--rpc", "embedded", "--market", env.market.address, *extra]
+    return CliRunner().invoke(app, args)
+
+
+def evidence_of(env: Env, p: Project, i: int, cid: str, plaintext: bytes, encrypted: bool) -> Evidence:
+    return Evidence(
+        chain_id=env.chain.chain_id,
+        market=env.market.address,
+        project_id=p.id,
+        round=0,
+        trainer=env.trainers[i].address,
+        cid=cid,
+        commitment=b"\0" * 32,  # the audit checks the plaintext against the on-chain commitment, not this copy
+        encrypted=encrypted,
+        plaintext=plaintext,
+        report_status="rejected",
+        report_reason="CorruptUpdateError: \x1b[31m" + "x" * 10_000,
+    )
+
+
+def test_a_valid_update_rejected_as_unavailable_is_a_difference_naming_round_and_trainer(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(env, tmp_path, trainers=3, num_rounds=1)
+    cids = [p.submit(i, 0, p.update(i, 0)) for i in range(3)]
+    victim = env.trainers[1].address
+    censor(monkeypatch, victim, f"ObjectNotFoundError: {cids[1]} is not in the store")
+    p.post(0)
+    monkeypatch.undo()
+
+    with pytest.raises(AuditMismatchError) as err:
+        p.audit().check()
+    false = [m for m in differences(err) if "false rejection" in m]
+    assert len(false) == 1 and false[0].startswith("round 0, submission 1 (") and victim in false[0]
+    result = err.value.result
+    assert result is not None and result.rounds[0].verdict == "mismatch"
+    s = result.rounds[0].submissions[1]
+    assert s.credited_wei == 0 and s.expected_wei is not None and s.expected_wei > 0  # what it should have got
+    assert {(d.round, d.field, d.index) for d in err.value.differences} >= {(0, "status", 1), (0, "credit", 1)}
+
+    out = tmp_path / "cli-audit"
+    run = cli(env, p, monkeypatch, "--ipfs", str(p.store.root), "--out", str(out))
+    assert run.exit_code == 1
+    assert "false rejection" in run.output and "round 0, submission 1" in run.output
+
+    # the object vanishes from every store: the audit cannot tell who is right; unchecked, not a pass under --strict
+    data = p.store.path_of(cids[1]).read_bytes()
+    p.store.path_of(cids[1]).unlink()
+    lost = p.audit().check()
+    assert lost.rounds[0].verdict == "unchecked" and lost.rounds[0].submissions[1].source == "unchecked"
+    assert len(lost.unchecked) == 1 and "round 0, submission 1" in lost.unchecked[0] and victim in lost.unchecked[0]
+    with pytest.raises(AuditMismatchError, match=r"round 0, submission 1 .*rejection cannot be checked"):
+        p.audit(strict=True).check()
+
+    # another store (an IPFS node the auditor also asks) holds it: the false rejection is proven again
+    extra = EmbeddedStore(tmp_path / "extra")
+    assert extra.put_bytes(data) == cids[1]
+    with pytest.raises(AuditMismatchError) as again:
+        p.audit(extra_stores=[extra]).check()
+    assert any("false rejection" in m and "extra" in m and victim in m for m in differences(again))
+
+
+def test_a_sealed_update_rejected_as_corrupt_is_unchecked_until_the_trainers_evidence_disproves_it(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(env, tmp_path, trainers=3, num_rounds=1)
+    plaintexts = [p.update(i, 0) for i in range(3)]
+    cids = [p.submit(i, 0, plaintexts[i], encrypt=i == 1) for i in range(3)]
+    victim = env.trainers[1].address
+    censor(monkeypatch, victim, "CorruptUpdateError: the update file is not a safetensors file")
+    p.post(0)
+    monkeypatch.undo()
+
+    # no evidence: no difference, but never a silent pass
+    result = p.audit().check()
+    assert result.rounds[0].verdict == "unchecked" and result.rounds[0].submissions[1].source == "unchecked"
+    assert len(result.unchecked) == 1
+    assert result.unchecked[0].startswith(f"round 0, submission 1 (trainer {victim}): sealed and never revealed")
+    with pytest.raises(AuditMismatchError) as strict:
+        p.audit(strict=True).check()
+    assert [(d.round, d.field, d.trainer) for d in strict.value.differences] == [(0, "unchecked", victim)]
+    out = tmp_path / "cli-audit"
+    store_args = ["--ipfs", str(p.store.root), "--out", str(out)]
+    run = cli(env, p, monkeypatch, *store_args)
+    assert run.exit_code == 0, run.output
+    assert "1 rejection unchecked" in run.output and f"trainer {victim}" in run.output
+    assert cli(env, p, monkeypatch, *store_args, "--strict").exit_code == 1
+
+    # the trainer's evidence: its plaintext opens the on-chain commitment and decodes, so "corrupt" is false
+    path = write_evidence(tmp_path / "evidence", evidence_of(env, p, 1, cids[1], plaintexts[1], encrypted=True))
+    loaded = load_evidence(path)
+    assert loaded.plaintext == plaintexts[1] and loaded.report_reason is not None
+    assert len(loaded.report_reason) <= 300 and "\x1b" not in loaded.report_reason  # trainer text is bounded
+    with pytest.raises(AuditMismatchError) as err:
+        p.audit(evidence=[loaded]).check()
+    false = [d for d in err.value.differences if "false rejection" in d.message]
+    assert [(d.round, d.index, d.trainer) for d in false] == [(0, 1, victim)]
+    assert err.value.result is not None and err.value.result.rounds[0].submissions[1].source == "evidence"
+    run = cli(env, p, monkeypatch, *store_args, "--evidence", str(path))
+    assert run.exit_code == 1 and "false rejection" in run.output and "round 0, submission 1" in run.output
+
+    # evidence that does not open the commitment (another trainer's plaintext) is invalid evidence, not a difference
+    forged = write_evidence(tmp_path / "forged", evidence_of(env, p, 1, cids[1], plaintexts[0], encrypted=True))
+    checked = p.audit(evidence=[load_evidence(forged)]).check()
+    assert checked.unchecked and any("invalid evidence" in line for line in checked.evidence)
+
+    # a tampered evidence plaintext is refused with a named error
+    forged.with_suffix(".bin").write_bytes(plaintexts[2])
+    with pytest.raises(EvidenceError, match="sha256"):
+        load_evidence(forged)
+    doc = json.loads(path.read_text())
+    doc["plaintext_file"] = "../../etc/passwd"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(EvidenceError, match="plaintext_file"):
+        load_evidence(path)
+
+
+def test_an_audit_against_a_store_without_the_project_fails_and_keeps_the_earlier_report(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(env, tmp_path, trainers=2, num_rounds=1)
+    for i in range(2):
+        p.submit(i, 0, p.update(i, 0))
+    p.post(0)
+    out = tmp_path / "audit"
+    good = cli(env, p, monkeypatch, "--ipfs", str(p.store.root), "--out", str(out))
+    assert good.exit_code == 0, good.output
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert {"audit.html", "audit.json", "accuracy.png", "contributions.png", "payouts.png"} == set(before)
+
+    empty = tmp_path / "empty-store"
+    with pytest.raises(WrongStoreError, match=f"has none of project {p.id}'s objects"):
+        dataclasses.replace(p, store=EmbeddedStore(empty)).audit()
+    wrong = cli(env, p, monkeypatch, "--ipfs", str(empty), "--out", str(out))
+    assert wrong.exit_code == 1
+    assert f"has none of project {p.id}'s objects" in wrong.output and "wrong --ipfs?" in wrong.output
+    assert "difference" not in wrong.output
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".audit.")] == []  # no leftover temp folder
+
+    # a second good audit replaces the report in one rename and keeps the first as audit.previous
+    assert cli(env, p, monkeypatch, "--ipfs", str(p.store.root), "--out", str(out)).exit_code == 0
+    previous = tmp_path / "audit.previous"
+    assert {f.name: f.read_bytes() for f in previous.iterdir()} == before
