@@ -25,6 +25,7 @@ from pocfl.market import SubmittedUpdate
 from pocfl.store import EmbeddedStore
 from tests.helpers import Env
 from tests.integration.test_audit import Project, differences, make_project
+from trainer_client import RoundOutcome, TrainerClient, TrainerReporter
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +189,51 @@ def test_an_audit_against_a_store_without_the_project_fails_and_keeps_the_earlie
     assert cli(env, p, monkeypatch, "--ipfs", str(p.store.root), "--out", str(out)).exit_code == 0
     previous = tmp_path / "audit.previous"
     assert {f.name: f.read_bytes() for f in previous.iterdir()} == before
+
+
+def test_the_censored_trainer_says_so_and_its_saved_evidence_convicts_the_aggregator(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(env, tmp_path, trainers=3, num_rounds=1)
+    victim = env.trainers[1].address
+    x, y = p.data
+    posted: list[str] = []
+
+    def others_submit_and_the_node_posts(_seconds: float) -> None:
+        if not posted:  # the victim has submitted (sealed: the manifest names the aggregator's key)
+            p.submit(0, 0, p.update(0, 0))
+            p.submit(2, 0, p.update(2, 0))
+            censor(monkeypatch, victim, "CorruptUpdateError: the update file is not a safetensors file")
+            posted.append(str(p.post(0).report_cid))
+            monkeypatch.undo()
+
+    lines: list[str] = []
+
+    class Lines(TrainerReporter):
+        def settled(self, outcome: RoundOutcome) -> None:
+            lines.append(str(outcome.complaint))
+
+    state = tmp_path / "trainer-state"
+    client = TrainerClient(
+        p.market(env.trainers[1]),
+        p.id,
+        x[120:240],
+        y[120:240],
+        state_dir=state,
+        reporter=Lines(),
+        sleep=others_submit_and_the_node_posts,
+    )
+    [summary] = client.run(rounds=1, poll=1.0, max_wait=30)
+    assert summary.result.encrypted is True and summary.outcome is not None
+    complaint, evidence = summary.outcome.complaint, summary.outcome.evidence
+    assert complaint is not None and evidence is not None and lines == [complaint]
+    assert complaint.startswith("round 0: the aggregator REJECTED this trainer's update: CorruptUpdateError")
+    assert f"--evidence {evidence}" in complaint and Path(evidence).parent == state / "evidence"
+    saved = load_evidence(Path(evidence))
+    assert (saved.round, saved.trainer, saved.cid, saved.encrypted) == (0, victim, summary.result.cid, True)
+    assert saved.commitment == summary.result.commitment and saved.report_status == "rejected"
+    assert "plaintext" not in summary.result.to_json()  # kept in memory for evidence, never echoed
+
+    with pytest.raises(AuditMismatchError) as err:
+        p.audit(evidence=[saved]).check()
+    assert [(d.round, d.trainer) for d in err.value.differences if "false rejection" in d.message] == [(0, victim)]
