@@ -229,7 +229,7 @@ class RejectionChecker:
             return RejectionCheck(
                 "unchecked", "sealed; the trainer's plaintext is valid, but the envelope's contents cannot be checked"
             )
-        if posted in AVAILABILITY_ERRORS and not envelope_seen:
+        if not envelope_seen and (posted in AVAILABILITY_ERRORS or posted == "ObjectTooLargeError"):
             self.findings.append(
                 f"evidence {bounded(ev.where())}: opens the commitment and validates, but the envelope is "
                 "unavailable to this audit too"
