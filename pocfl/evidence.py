@@ -38,6 +38,9 @@ MAX_EVIDENCE_JSON = 64 << 10
 MAX_EVIDENCE_PLAINTEXT = DEFAULT_MAX_UPDATE_SIZE
 """Largest plaintext read (the largest update any manifest may allow)."""
 
+MAX_BRACKETS = 256
+"""Most ``[`` and ``{`` an evidence JSON may hold (so its nesting, which the parser recurses on, is bounded)."""
+
 MAX_TEXT = 300
 """Longest text kept from an evidence file or a report reason (more is cut, with a mark)."""
 
@@ -155,7 +158,8 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
 def _field(doc: dict[str, Any], name: str, kind: type, path: Path) -> Any:
     value = doc.get(name)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise EvidenceError(f"evidence {bounded(path)}: field {name!r} must be a {kind.__name__}")
+        wanted = {int: "an integer", str: "a string", bool: "true or false"}.get(kind, kind.__name__)
+        raise EvidenceError(f"evidence {bounded(path)}: field {name!r} must be {wanted}")
     return value
 
 
@@ -176,8 +180,12 @@ def load_evidence(path: Path, *, max_plaintext: int = MAX_EVIDENCE_PLAINTEXT) ->
         the one the JSON records.
     """
     raw = _read_capped(path, MAX_EVIDENCE_JSON, "the JSON file")
+    # The parser recurses per nesting level (and py_ecc lifts the recursion limit): bounding the number of
+    # brackets bounds the depth without a scan. A genuine file has one object and short texts.
+    if raw.count(b"[") + raw.count(b"{") > MAX_BRACKETS:
+        raise EvidenceError(f"evidence {bounded(path)}: more than {MAX_BRACKETS} brackets: not an evidence file")
     try:
-        doc = json.loads(raw.decode("utf-8"))  # at most 64 KiB: nesting cannot reach the recursion limit's stack
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EvidenceError(f"evidence {bounded(path)}: not JSON ({bounded(exc, 120)})") from None
     if not isinstance(doc, dict) or doc.get("format") != EVIDENCE_FORMAT:
