@@ -1029,7 +1029,7 @@ class TrainerClient:
             events[0],
             cid=cid,
             commitment=commitment,
-            encrypted=bool(result.encrypted),
+            encrypted=result.encrypted,
             plaintext=result.plaintext,
             evidence_dir=self.evidence_dir,
         )

@@ -2,7 +2,8 @@
 
 Only the trainer holds the plaintext of a sealed update, so only it can show that an aggregator rejected a valid
 update without revealing it. After each posted round, :func:`check_treatment` reads the round report and looks
-at this trainer's entry: listed with the CID and commitment it submitted, not rejected, not flagged. When
+at this trainer's entry: listed with the CID and commitment it submitted, not rejected, not flagged, and (sealed)
+revealed after the round so that anyone can recompute it. When
 something is wrong it returns one plain sentence and saves the evidence (:mod:`pocfl.evidence`: the plaintext,
 CID, commitment, round, project and the report's reason) into ``<state dir>/evidence/``, so that anyone can run
 ``pocfl audit --project P --evidence FILE``, which checks the plaintext against the on-chain commitment.
@@ -34,7 +35,8 @@ class Treatment:
     Attributes
     ----------
     complaint
-        One plain sentence when the trainer was rejected, flagged or misreported; None when all is as submitted.
+        One plain sentence when the trainer was rejected, flagged, misreported or its sealed update kept but never
+        revealed; None when all is as submitted.
     evidence
         The saved evidence JSON, when a complaint was made and the plaintext is known.
     """
@@ -62,7 +64,9 @@ def _entry(market: Market, round_: int, event: EventRecord, trainer: str) -> tup
     return None, "its report does not list this trainer"
 
 
-def _problem(entry: SubmissionEntry | None, missing: str, cid: str, commitment: bytes) -> str | None:
+def _problem(
+    entry: SubmissionEntry | None, missing: str, cid: str, commitment: bytes, encrypted: bool | None
+) -> str | None:
     if entry is None:
         return missing
     if entry.cid != cid or entry.commitment.lower().removeprefix("0x") != commitment.hex():
@@ -71,6 +75,14 @@ def _problem(entry: SubmissionEntry | None, missing: str, cid: str, commitment: 
         return f"the aggregator REJECTED this trainer's update: {bounded(entry.reason)}"
     if entry.status in FLAGGED:
         return f"the aggregator flagged this trainer's update as {bounded(entry.status, 20)} (no share of the round)"
+    if encrypted is None:  # submitted by an earlier run that did not record it
+        return None
+    if entry.encrypted != encrypted:
+        said = "sealed" if entry.encrypted else "not sealed"
+        return f"its report says this trainer's update was {said}; it was the opposite"
+    if encrypted and entry.plaintext_cid is None:
+        # Nobody can recompute the round without the plaintext: the evidence lets the audit do it.
+        return "the aggregator kept this trainer's sealed update but never revealed it (no plaintext_cid)"
     return None
 
 
@@ -82,7 +94,7 @@ def check_treatment(
     *,
     cid: str,
     commitment: bytes,
-    encrypted: bool,
+    encrypted: bool | None,
     plaintext: bytes | None,
     evidence_dir: Path | None,
 ) -> Treatment:
@@ -95,7 +107,7 @@ def check_treatment(
     project_id, round_, posted
         The round and its ``RoundPosted`` event.
     cid, commitment, encrypted
-        What the trainer submitted.
+        What the trainer submitted (``encrypted`` None when unknown).
     plaintext
         Its plaintext update (None when this run did not produce it: no evidence then).
     evidence_dir
@@ -103,7 +115,7 @@ def check_treatment(
     """
     trainer = market.client.sender
     entry, missing = _entry(market, round_, posted, trainer)
-    problem = _problem(entry, missing, cid, commitment)
+    problem = _problem(entry, missing, cid, commitment, encrypted)
     if problem is None:
         return Treatment()
     head = f"round {round_}: {problem}."
@@ -117,7 +129,7 @@ def check_treatment(
         trainer=trainer,
         cid=cid,
         commitment=commitment,
-        encrypted=encrypted,
+        encrypted=bool(entry.encrypted if encrypted is None and entry is not None else encrypted),
         plaintext=plaintext,
         report_status=None if entry is None else entry.status,
         report_reason=None if entry is None else entry.reason,

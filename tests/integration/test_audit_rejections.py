@@ -26,6 +26,7 @@ from pocfl.store import EmbeddedStore
 from tests.helpers import Env
 from tests.integration.test_audit import Project, differences, make_project
 from trainer_client import RoundOutcome, TrainerClient, TrainerReporter
+from trainer_client.self_check import check_treatment
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +238,39 @@ def test_the_censored_trainer_says_so_and_its_saved_evidence_convicts_the_aggreg
     with pytest.raises(AuditMismatchError) as err:
         p.audit(evidence=[saved]).check()
     assert [(d.round, d.trainer) for d in err.value.differences if "false rejection" in d.message] == [(0, victim)]
+
+
+def test_a_sealed_update_kept_but_never_revealed_is_recomputed_through_the_trainers_evidence(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(env, tmp_path, trainers=3, num_rounds=1)
+    plaintexts = [p.update(i, 0) for i in range(3)]
+    cids = [p.submit(i, 0, plaintexts[i], encrypt=i == 1) for i in range(3)]
+
+    def hiding(market: Any, u: SubmittedUpdate, *args: Any, **kwargs: Any) -> ValidatedUpdate:
+        v = validate_submission(market, u, *args, **kwargs)
+        return dataclasses.replace(v, plaintext=None)  # accepted and scored, never revealed
+
+    monkeypatch.setattr("aggregator.node.validate_submission", hiding)
+    p.post(0)
+    monkeypatch.undo()
+    hidden = p.audit().check()
+    assert hidden.unverifiable_rounds == [0] and hidden.rounds[0].submissions[1].source == "unverifiable"
+
+    # the trainer notices (its update was kept but nobody can check the round) and saves its evidence
+    [posted] = env.market.events("RoundPosted", projectId=p.id)
+    found = check_treatment(
+        p.market(env.trainers[1]),
+        p.id,
+        0,
+        posted,
+        cid=cids[1],
+        commitment=env.market.submissions(p.id, 0)[1].commitment,
+        encrypted=True,
+        plaintext=plaintexts[1],
+        evidence_dir=tmp_path / "evidence",
+    )
+    assert found.complaint is not None and "never revealed it" in found.complaint and found.evidence is not None
+    result = p.audit(evidence=[load_evidence(found.evidence)]).check()
+    assert [r.verdict for r in result.rounds] == ["verified"] and result.rounds[0].submissions[1].source == "evidence"
+    assert [s.score for s in result.rounds[0].submissions] == [s.posted_score for s in result.rounds[0].submissions]
