@@ -448,9 +448,10 @@ def audit_project(
         The store or the chain could not be reached (transient: nothing was decided).
     """
     snapshot = Market(EventSnapshotClient(market.client, from_block), market.store)
-    auditor = _Auditor(snapshot, project_id, validation_file, from_block, strict, progress or (lambda _text: None))
-    auditor.checker = RejectionChecker(snapshot, project_id, extra_stores, evidence)
-    return auditor.run()
+    checker = RejectionChecker(snapshot, project_id, extra_stores, evidence)
+    return _Auditor(
+        snapshot, project_id, validation_file, from_block, strict, progress or (lambda _text: None), checker
+    ).run()
 
 
 class EventSnapshotClient(MarketplaceClient):
@@ -542,6 +543,7 @@ class _Auditor:
         from_block: int,
         strict: bool,
         progress: Callable[[str], None],
+        checker: RejectionChecker,
     ) -> None:
         self.market = market
         self.client = market.client
@@ -556,7 +558,7 @@ class _Auditor:
         self.differences: list[Difference] = []
         self.warnings: list[str] = []
         self.unchecked: list[str] = []
-        self.checker = RejectionChecker(market, project_id)
+        self.checker = checker  # re-checks posted rejections (extra stores, trainers' evidence)
         # Compiled round circuits (no keys), keyed by code and settings digest: safe to share between audits.
         self.zk_cache = Path(tempfile.gettempdir()) / "pocfl-zk-circuits"
 
@@ -1316,11 +1318,11 @@ class _Auditor:
         """A sealed update the aggregator kept but never revealed: recomputable only through trainer evidence."""
         ev = self.checker.evidence_for(r, u)
         if ev is not None:
-            vector, why = self.checker.open_evidence(r, u, ev, spec, max_size)
-            if vector is not None:
+            opened = self.checker.open_evidence(r, u, ev, spec, max_size)
+            if opened.vector is not None:
                 s.source, s.note = "evidence", f"sealed, not revealed; read through the evidence {ev.where()}"
-                return vector
-            self.warnings.append(f"round {r}, submission {u.index}: evidence {ev.where()} not used: {why}")
+                return opened.vector
+            self.warnings.append(f"round {r}, submission {u.index}: evidence {ev.where()} not used: {opened.reason}")
         s.source = "unverifiable"
         s.note = "sealed to the aggregator and its plaintext was not revealed (no plaintext_cid)"
         return None

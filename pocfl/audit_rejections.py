@@ -75,6 +75,25 @@ class RejectionCheck:
     vector: Vector | None = None
 
 
+@dataclass(frozen=True)
+class Opened:
+    """Trainer evidence checked against a submission.
+
+    Attributes
+    ----------
+    opens
+        Whether its plaintext opens the submission's on-chain commitment.
+    vector
+        The decoded update (None when it does not open the commitment or does not decode).
+    reason
+        Why not (None when ``vector`` is set).
+    """
+
+    opens: bool
+    vector: Vector | None
+    reason: str | None
+
+
 @dataclass
 class RejectionChecker:
     """Re-checks the rejections of one audit, with extra stores and trainers' evidence.
@@ -116,8 +135,8 @@ class RejectionChecker:
     def unused(self) -> list[str]:
         """Evidence that matched no submission of the audited rounds."""
         return [
-            f"evidence {bounded(ev.where())}: round {ev.round}, trainer {ev.trainer} has no rejected or sealed "
-            "submission in the audited rounds: not used"
+            f"evidence {bounded(ev.where())}: not needed (the audit read round {ev.round}'s submission of "
+            f"{ev.trainer} itself, or there is none)"
             for key, ev in self._by_key.items()
             if key not in self._used
         ]
@@ -215,8 +234,9 @@ class RejectionChecker:
                 f"sealed and never revealed; the aggregator rejected it ({bounded(entry.reason)}); no evidence from "
                 f"trainer {u.trainer} (`pocfl audit --evidence FILE`)",
             )
-        vector, why = self.open_evidence(r, u, ev, spec, max_size)
-        if why is not None and vector is None and why.startswith("invalid"):
+        opened = self.open_evidence(r, u, ev, spec, max_size)
+        vector, why = opened.vector, opened.reason
+        if not opened.opens:
             return RejectionCheck("unchecked", f"sealed and never revealed; the trainer's evidence is {why}")
         if vector is None:
             self.findings.append(f"evidence {bounded(ev.where())}: confirms the rejection: {why}")
@@ -246,13 +266,10 @@ class RejectionChecker:
             vector,
         )
 
-    def open_evidence(
-        self, r: int, u: SubmittedUpdate, ev: Evidence, spec: ModelSpec, max_size: int
-    ) -> tuple[Vector | None, str | None]:
-        """The evidence's plaintext checked against ``u``'s on-chain commitment and decoded.
+    def open_evidence(self, r: int, u: SubmittedUpdate, ev: Evidence, spec: ModelSpec, max_size: int) -> Opened:
+        """The evidence's plaintext checked against ``u``'s on-chain commitment, then decoded.
 
-        Returns ``(vector, None)`` when valid, ``(None, reason)`` when it opens the commitment but does not decode,
-        and ``(None, "invalid evidence: ...")`` when it does not open the commitment (recorded in ``findings``).
+        Evidence that does not open the commitment is recorded in :attr:`findings` as invalid.
         """
         client = self.market.client
         try:
@@ -268,8 +285,8 @@ class RejectionChecker:
         except PocflError as exc:
             why = f"invalid evidence: its plaintext does not open the on-chain commitment ({bounded(exc, 160)})"
             self.findings.append(f"evidence {bounded(ev.where())}: {why}")
-            return None, why
+            return Opened(False, None, why)
         try:
-            return decode_update(ev.plaintext, spec, kind="delta", max_size=max_size).vector(), None
+            return Opened(True, decode_update(ev.plaintext, spec, kind="delta", max_size=max_size).vector(), None)
         except PocflError as exc:
-            return None, bounded(rejection_reason(exc))
+            return Opened(True, None, bounded(rejection_reason(exc)))
