@@ -50,10 +50,13 @@ ENVELOPE_ERRORS = frozenset(
 
 
 def error_name(reason: str | None) -> str | None:
-    """The error class of a rejection reason (``"ObjectNotFoundError: ..."`` -> ``ObjectNotFoundError``)."""
+    """The error class of a rejection reason (``"ObjectNotFoundError: ..."`` -> ``ObjectNotFoundError``).
+
+    Reasons come from reports (untrusted): the name is cut to 80 characters and made printable.
+    """
     if reason is None:
         return None
-    return reason.split(":", 1)[0].strip() or None
+    return bounded(reason.split(":", 1)[0].strip(), 80) or None
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,7 @@ class RejectionChecker:
             return RejectionCheck(
                 "unchecked",
                 f"sealed and never revealed; the aggregator rejected it ({bounded(entry.reason)}); no evidence from "
-                f"trainer {u.trainer} (`pocfl audit --evidence FILE`)",
+                "the trainer (`pocfl audit --evidence FILE`)",
             )
         opened = self.open_evidence(r, u, ev, spec, max_size)
         vector, why = opened.vector, opened.reason
