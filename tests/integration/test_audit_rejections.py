@@ -132,6 +132,10 @@ def test_a_sealed_update_rejected_as_corrupt_is_unchecked_until_the_trainers_evi
     run = cli(env, p, monkeypatch, *store_args)
     assert run.exit_code == 0, run.output
     assert "1 rejection unchecked" in run.output and f"trainer {victim}" in run.output
+    assert "1 rejection(s) unchecked" in (out / "audit.html").read_text() and victim in (out / "audit.html").read_text()
+    document = json.loads(cli(env, p, monkeypatch, *store_args, "--json").stdout)
+    assert document["ok"] is True and document["unchecked"] == result.unchecked
+    assert document["rounds"][0]["verdict"] == "unchecked"
     assert cli(env, p, monkeypatch, *store_args, "--strict").exit_code == 1
 
     # the trainer's evidence: its plaintext opens the on-chain commitment and decodes, so "corrupt" is false
