@@ -3,8 +3,11 @@
 Reads the chain's events and the artifacts their CIDs name (every read verified), re-runs each round's decision
 with the aggregator's own functions and compares with what the contract recorded and what trainers claimed (see
 :mod:`pocfl.audit`). Prints a per-round and a per-trainer table, writes PNG figures, a self-contained HTML page and
-the JSON document into ``--out`` (default ``<state dir>/audit/project-<id>/``), and exits 1 with every difference
-listed when anything does not match.
+the JSON document into ``--out`` (default ``<state dir>/audit/project-<id>/``; written into a fresh folder and
+renamed into place, the previous report kept as ``<out>.previous``), and exits 1 with every difference listed when
+anything does not match. Every posted rejection is re-checked (``--extra-ipfs`` stores, ``--evidence`` files from
+trainers); one that can be neither confirmed nor disproved is listed as unchecked (``--strict`` fails on it). A
+store that holds none of the project's objects is refused before anything is written (wrong ``--ipfs``?).
 """
 
 from __future__ import annotations
