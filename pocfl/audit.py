@@ -693,7 +693,7 @@ class _Auditor:
         cids = [state.params.initial_model_cid]
         for e in self.events("RoundPosted", projectId=self.project_id)[:STORE_PROBE_ROUNDS]:
             cids += [str(e.args["modelCid"]), *report_cids(bytes(e.args["reportHash"]))]
-        if not _holds_any(self.market.store, cids):
+        if not _holds_any(self.market.store, cids) and not _fetches(self.market.store, cids[0]):
             raise WrongStoreError(
                 f"the store at {self.market.store.location} has none of project {self.project_id}'s objects (its "
                 f"manifest {state.params.initial_model_cid}, posted models and reports): wrong --ipfs? Nothing was "
@@ -1514,6 +1514,17 @@ def _holds_any(store: ContentStore, cids: Sequence[str]) -> bool:
         except PocflError:
             continue  # a malformed CID on chain says nothing about the store
     return False
+
+
+def _fetches(store: ContentStore, cid: str) -> bool:
+    # ``has`` asks a node for its local blocks only; a networked IPFS node may still find the object elsewhere.
+    try:
+        store.get_bytes(cid, max_size=inputs.MANIFEST_MAX_SIZE)
+        return True
+    except StoreUnavailableError:
+        raise
+    except PocflError:
+        return False
 
 
 FEATURE_MISMATCH = "FeatureCommitmentMismatch"
