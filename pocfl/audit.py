@@ -12,7 +12,10 @@ bit. For each round it checks:
 2. **Submissions**: every update is fetched by CID, its commitment checked and decoded again. A sealed
    (encrypted) update is checked through the plaintext the aggregator revealed after the round
    (``plaintext_cid``): its commitment must hold. Without it the submission, and so the round, is
-   *unverifiable* (said so, not counted as a mismatch unless ``strict``).
+   *unverifiable* (said so, not counted as a mismatch unless ``strict``). Every posted rejection is judged
+   again (:mod:`pocfl.audit_rejections`: other stores, trainers' evidence): disproved (a difference naming the
+   round and the trainer), confirmed, or *unchecked* (listed in :attr:`AuditResult.unchecked`; a failure under
+   ``strict``).
 3. **Decision**: :func:`aggregator.round.decide_round` runs again with the seeds derived from the on-chain
    submissions digest (recomputed from the events as the contract does), the same global model,
    hyper-parameters, accuracy history, prior updates and validation set (the manifest's recipe, or a revealed
