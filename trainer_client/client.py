@@ -60,6 +60,7 @@ from pocfl.market import Market
 from pocfl.ml.training import evaluate, local_train
 from pocfl.store import StoreUnavailableError, compute_cid
 from pocfl.updates import decode_update, encode_update, encrypt_update, update_commitment
+from trainer_client.self_check import PlaintextKeeper, check_treatment
 
 Vector = NDArray[np.float32]
 T = TypeVar("T")
@@ -561,6 +562,9 @@ class TrainerClient:
         self.market_address = market.client.address
         self.journal = Journal(state_dir, self.address, project_id, f"{self.chain_id}:{self.market_address}")
         self.evidence_dir = None if state_dir is None else Path(state_dir) / "evidence"
+        self._keeper: PlaintextKeeper | None = None
+        if self.evidence_dir is not None:
+            self._keeper = PlaintextKeeper(self.evidence_dir / "pending", market, project_id)
         self._manifest: ProjectManifest | None = None
 
     @property
@@ -715,6 +719,8 @@ class TrainerClient:
         late = self._late(self.project(), round_, after_training=True)
         if late is not None:
             return replace(base, status=RoundStatus.LATE, message=late.message, cid=None, commitment=None)
+        if self._keeper is not None:
+            self._keeper.keep(round_, plaintext)  # evidence for the trainer's own check, even after a restart
         result = self._submit(round_, payload, commitment, base, features)
         timings = {"fetch": t1 - t0, "train": t2 - t1, "submit": time.perf_counter() - t2}
         return replace(result, timings=timings)
@@ -1011,9 +1017,10 @@ class TrainerClient:
         """
         if outcome.state != "posted" or self.attack is not None or result.cid is None or result.commitment is None:
             return outcome
-        from trainer_client.self_check import check_treatment
-
         cid, commitment = result.cid, result.commitment
+        plaintext = result.plaintext
+        if plaintext is None and self._keeper is not None:
+            plaintext = self._keeper.kept(result.round, commitment, self.manifest().max_update_size)
         events = self._retry(
             "read the round's results",
             lambda: self.market.client.events(
@@ -1030,9 +1037,11 @@ class TrainerClient:
             cid=cid,
             commitment=commitment,
             encrypted=result.encrypted,
-            plaintext=result.plaintext,
+            plaintext=plaintext,
             evidence_dir=self.evidence_dir,
         )
+        if self._keeper is not None:
+            self._keeper.forget(result.round)
         evidence = None if found.evidence is None else str(found.evidence)
         return replace(outcome, complaint=found.complaint, evidence=evidence)
 

@@ -8,6 +8,9 @@ something is wrong it returns one plain sentence and saves the evidence (:mod:`p
 CID, commitment, round, project and the report's reason) into ``<state dir>/evidence/``, so that anyone can run
 ``pocfl audit --project P --evidence FILE``, which checks the plaintext against the on-chain commitment.
 
+The plaintext of the round in flight is kept in ``<state dir>/evidence/pending/`` from submission until the round
+is checked (:class:`PlaintextKeeper`), so a trainer restarted in between still has its evidence.
+
 What it cannot check: whether a *score* is fair (that needs the validation set and every other update; the
 audit recomputes it for unsealed or revealed updates, and the evidence lets it do so for a sealed one).
 """
@@ -23,6 +26,8 @@ from pocfl.chain.types import EventRecord
 from pocfl.errors import PocflError
 from pocfl.evidence import Evidence, EvidenceError, bounded, write_evidence
 from pocfl.market import Market
+from pocfl.store.base import atomic_file
+from pocfl.updates import update_commitment
 
 FLAGGED = frozenset({"outlier", "free_rider", "copy", "stale"})
 """Report statuses that cost the trainer its share of the round."""
@@ -43,6 +48,60 @@ class Treatment:
 
     complaint: str | None = None
     evidence: Path | None = None
+
+
+@dataclass(frozen=True)
+class PlaintextKeeper:
+    """The plaintexts of submitted, not yet checked rounds, one file each, removed once the round is checked.
+
+    Parameters
+    ----------
+    folder
+        ``<state dir>/evidence/pending``.
+    market
+        The marketplace, signing as the trainer (the files are named by chain, market, project, round, trainer).
+    project_id
+        The project.
+    """
+
+    folder: Path
+    market: Market
+    project_id: int
+
+    def path(self, round_: int) -> Path:
+        """Where round ``round_``'s plaintext is kept."""
+        c = self.market.client
+        market, trainer = c.address.lower()[:10], str(c.sender).lower()
+        return self.folder / f"{c.chain.chain_id}-{market}-p{self.project_id}-r{round_}-{trainer}.bin"
+
+    def keep(self, round_: int, plaintext: bytes) -> None:
+        """Save the plaintext before it is submitted (atomically)."""
+        with atomic_file(self.path(round_)) as f:
+            f.write(plaintext)
+
+    def kept(self, round_: int, commitment: bytes, max_size: int) -> bytes | None:
+        """The kept plaintext of ``round_`` when it opens ``commitment`` (another run's file may not)."""
+        path = self.path(round_)
+        try:
+            if path.stat().st_size > max_size:
+                return None
+            data = path.read_bytes()
+        except OSError:
+            return None
+        c = self.market.client
+        ours = update_commitment(
+            data,
+            chain_id=c.chain.chain_id,
+            market=c.address,
+            project_id=self.project_id,
+            round=round_,
+            trainer=str(c.sender),
+        )
+        return data if ours == commitment else None
+
+    def forget(self, round_: int) -> None:
+        """Drop round ``round_``'s plaintext (checked: evidence, when needed, was saved elsewhere)."""
+        self.path(round_).unlink(missing_ok=True)
 
 
 def _entry(market: Market, round_: int, event: EventRecord, trainer: str) -> tuple[SubmissionEntry | None, str]:

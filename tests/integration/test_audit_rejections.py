@@ -25,7 +25,7 @@ from pocfl.market import SubmittedUpdate
 from pocfl.store import EmbeddedStore
 from tests.helpers import Env
 from tests.integration.test_audit import Project, differences, make_project
-from trainer_client import RoundOutcome, TrainerClient, TrainerReporter
+from trainer_client import RoundOutcome, RoundStatus, TrainerClient, TrainerReporter
 from trainer_client.self_check import check_treatment
 
 pytestmark = pytest.mark.integration
@@ -278,3 +278,36 @@ def test_a_sealed_update_kept_but_never_revealed_is_recomputed_through_the_train
     result = p.audit(evidence=[load_evidence(found.evidence)]).check()
     assert [r.verdict for r in result.rounds] == ["verified"] and result.rounds[0].submissions[1].source == "evidence"
     assert [s.score for s in result.rounds[0].submissions] == [s.posted_score for s in result.rounds[0].submissions]
+
+
+def test_a_restarted_trainer_still_has_its_plaintext_and_its_evidence_disproves_a_sealed_not_found(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make_project(env, tmp_path, trainers=3, num_rounds=2)
+    victim = env.trainers[1].address
+    x, y = p.data
+    state = tmp_path / "trainer-state"
+
+    def process() -> TrainerClient:  # each call: a fresh trainer process with the same state folder
+        return TrainerClient(p.market(env.trainers[1]), p.id, x[120:240], y[120:240], state_dir=state)
+
+    submitted = process().train_round(0)
+    assert submitted.status is RoundStatus.SUBMITTED and submitted.encrypted is True
+    assert [f.suffix for f in (state / "evidence" / "pending").iterdir()] == [".bin"]
+    p.submit(0, 0, p.update(0, 0))
+    p.submit(2, 0, p.update(2, 0))
+    censor(monkeypatch, victim, "ObjectNotFoundError: not found")
+    p.post(0)
+    monkeypatch.undo()
+
+    restarted = process()
+    again = restarted.train_round(0)
+    assert again.status is RoundStatus.ALREADY_SUBMITTED and again.plaintext is None
+    outcome = restarted.outcome(0)
+    assert outcome is not None
+    checked = restarted.check_treatment(again, outcome)
+    assert checked.complaint is not None and "REJECTED" in checked.complaint and checked.evidence is not None
+    assert list((state / "evidence" / "pending").iterdir()) == []  # checked: the kept plaintext is dropped
+    with pytest.raises(AuditMismatchError) as err:
+        p.audit(evidence=[load_evidence(Path(checked.evidence))]).check()
+    assert [(d.round, d.trainer) for d in err.value.differences if "false rejection" in d.message] == [(0, victim)]
