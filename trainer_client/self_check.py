@@ -50,6 +50,10 @@ class Treatment:
     evidence: Path | None = None
 
 
+KEPT_ROUNDS = 2
+"""Rounds before the current one whose unchecked plaintext is kept (older ones are dropped when a round is kept)."""
+
+
 @dataclass(frozen=True)
 class PlaintextKeeper:
     """The plaintexts of submitted, not yet checked rounds, one file each, removed once the round is checked.
@@ -75,9 +79,11 @@ class PlaintextKeeper:
         return self.folder / f"{c.chain.chain_id}-{market}-p{self.project_id}-r{round_}-{trainer}.bin"
 
     def keep(self, round_: int, plaintext: bytes) -> None:
-        """Save the plaintext before it is submitted (atomically)."""
+        """Save the plaintext before it is submitted (atomically); drop what older rounds left (at most 3 kept)."""
         with atomic_file(self.path(round_)) as f:
             f.write(plaintext)
+        for old in range(max(round_ - KEPT_ROUNDS - 16, 0), round_ - KEPT_ROUNDS):
+            self.forget(old)  # rounds never checked (a caller without the run loop); earlier keeps dropped older
 
     def kept(self, round_: int, commitment: bytes, max_size: int) -> bytes | None:
         """The kept plaintext of ``round_`` when it opens ``commitment`` (another run's file may not)."""
