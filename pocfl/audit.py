@@ -555,13 +555,13 @@ class _Auditor:
         self.from_block = from_block  # moves to the project's creation block for the project's own events
         self.origin_block = from_block  # account-wide events (other projects' credits, claims) start here
         self.strict = strict
+        self.checker = checker  # re-checks posted rejections (extra stores, trainers' evidence)
+        self.unchecked: list[str] = []
         self.progress = progress
         self.chain_id = self.client.chain.chain_id
         self.address = self.client.address
         self.differences: list[Difference] = []
         self.warnings: list[str] = []
-        self.unchecked: list[str] = []
-        self.checker = checker  # re-checks posted rejections (extra stores, trainers' evidence)
         # Compiled round circuits (no keys), keyed by code and settings digest: safe to share between audits.
         self.zk_cache = Path(tempfile.gettempdir()) / "pocfl-zk-circuits"
 
