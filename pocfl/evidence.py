@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pocfl.errors import PocflError
-from pocfl.store.base import atomic_file
+from pocfl.fsutil import PRIVATE, write_bytes_atomic, write_json_atomic
 from pocfl.updates import DEFAULT_MAX_UPDATE_SIZE
 
 EVIDENCE_FORMAT = "pocfl-evidence/1"
@@ -132,16 +132,12 @@ def write_evidence(folder: Path, evidence: Evidence) -> Path:
     """Save ``evidence`` into ``folder`` (created); returns the JSON's path.
 
     Both files are written atomically, the plaintext first, so a JSON file never names a missing or partial
-    plaintext.
+    plaintext; owner-only (the plaintext is the trainer's own until it chooses to share it).
     """
     folder.mkdir(parents=True, exist_ok=True)
     bin_path, json_path = folder / f"{evidence.name}.bin", folder / f"{evidence.name}.json"
-    with atomic_file(bin_path) as f:
-        f.write(evidence.plaintext)
-    document = json.dumps(evidence.to_json(bin_path.name), indent=2, sort_keys=True) + "\n"
-    with atomic_file(json_path) as f:
-        f.write(document.encode("utf-8"))
-    return json_path
+    write_bytes_atomic(bin_path, evidence.plaintext, mode=PRIVATE)
+    return write_json_atomic(json_path, evidence.to_json(bin_path.name), mode=PRIVATE, sort_keys=True)
 
 
 def _read_capped(path: Path, cap: int, what: str) -> bytes:

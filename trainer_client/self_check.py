@@ -25,8 +25,8 @@ from aggregator.report import SubmissionEntry
 from pocfl.chain.types import EventRecord
 from pocfl.errors import PocflError
 from pocfl.evidence import Evidence, EvidenceError, bounded, write_evidence
+from pocfl.fsutil import PRIVATE, write_bytes_atomic
 from pocfl.market import Market
-from pocfl.store.base import atomic_file
 from pocfl.updates import update_commitment
 
 FLAGGED = frozenset({"outlier", "free_rider", "copy", "stale"})
@@ -80,8 +80,7 @@ class PlaintextKeeper:
 
     def keep(self, round_: int, plaintext: bytes) -> None:
         """Save the plaintext before it is submitted (atomically); drop what older rounds left (at most 3 kept)."""
-        with atomic_file(self.path(round_)) as f:
-            f.write(plaintext)
+        write_bytes_atomic(self.path(round_), plaintext, mode=PRIVATE)
         for old in range(max(round_ - KEPT_ROUNDS - 16, 0), round_ - KEPT_ROUNDS):
             self.forget(old)  # rounds never checked (a caller without the run loop); earlier keeps dropped older
 

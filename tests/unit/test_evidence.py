@@ -38,6 +38,7 @@ def test_round_trip_and_atomic_files(tmp_path: Path) -> None:
     )
     assert doc["plaintext_file"] == path.with_suffix(".bin").name and loaded.path == path
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.with_suffix(".bin").name])
+    assert {p.stat().st_mode & 0o777 for p in path.parent.iterdir()} == {0o600}  # the trainer's own until shared
 
 
 @pytest.mark.parametrize(
