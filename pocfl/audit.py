@@ -12,7 +12,10 @@ bit. For each round it checks:
 2. **Submissions**: every update is fetched by CID, its commitment checked and decoded again. A sealed
    (encrypted) update is checked through the plaintext the aggregator revealed after the round
    (``plaintext_cid``): its commitment must hold. Without it the submission, and so the round, is
-   *unverifiable* (said so, not counted as a mismatch unless ``strict``).
+   *unverifiable* (said so, not counted as a mismatch unless ``strict``). Every posted rejection is judged
+   again (:mod:`pocfl.audit_rejections`: other stores, trainers' evidence): disproved (a difference naming the
+   round and the trainer), confirmed, or *unchecked* (listed in :attr:`AuditResult.unchecked`; a failure under
+   ``strict``).
 3. **Decision**: :func:`aggregator.round.decide_round` runs again with the seeds derived from the on-chain
    submissions digest (recomputed from the events as the contract does), the same global model,
    hyper-parameters, accuracy history, prior updates and validation set (the manifest's recipe, or a revealed
@@ -52,25 +55,24 @@ from aggregator import inputs
 from aggregator.hyperparams import HyperParams
 from aggregator.report import ReportError, RoundReport, SubmissionEntry
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round
+from pocfl.audit_rejections import AVAILABILITY_ERRORS, RejectionChecker
+from pocfl.audit_rejections import error_name as _error_name
 from pocfl.chain.client import MarketplaceClient
 from pocfl.chain.reverts import decode_revert
 from pocfl.chain.types import ZERO_ADDRESS, ZERO_BYTES32, EventRecord, ProjectState, ProjectStatus, jsonable
 from pocfl.errors import ConfigError, PocflError
+from pocfl.evidence import Evidence
 from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market, SubmittedUpdate, report_cids
 from pocfl.payouts import allocate
-from pocfl.store import StoreError, StoreUnavailableError, compute_cid
+from pocfl.store import ContentStore, StoreError, StoreUnavailableError, compute_cid
 from pocfl.updates import ModelSpec, decode_update, encode_update, verify_commitment
 
 AUDIT_FORMAT = "pocfl-audit/1"
 
-AVAILABILITY_ERRORS = frozenset({"ObjectNotFoundError", "StoreUnavailableError", "CidMismatchError"})
-"""Errors that say an object could not be read from a store, not that its bytes are wrong.
-
-Whether an object was available to the aggregator when it aggregated cannot be checked afterwards: a rejection
-for one of these reasons is accepted as posted (with a note), and an auditor who cannot read an object the
-aggregator accepted cannot recompute the round.
-"""
+# Whether an object was available to the aggregator when it aggregated cannot be checked afterwards: a rejection
+# for one of AVAILABILITY_ERRORS is disproved when the audit finds the object valid (pocfl.audit_rejections), and
+# an auditor who cannot read an object the aggregator accepted cannot recompute the round.
 
 FLOAT_RTOL = 1e-9
 """Relative tolerance of float fields (values, weights, ratios, accuracies, losses); ints and flags are exact."""
@@ -98,6 +100,10 @@ class AuditMismatchError(PocflError):
         n = len(self.differences)
         lines = "\n".join(f"  - {d.message}" for d in self.differences)
         super().__init__(f"project {project_id}: {n} difference{'s' if n != 1 else ''} found by the audit:\n{lines}")
+
+
+class WrongStoreError(ConfigError):
+    """The content store holds none of the project's objects: probably the wrong ``--ipfs``; nothing was audited."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +146,9 @@ class SubmissionAudit:
         From ``UpdateSubmitted``.
     source
         How the audit read the update: ``plaintext`` (by CID), ``revealed`` (sealed; through the plaintext the
-        aggregator revealed), ``rejected`` (the audit rejects it too), ``as-posted`` (a rejection the audit cannot
-        check, accepted as posted) or ``unverifiable``.
+        aggregator revealed), ``evidence`` (a rejection disproved by the trainer's evidence), ``rejected`` (the
+        audit rejects it too), ``unchecked`` (a rejection the audit can neither confirm nor disprove: listed in
+        :attr:`AuditResult.unchecked`) or ``unverifiable``.
     note
         Why, for the last three.
     posted_score, posted_outlier, credited_wei
@@ -182,8 +189,9 @@ class RoundAudit:
         ``posted``, ``failed``, ``open`` (current round, not settled yet), ``future`` or ``not played`` (the
         project ended first).
     verdict
-        ``verified`` (recomputed, equal), ``mismatch``, ``unverifiable`` (could not be recomputed: see
-        ``notes``), or the state for rounds that were not posted.
+        ``verified`` (recomputed, equal), ``unchecked`` (recomputed and equal, but a posted rejection could be
+        neither confirmed nor disproved: see :attr:`AuditResult.unchecked`), ``mismatch``, ``unverifiable``
+        (could not be recomputed: see ``notes``), or the state for rounds that were not posted.
     proven
         ``RoundPosted.proven`` (None when not posted).
     model_in, model_cid, report_cid, report_hash, hyperparams_hash, submissions_digest
@@ -283,6 +291,11 @@ class AuditResult:
         Every mismatch found.
     warnings
         Everything the audit could not check.
+    unchecked
+        Every posted rejection the audit could neither confirm nor disprove (a sealed update never revealed, an
+        object nobody can read): one line each, naming the round and the trainer. ``strict`` fails on them.
+    evidence
+        What each trainer evidence file showed (``--evidence``), including invalid ones.
     store
         The content store read.
     """
@@ -308,6 +321,8 @@ class AuditResult:
     trainers: list[TrainerAudit] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -353,12 +368,6 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=FLOAT_RTOL, abs_tol=FLOAT_RTOL)
 
 
-def _error_name(reason: str | None) -> str | None:
-    if reason is None:
-        return None
-    return reason.split(":", 1)[0].strip() or None
-
-
 def round_start_digest(chain_id: int, market: str, project_id: int, round_: int) -> bytes:
     """The contract's ``_roundSeed``: ``keccak256(abi.encode(chainId, market, projectId, round))``."""
     return keccak(
@@ -399,6 +408,8 @@ def audit_project(
     from_block: int = 0,
     strict: bool = False,
     progress: Callable[[str], None] | None = None,
+    extra_stores: Sequence[ContentStore] = (),
+    evidence: Sequence[Evidence] = (),
 ) -> AuditResult:
     """Audit a project: recompute every posted round and compare with the chain.
 
@@ -414,10 +425,14 @@ def audit_project(
     from_block
         First block to search for events (the marketplace's deployment block).
     strict
-        Count rounds that cannot be recomputed (a sealed update never revealed, an unreadable object) as
-        differences instead of warnings.
+        Count rounds that cannot be recomputed and rejections that cannot be checked (a sealed update never
+        revealed, an unreadable object) as differences instead of warnings.
     progress
         Called with a short text before each slow step.
+    extra_stores
+        Further stores where the audit looks for rejected updates the main store lacks.
+    evidence
+        Trainers' evidence (:func:`pocfl.evidence.load_evidence`): plaintexts that may disprove a rejection.
 
     Returns
     -------
@@ -428,13 +443,18 @@ def audit_project(
     ------
     ConfigError
         No such project.
+    WrongStoreError
+        The store holds none of the project's objects (nothing was audited; no report should be written).
     ValidationSetError
         ``validation_file`` is unreadable or does not match the on-chain commitment.
     StoreUnavailableError, ChainError
         The store or the chain could not be reached (transient: nothing was decided).
     """
     snapshot = Market(EventSnapshotClient(market.client, from_block), market.store)
-    return _Auditor(snapshot, project_id, validation_file, from_block, strict, progress or (lambda _text: None)).run()
+    checker = RejectionChecker(snapshot, project_id, extra_stores, evidence)
+    return _Auditor(
+        snapshot, project_id, validation_file, from_block, strict, progress or (lambda _text: None), checker
+    ).run()
 
 
 class EventSnapshotClient(MarketplaceClient):
@@ -526,6 +546,7 @@ class _Auditor:
         from_block: int,
         strict: bool,
         progress: Callable[[str], None],
+        checker: RejectionChecker,
     ) -> None:
         self.market = market
         self.client = market.client
@@ -534,6 +555,8 @@ class _Auditor:
         self.from_block = from_block  # moves to the project's creation block for the project's own events
         self.origin_block = from_block  # account-wide events (other projects' credits, claims) start here
         self.strict = strict
+        self.checker = checker  # re-checks posted rejections (extra stores, trainers' evidence)
+        self.unchecked: list[str] = []
         self.progress = progress
         self.chain_id = self.client.chain.chain_id
         self.address = self.client.address
@@ -599,6 +622,7 @@ class _Auditor:
             store=self.market.store.location,
         )
         self._check_created(created, state)
+        self._check_store(state)
 
         manifest = None
         validation = None
@@ -665,7 +689,21 @@ class _Auditor:
         result.trainers = self._trainers(result.rounds)
         result.differences = self.differences
         result.warnings = self.warnings
+        result.unchecked = self.unchecked
+        result.evidence = self.checker.findings + self.checker.unused()
         return result
+
+    def _check_store(self, state: ProjectState) -> None:
+        """Refuse a store that holds none of the project's objects: every round would look wrong, none is."""
+        cids = [state.params.initial_model_cid]
+        for e in self.events("RoundPosted", projectId=self.project_id)[:STORE_PROBE_ROUNDS]:
+            cids += [str(e.args["modelCid"]), *report_cids(bytes(e.args["reportHash"]))]
+        if not _holds_any(self.market.store, cids) and not _fetches(self.market.store, cids[0]):
+            raise WrongStoreError(
+                f"the store at {self.market.store.location} has none of project {self.project_id}'s objects (its "
+                f"manifest {state.params.initial_model_cid}, posted models and reports): wrong --ipfs? Nothing was "
+                "audited and no report was written"
+            )
 
     def _check_created(self, created: list[EventRecord], state: ProjectState) -> None:
         if len(created) != 1:
@@ -789,6 +827,8 @@ class _Auditor:
         """Set the round's verdict; ``why`` says why it was not recomputed (None: it was)."""
         if len(self.differences) > n_diffs:
             audit.verdict = "mismatch"
+        elif why is None and any(s.source == "unchecked" for s in audit.submissions):
+            audit.verdict = "unchecked"  # recomputed and equal, but some rejections could not be checked
         elif why is not None:
             audit.verdict = "unverifiable"
             audit.unverifiable = why
@@ -1202,26 +1242,21 @@ class _Auditor:
                 index=u.index,
                 trainer=u.trainer,
             )
+        mine = _error_name(reason)
+        sealed_unrevealed = encrypted and reason == inputs.NO_KEY_REASON and entry.plaintext_cid is None
+        if posted_rejected and (sealed_unrevealed or posted_name in AVAILABILITY_ERRORS or mine in AVAILABILITY_ERRORS):
+            return self._recheck_rejection(r, u, entry, s, v, spec, max_size, proven=proven)
+        if sealed_unrevealed:
+            return self._sealed_accepted(r, u, s, spec, max_size)
         if encrypted and reason == inputs.NO_KEY_REASON:
-            if entry.plaintext_cid is None:
-                if posted_rejected:
-                    s.source = "as-posted"
-                    s.note = f"sealed and not revealed; the aggregator rejected it ({entry.reason}), unchecked"
-                else:
-                    s.source = "unverifiable"
-                    s.note = "sealed to the aggregator and its plaintext was not revealed (no plaintext_cid)"
-                return None
+            assert entry.plaintext_cid is not None
             vector, reason = self._read_revealed(r, u, entry.plaintext_cid, s, spec, max_size)
             if s.source == "unverifiable":
                 return None
-        mine = _error_name(reason)
-        if posted_rejected and posted_name in AVAILABILITY_ERRORS:
-            s.source = "as-posted"
-            s.note = f"the aggregator could not read it ({entry.reason}); availability at the time cannot be checked"
-            return None
+            mine = _error_name(reason)
         if vector is None and mine in AVAILABILITY_ERRORS:
             s.source = "unverifiable"
-            s.note = f"cannot be read here ({reason})" + ("" if posted_rejected else " but the aggregator accepted it")
+            s.note = f"cannot be read here ({reason}) but the aggregator accepted it"
             return None
         if vector is None:
             s.source = "rejected"
@@ -1251,13 +1286,69 @@ class _Auditor:
             self.diff(
                 r,
                 "status",
-                f"the aggregator rejected an update the audit accepts: {entry.reason}",
+                f"the aggregator rejected trainer {u.trainer}'s update, the audit accepts it: {entry.reason}",
                 index=u.index,
                 trainer=u.trainer,
                 posted=entry.reason,
                 recomputed="accepted",
             )
         return vector
+
+    def _recheck_rejection(
+        self,
+        r: int,
+        u: SubmittedUpdate,
+        entry: SubmissionEntry,
+        s: SubmissionAudit,
+        first: inputs.ValidatedUpdate,
+        spec: ModelSpec,
+        max_size: int,
+        *,
+        proven: bool,
+    ) -> Vector | None:
+        """A rejection the audited store alone cannot judge: see :class:`~pocfl.audit_rejections.RejectionChecker`."""
+        check = self.checker.check(r, u, entry, first, spec, max_size)
+        s.note = check.note
+        if proven and _error_name(entry.reason) == FEATURE_MISMATCH and check.vector is not None:
+            s.source = "plaintext"
+            return check.vector  # judged against its featureCommitment by _proven_flags
+        if check.verdict == "confirmed":
+            s.source = "rejected"
+            return None
+        if check.verdict == "unchecked":
+            s.source = "unchecked"
+            self.unchecked.append(f"round {r}, submission {u.index} (trainer {u.trainer}): {check.note}")
+            if self.strict:
+                self.diff(
+                    r, "unchecked", f"rejection cannot be checked: {check.note}", index=u.index, trainer=u.trainer
+                )
+            return None
+        s.source = "evidence" if first.encrypted or check.vector is None else "plaintext"
+        self.diff(
+            r,
+            "status",
+            f"false rejection: {check.note}",
+            index=u.index,
+            trainer=u.trainer,
+            posted=entry.reason,
+            recomputed="accepted" if check.vector is not None else "rejected",
+        )
+        return check.vector
+
+    def _sealed_accepted(
+        self, r: int, u: SubmittedUpdate, s: SubmissionAudit, spec: ModelSpec, max_size: int
+    ) -> Vector | None:
+        """A sealed update the aggregator kept but never revealed: recomputable only through trainer evidence."""
+        ev = self.checker.evidence_for(r, u)
+        if ev is not None:
+            opened = self.checker.open_evidence(r, u, ev, spec, max_size)
+            if opened.vector is not None:
+                s.source, s.note = "evidence", f"sealed, not revealed; read through the evidence {ev.where()}"
+                return opened.vector
+            self.warnings.append(f"round {r}, submission {u.index}: evidence {ev.where()} not used: {opened.reason}")
+        s.source = "unverifiable"
+        s.note = "sealed to the aggregator and its plaintext was not revealed (no plaintext_cid)"
+        return None
 
     def _read_revealed(
         self, r: int, u: SubmittedUpdate, cid: str, s: SubmissionAudit, spec: ModelSpec, max_size: int
@@ -1430,6 +1521,33 @@ class _Auditor:
                     recomputed=total + back - t.claimed_wei,
                 )
         return sorted(trainers.values(), key=lambda t: (-t.credited_wei, t.trainer))
+
+
+STORE_PROBE_ROUNDS = 20
+"""Posted rounds whose model and report are probed to tell a wrong store from a few missing objects."""
+
+
+def _holds_any(store: ContentStore, cids: Sequence[str]) -> bool:
+    for cid in cids:
+        try:
+            if store.has(cid):
+                return True
+        except StoreUnavailableError:
+            raise  # transient: nothing can be concluded
+        except PocflError:
+            continue  # a malformed CID on chain says nothing about the store
+    return False
+
+
+def _fetches(store: ContentStore, cid: str) -> bool:
+    # ``has`` asks a node for its local blocks only; a networked IPFS node may still find the object elsewhere.
+    try:
+        store.get_bytes(cid, max_size=inputs.MANIFEST_MAX_SIZE)
+        return True
+    except StoreUnavailableError:
+        raise
+    except PocflError:
+        return False
 
 
 FEATURE_MISMATCH = "FeatureCommitmentMismatch"

@@ -20,6 +20,9 @@ import base64
 import html
 import io
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +226,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Seque
 
 
 def _verdict(verdict: str) -> str:
-    css = {"verified": "ok", "mismatch": "bad", "unverifiable": "warn"}.get(verdict, "")
+    css = {"verified": "ok", "mismatch": "bad", "unverifiable": "warn", "unchecked": "warn"}.get(verdict, "")
     return f'<span class="{css}">{_e(verdict)}</span>' if css else _e(verdict)
 
 
@@ -233,6 +236,11 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
     title = f"pocfl audit: project {result.project_id}"
     if result.ok:
         verdict = '<p class="ok">Every posted round was recomputed or checked: no difference.</p>'
+        if result.unchecked:
+            verdict = (
+                f'<p class="warn">No difference, but {len(result.unchecked)} rejection(s) could be neither confirmed '
+                "nor disproved (see below).</p>"
+            )
         if result.unverifiable_rounds:
             verdict = (
                 f'<p class="warn">No difference, but rounds {result.unverifiable_rounds} could not be recomputed '
@@ -264,6 +272,12 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
     if result.differences:
         items = "".join(f"<li><code>{_e(d.message)}</code></li>" for d in result.differences)
         parts.append(f'<h2 class="bad">Differences</h2><ul>{items}</ul>')
+    if result.unchecked:
+        items = "".join(f"<li>{_e(w)}</li>" for w in result.unchecked)
+        parts.append(f'<h2 class="warn">{len(result.unchecked)} rejection(s) unchecked</h2><ul>{items}</ul>')
+    if result.evidence:
+        items = "".join(f"<li>{_e(w)}</li>" for w in result.evidence)
+        parts.append(f"<h2>Trainer evidence</h2><ul>{items}</ul>")
     if result.warnings:
         items = "".join(f"<li>{_e(w)}</li>" for w in result.warnings)
         parts.append(f'<h2 class="warn">Not checked</h2><ul>{items}</ul>')
@@ -413,30 +427,57 @@ def _mark(value: object, posted: object, missing: bool = False) -> str:
     return _e(value) if value == posted else f'<span class="bad">{_e(value)}</span>'
 
 
+REPORT_FILES = ("accuracy.png", "contributions.png", "payouts.png", "audit.html", "audit.json")
+"""What :func:`write_audit_report` writes."""
+
+
 def write_audit_report(result: AuditResult, out_dir: Path) -> AuditFiles:
-    """Write the figures, the HTML page and the JSON document into ``out_dir`` (created if missing).
+    """Write the figures, the HTML page and the JSON document into ``out_dir``, atomically.
+
+    Everything is written into a fresh folder beside ``out_dir`` first and renamed into place at the end, so a
+    failed or interrupted run never leaves a partial report nor destroys an earlier one: the previous report is
+    kept as ``<out_dir>.previous``. A folder that holds other files than a report's is never moved: the new files
+    then replace the old ones one by one (each rename atomic).
 
     Raises
     ------
     ConfigError
         The folder cannot be created or written.
     """
+    figures = {
+        "accuracy": accuracy_figure(result),
+        "contributions": contributions_figure(result),
+        "payouts": payouts_figure(result),
+    }
+    page = render_html(result, figures)
+    document = json.dumps(result.to_json(), indent=2) + "\n"
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        figures = {
-            "accuracy": accuracy_figure(result),
-            "contributions": contributions_figure(result),
-            "payouts": payouts_figure(result),
-        }
-        paths = []
-        for name, png in figures.items():
-            path = out_dir / f"{name}.png"
-            path.write_bytes(png)
-            paths.append(path)
-        html_path = out_dir / "audit.html"
-        html_path.write_text(render_html(result, figures), encoding="utf-8")
-        json_path = out_dir / "audit.json"
-        json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+        try:
+            for name, png in figures.items():
+                (tmp / f"{name}.png").write_bytes(png)
+            (tmp / "audit.html").write_text(page, encoding="utf-8")
+            (tmp / "audit.json").write_text(document, encoding="utf-8")
+            _move_into_place(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:
         raise ConfigError(f"--out: cannot write the audit report into {out_dir}: {exc.strerror or exc}") from None
-    return AuditFiles(out_dir=out_dir, html=html_path, json=json_path, figures=tuple(paths))
+    paths = tuple(out_dir / f"{name}.png" for name in figures)
+    return AuditFiles(out_dir=out_dir, html=out_dir / "audit.html", json=out_dir / "audit.json", figures=paths)
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``out_dir``, keeping an earlier report as ``<out_dir>.previous``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} is not a folder")
+    if out_dir.is_dir() and not {p.name for p in out_dir.iterdir()} <= set(REPORT_FILES):
+        for name in REPORT_FILES:  # someone else's folder: replace our files only
+            os.replace(tmp / name, out_dir / name)
+        return
+    previous = out_dir.with_name(out_dir.name + ".previous")
+    if out_dir.is_dir():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(out_dir, previous)
+    os.replace(tmp, out_dir)

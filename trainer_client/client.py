@@ -59,6 +59,7 @@ from pocfl.market import Market
 from pocfl.ml.training import evaluate, local_train
 from pocfl.store import StoreUnavailableError, compute_cid
 from pocfl.updates import decode_update, encode_update, encrypt_update, update_commitment
+from trainer_client.self_check import PlaintextKeeper, check_treatment
 
 Vector = NDArray[np.float32]
 T = TypeVar("T")
@@ -199,6 +200,9 @@ class RoundResult:
         Where a submission was found: ``"this run"``, ``"chain"`` or ``"journal"``.
     timings
         Seconds spent per step: ``fetch``, ``train``, ``submit``.
+    plaintext
+        The plaintext update file submitted by this run (kept for evidence, see :mod:`trainer_client.self_check`;
+        never printed nor written to JSON).
     """
 
     project_id: int
@@ -220,6 +224,7 @@ class RoundResult:
     block: int | None = None
     source: str = "this run"
     timings: dict[str, float] = field(default_factory=dict)
+    plaintext: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def submitted(self) -> bool:
@@ -276,6 +281,11 @@ class RoundOutcome:
         ``rejected``) and the rejection reason; None when the report could not be read.
     accuracy
         Validation accuracy of the new global model, from the report.
+    complaint
+        The trainer's own check of its treatment (:mod:`trainer_client.self_check`): one plain sentence when it
+        was rejected, flagged or misreported; None otherwise.
+    evidence
+        The evidence file saved with a complaint (``pocfl audit --evidence FILE``).
     """
 
     project_id: int
@@ -292,6 +302,8 @@ class RoundOutcome:
     verdict: str | None = None
     reason: str | None = None
     accuracy: float | None = None
+    complaint: str | None = None
+    evidence: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -310,6 +322,8 @@ class RoundOutcome:
             "verdict": self.verdict,
             "reason": self.reason,
             "accuracy": self.accuracy,
+            "complaint": self.complaint,
+            "evidence": self.evidence,
         }
 
 
@@ -390,6 +404,8 @@ class TqdmReporter(TrainerReporter):
         from tqdm import tqdm
 
         tqdm.write(describe_outcome(outcome))
+        if outcome.complaint is not None:
+            tqdm.write(f"WARNING: {outcome.complaint}")
 
 
 def describe_outcome(outcome: RoundOutcome) -> str:
@@ -534,6 +550,10 @@ class TrainerClient:
         self.chain_id = market.client.chain.chain_id
         self.market_address = market.client.address
         self.journal = Journal(state_dir, self.address, project_id, f"{self.chain_id}:{self.market_address}")
+        self.evidence_dir = None if state_dir is None else Path(state_dir) / "evidence"
+        self._keeper: PlaintextKeeper | None = None
+        if self.evidence_dir is not None:
+            self._keeper = PlaintextKeeper(self.evidence_dir / "pending", market, project_id)
         self._manifest: ProjectManifest | None = None
 
     @property
@@ -683,10 +703,13 @@ class TrainerClient:
             update_norm=float(np.linalg.norm(delta.astype(np.float64))),
             local_accuracy=accuracy,
             local_loss=loss,
+            plaintext=plaintext,
         )
         late = self._late(self.project(), round_, after_training=True)
         if late is not None:
             return replace(base, status=RoundStatus.LATE, message=late.message, cid=None, commitment=None)
+        if self._keeper is not None:
+            self._keeper.keep(round_, plaintext)  # evidence for the trainer's own check, even after a restart
         result = self._submit(round_, payload, commitment, base, features)
         timings = {"fetch": t1 - t0, "train": t2 - t1, "submit": time.perf_counter() - t2}
         return replace(result, timings=timings)
@@ -976,6 +999,41 @@ class TrainerClient:
             accuracy=accuracy,
         )
 
+    def check_treatment(self, result: RoundResult, outcome: RoundOutcome) -> RoundOutcome:
+        """``outcome`` with this trainer's own check of a posted round (see :mod:`trainer_client.self_check`).
+
+        Skipped for demo attackers (they know why they were flagged) and for rounds without a known submission.
+        """
+        if outcome.state != "posted" or self.attack is not None or result.cid is None or result.commitment is None:
+            return outcome
+        cid, commitment = result.cid, result.commitment
+        plaintext = result.plaintext
+        if plaintext is None and self._keeper is not None:
+            plaintext = self._keeper.kept(result.round, commitment, self.manifest().max_update_size)
+        events = self._retry(
+            "read the round's results",
+            lambda: self.market.client.events(
+                "RoundPosted", from_block=self.from_block, projectId=self.project_id, round=result.round
+            ),
+        )
+        if not events:
+            return outcome
+        found = check_treatment(
+            self.market,
+            self.project_id,
+            result.round,
+            events[0],
+            cid=cid,
+            commitment=commitment,
+            encrypted=result.encrypted,
+            plaintext=plaintext,
+            evidence_dir=self.evidence_dir,
+        )
+        if self._keeper is not None:
+            self._keeper.forget(result.round)
+        evidence = None if found.evidence is None else str(found.evidence)
+        return replace(outcome, complaint=found.complaint, evidence=evidence)
+
     def _credited(self) -> list[EventRecord]:
         return self._retry(
             "read credits",
@@ -1039,6 +1097,7 @@ class TrainerClient:
             if pending is not None:
                 outcome = self.outcome(pending.round, state)
                 if outcome is not None:
+                    outcome = self.check_treatment(pending, outcome)
                     self.reporter.settled(outcome)
                     summaries.append(RoundSummary(pending, outcome))
                     pending, waited = None, 0.0

@@ -3,8 +3,11 @@
 Reads the chain's events and the artifacts their CIDs name (every read verified), re-runs each round's decision
 with the aggregator's own functions and compares with what the contract recorded and what trainers claimed (see
 :mod:`pocfl.audit`). Prints a per-round and a per-trainer table, writes PNG figures, a self-contained HTML page and
-the JSON document into ``--out`` (default ``<state dir>/audit/project-<id>/``), and exits 1 with every difference
-listed when anything does not match.
+the JSON document into ``--out`` (default ``<state dir>/audit/project-<id>/``; written into a fresh folder and
+renamed into place, the previous report kept as ``<out>.previous``), and exits 1 with every difference listed when
+anything does not match. Every posted rejection is re-checked (``--extra-ipfs`` stores, ``--evidence`` files from
+trainers); one that can be neither confirmed nor disproved is listed as unchecked (``--strict`` fails on it). A
+store that holds none of the project's objects is refused before anything is written (wrong ``--ipfs``?).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, MarketOpt, RpcOpt
 if TYPE_CHECKING:
     from pocfl.audit import AuditResult
     from pocfl.audit_report import AuditFiles
+
+
+VERDICT_COLOURS = {"verified": "green", "mismatch": "red", "unverifiable": "yellow", "unchecked": "yellow"}
 
 
 @guarded
@@ -52,9 +58,31 @@ def audit(
         bool,
         typer.Option(
             "--strict",
-            help="Fail on rounds that cannot be recomputed (a sealed update never revealed, an unreadable object).",
+            help="Fail on rounds that cannot be recomputed and on rejections that cannot be checked (a sealed update "
+            "never revealed, an object nobody can read).",
         ),
     ] = False,
+    evidence: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--evidence",
+            metavar="FILE",
+            help="A trainer's evidence file (pocfl-evidence/1 JSON, saved by `pocfl train` when its update was "
+            "rejected or flagged): its plaintext is checked against the on-chain commitment and can disprove a "
+            "rejection. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    extra_ipfs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra-ipfs",
+            metavar="URL|DIR",
+            help="Another content store to look for rejected updates the main store lacks (an IPFS RPC URL or an "
+            "embedded store directory). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     rpc: RpcOpt = None,
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
@@ -72,16 +100,30 @@ def audit(
     from pocfl.audit import AuditMismatchError, audit_project
     from pocfl.audit_report import write_audit_report
     from pocfl.deployment import state_dir
+    from pocfl.evidence import load_evidence
+    from pocfl.store import open_store
 
     out_dir = out if out is not None else state_dir() / "audit" / f"project-{project_id}"
+    proofs = [load_evidence(path) for path in evidence or []]  # a bad file is the auditor's to fix: fail first
     with Session(rpc, json_out=json_out, deployment=deployment, market=market, ipfs=ipfs) as s:
         sm = s.store_market(signer=False)
-        with s.out.status(f"auditing project {project_id}") as update:
-            result = audit_project(
-                sm, project_id, validation_file=validation, from_block=s.from_block, strict=strict, progress=update
-            )
-            update("writing figures and the HTML report")
-            files = write_audit_report(result, out_dir)
+        extra = [open_store(spec) for spec in extra_ipfs or []]
+        try:
+            with s.out.status(f"auditing project {project_id}") as update:
+                result = audit_project(
+                    sm,
+                    project_id,
+                    validation_file=validation,
+                    from_block=s.from_block,
+                    strict=strict,
+                    progress=update,
+                    extra_stores=extra,
+                    evidence=proofs,
+                )
+        finally:
+            for store in extra:
+                store.close()
+        files = write_audit_report(result, out_dir)
         document = result.to_json()
         document["files"] = {
             "out": str(files.out_dir),
@@ -113,7 +155,7 @@ def _human(out: Output, result: AuditResult, files: AuditFiles) -> None:
     )
     rounds = Table("round", "state", "verdict", "proven", "subs", "accuracy", "credited (wei)", "unallocated (wei)")
     for r in result.rounds:
-        colour = {"verified": "green", "mismatch": "red", "unverifiable": "yellow"}.get(r.verdict)
+        colour = VERDICT_COLOURS.get(r.verdict)
         rounds.add_row(
             str(r.round),
             r.state,
@@ -151,10 +193,22 @@ def _human(out: Output, result: AuditResult, files: AuditFiles) -> None:
     out.table(trainers)
     for warning in result.warnings:
         out.warn(warning)
+    for line in result.evidence:
+        out.print(f"Evidence: {escape(line)}")
+    if result.unchecked:
+        n = len(result.unchecked)
+        out.print(
+            f"[bold yellow]{n} rejection{'s' if n != 1 else ''} unchecked[/bold yellow]: the audit can neither "
+            "confirm nor disprove them (the trainer may hold evidence: `pocfl audit --evidence FILE`; --strict fails "
+            "on them):"
+        )
+        for line in result.unchecked:
+            out.print(f"  [yellow]-[/yellow] {escape(line)}")
     out.print(f"Report: {escape(str(files.html))} (figures and audit.json in {escape(str(files.out_dir))})")
     if result.ok:
-        checked = [r.round for r in result.rounds if r.verdict == "verified"]
+        checked = [r.round for r in result.rounds if r.verdict in ("verified", "unchecked")]
+        caveat = f", but {len(result.unchecked)} rejection(s) unchecked (listed above)" if result.unchecked else ""
         out.print(
-            f"[green]No difference[/green]: rounds {checked} recomputed bit for bit; credits, claims and escrow "
-            "reconcile to the wei."
+            f"[green]No difference[/green]{caveat}: rounds {checked} recomputed bit for bit; credits, claims and "
+            "escrow reconcile to the wei."
         )

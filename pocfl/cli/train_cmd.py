@@ -82,6 +82,8 @@ def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None
 
         def settled(self, outcome: RoundOutcome) -> None:
             self._line(describe_outcome(outcome))
+            if outcome.complaint is not None:
+                self._line(f"WARNING: {outcome.complaint}")
             if progress is not None and rounds_task is not None:
                 progress.advance(rounds_task)
 

@@ -294,11 +294,16 @@ def test_a_failed_round_a_sealed_update_the_node_could_not_open_and_the_owners_w
     assert node.run_round(1).status == "posted"
     withdrawn, _ = env.client(env.owner).withdraw_remaining(p.id)
 
+    # no difference, but the rejection of the sealed update can be neither confirmed nor disproved: said so
     result = p.audit().check()
-    assert [(r.state, r.verdict) for r in result.rounds] == [("failed", "failed"), ("posted", "verified")]
+    assert [(r.state, r.verdict) for r in result.rounds] == [("failed", "failed"), ("posted", "unchecked")]
     sealed = result.rounds[1].submissions[1]
-    assert (sealed.source, sealed.report_status, sealed.credited_wei) == ("as-posted", "rejected", 0)
+    assert (sealed.source, sealed.report_status, sealed.credited_wei) == ("unchecked", "rejected", 0)
     assert sealed.note is not None and "EncryptionError" in sealed.note
+    assert (
+        len(result.unchecked) == 1
+        and f"round 1, submission 1 (trainer {env.trainers[1].address})" in (result.unchecked[0])
+    )
     assert result.rounds[1].model_in == p.manifest.model.initial_weights_cid
     assert result.status == "finished" and result.escrow == 0
     assert result.withdrawn_wei == withdrawn == BUDGET - result.rounds[1].credited_wei

@@ -8,16 +8,17 @@ is rejected with ``FeatureCommitmentMismatch`` and recorded in the report; the r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from aggregator.inputs import global_model
+from aggregator.inputs import ValidatedUpdate, global_model, validate_submission
 from aggregator.node import AggregatorNode
 from aggregator.report import RoundReport
 from pocfl.audit import audit_project
 from pocfl.errors import ConfigError
 from pocfl.manifest import ProjectManifest, ProofConfig
-from pocfl.market import Market
+from pocfl.market import Market, SubmittedUpdate
 from pocfl.updates import decode_update
 from tests.helpers import Env, warp_to
 from tests.integration.test_aggregator_node import BUDGET, Setup, make_setup
@@ -121,3 +122,40 @@ def test_a_proven_project_needs_the_circuit_setup(env: Env, tmp_path: Path, zk_s
     with pytest.raises(ConfigError, match="zk-cache"):
         node.run_round(0)
     assert env.market.project(s.project_id).current_round == 0, "nothing was posted"
+
+
+def test_a_proven_round_that_censors_a_valid_update_is_a_difference_in_the_audit(
+    env: Env, tmp_path: Path, zk_setup: RoundCircuitSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rejection mask is a free input of the proof: the contract accepts the round, the audit must not.
+    s = proven_setup(env, tmp_path, zk_setup)
+    updates = [s.train(i, 0) for i in range(4)]
+    for i, plaintext in enumerate(updates):
+        trainer = env.trainers[i]
+        s.market(trainer).submit_update(
+            s.project_id,
+            0,
+            plaintext,
+            s.commit(plaintext, trainer.address, 0),
+            feature_commitment=features_of(s, plaintext, 0),
+        )
+    s.close()
+    victim = env.trainers[2].address
+
+    def censoring(market: Any, u: SubmittedUpdate, *args: Any, **kwargs: Any) -> ValidatedUpdate:
+        v = validate_submission(market, u, *args, **kwargs)
+        return ValidatedUpdate(u, None, "ObjectNotFoundError: not found", False, None) if u.trainer == victim else v
+
+    monkeypatch.setattr("aggregator.node.validate_submission", censoring)
+    node = AggregatorNode(
+        s.market(env.aggregator), s.project_id, keypair=s.key, state_dir=s.state_dir, zk_setup=zk_setup
+    )
+    outcome = node.run_round(0)
+    monkeypatch.undo()
+    posted = env.market.events("RoundPosted", from_block=outcome.block or 0, projectId=s.project_id)
+    assert [bool(e.args["proven"]) for e in posted] == [True]  # the chain cannot tell
+
+    audit = audit_project(s.market(env.outsider), s.project_id)
+    false = [d for d in audit.differences if "false rejection" in d.message]
+    assert [(d.round, d.index, d.trainer) for d in false] == [(0, 2, victim)]
+    assert audit.rounds[0].verdict == "mismatch"
