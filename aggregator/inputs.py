@@ -37,12 +37,14 @@ from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
 from aggregator.hyperparams import HyperParams
-from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport, bounded_reason
+from aggregator.report import REPORT_MAX_SIZE as REPORT_MAX_SIZE  # re-exported, as before
+from aggregator.report import ReportError, RoundReport, bounded_reason
 from aggregator.round import RoundConfig, RoundSeeds
 from aggregator.shapley import Method, ScoringConfig
 from pocfl.chain.types import ZERO_BYTES32, ProjectParams, ProjectState
 from pocfl.errors import PocflError
-from pocfl.manifest import MANIFEST_MAX_SIZE, ManifestError, ProjectManifest
+from pocfl.manifest import MANIFEST_MAX_SIZE as MANIFEST_MAX_SIZE  # re-exported: the audit reads it here
+from pocfl.manifest import ManifestError, ProjectManifest
 from pocfl.market import Market, SubmittedUpdate
 from pocfl.store import ContentStore, StoreUnavailableError, compute_cid
 from pocfl.updates import (
