@@ -40,7 +40,7 @@ T = TypeVar("T")
 DEADLINE_MARGIN = 4
 """Seconds before a deadline under which a window-bound transaction is not sent (a few blocks of a local node)."""
 
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = 15.0
 """Longest wait between two retries of an outage."""
 
 LAG_HINT_AFTER = 20

@@ -535,6 +535,7 @@ class TrainerClient:
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
+        self._status = StatusLine(self.reporter.waiting)  # one line per state change, across retries and the loop
         self.address = market.client.sender
         self.chain_id = market.client.chain.chain_id
         self.market_address = market.client.address
@@ -925,7 +926,7 @@ class TrainerClient:
             what,
             fn,
             sleep=self._sleep,
-            status=StatusLine(self.reporter.waiting),
+            status=self._status,
             backoff=Backoff(self.backoff, max(MAX_BACKOFF, self.backoff)),
             attempts=self.retries,
         )
@@ -1036,7 +1037,7 @@ class TrainerClient:
         if rounds is not None and rounds < 1:
             raise TrainerError(f"rounds must be >= 1, got {rounds}")
         loop = _Loop(rounds)
-        status = StatusLine(self.reporter.waiting)
+        status = self._status
         backoff = Backoff(max(self.backoff, 0.1))
         waited = 0.0
         while True:

@@ -3,15 +3,16 @@
 The block is read from README.md and run by bash, so every command in it is a separate ``pocfl`` process: anvil
 from ``pocfl chain up`` (mining a block every second: real time, no ``chain advance``), an IPFS node from
 ``pocfl ipfs up``, five encrypted keystores, a 3-round project, ``pocfl aggregate --follow`` and three
-``pocfl train`` in the background, then ``pocfl audit`` and the claims. While round 1 is open the test stops the
+``pocfl train`` in the background, then ``pocfl audit`` and the claims (a trainer whose updates never helped
+earns nothing and has nothing to claim). While round 1 is open the test stops the
 IPFS node (``pocfl ipfs down``) and starts it again a few seconds later: every round must still be posted with all
 three submissions, the audit must pass (the block runs under ``set -e``) and the claims must reconcile.
 
 The only edits to the block, each checked to apply exactly once: free ports instead of 8545 and 5001 (tests run
-side by side), windows of seconds instead of a minute, and a ``wait`` that fails when a background process failed
-(bash's bare ``wait`` always returns 0).
+side by side), 2 rounds of 20 s windows instead of 3 of a minute (CI time), and a ``wait`` that fails when a
+background process failed (bash's bare ``wait`` always returns 0).
 
-Cost on 2 busy cores: about 3 minutes (3 rounds of a 25 s submission window plus setup, audit and claims).
+Cost on 2 busy cores: about 2.5 minutes (setup, a 30 s registration, 2 rounds of 20 + a few s, audit, claims).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 BUDGET = 3 * 10**18
-ROUNDS = 3
-OUTAGE_S = 6.0
+ROUNDS = 2
+OUTAGE_S = 5.0
 TIMEOUT_S = 480.0
 
 
@@ -57,7 +58,7 @@ def adapt(block: str, chain_port: int, ipfs_port: int) -> str:
         (".venv/bin/pocfl chain up ", f".venv/bin/pocfl chain up --port {chain_port} "),
         (".venv/bin/pocfl ipfs up ", f".venv/bin/pocfl ipfs up --port {ipfs_port} "),
         ("=http://127.0.0.1:5001 ", f"=http://127.0.0.1:{ipfs_port} "),
-        ("--submission-window 60 --aggregation-window 60 --start-in 60", _WINDOWS),
+        ("--rounds 3 --submission-window 60 --aggregation-window 60 --start-in 60", _SHORTER),
         ("\nwait ", "\nfor job in $(jobs -p); do wait $job; done "),
     ]
     for old, new in edits:
@@ -66,7 +67,7 @@ def adapt(block: str, chain_port: int, ipfs_port: int) -> str:
     return "set -euo pipefail\n" + block
 
 
-_WINDOWS = "--submission-window 25 --aggregation-window 25 --start-in 40"
+_SHORTER = f"--rounds {ROUNDS} --submission-window 20 --aggregation-window 20 --start-in 30"
 
 
 def test_readme_block_is_complete() -> None:
@@ -209,7 +210,7 @@ def _check_claims(work: Path, env: dict[str, str], chain_port: int, credited: di
         market = MarketplaceClient(chain, deployment.address)
         state = market.project(1)
         assert state.status == ProjectStatus.FINISHED
-        assert len(credited) == 3 and all(wei > 0 for wei in credited.values()), credited
+        assert credited and sum(credited.values()) > 0, credited  # a trainer whose updates never helped earns 0
         assert all(market.credits(trainer) == 0 for trainer in credited), "every trainer claimed everything"
         assert sum(credited.values()) + state.escrow == BUDGET
         assert market.balance() == state.escrow  # claims paid out exactly the credits
