@@ -62,7 +62,15 @@ from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, SubmittedUpdate, report_hash
 from pocfl.store import compute_cid
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update
-from pocfl.waiting import Backoff, DeadlineTooCloseError, StatusLine, clock_lag_hint, hhmmss, is_transient
+from pocfl.waiting import (
+    Backoff,
+    DeadlineTooCloseError,
+    StatusLine,
+    clock_lag_hint,
+    hhmmss,
+    is_transient,
+    outage_line,
+)
 
 if TYPE_CHECKING:
     from zk.prover import RoundCircuitSetup
@@ -707,12 +715,8 @@ class AggregatorNode:
             except Exception as exc:  # an outage of the store or the chain is waited out; anything else is raised
                 if not is_transient(exc):
                     raise
-                delay = backoff.next()
-                status(
-                    f"outage {type(exc).__name__}",
-                    f"waiting out an outage: {type(exc).__name__} ({exc}); retrying every {delay:.0f} s or less",
-                )
-                self.sleep(delay)
+                status(*outage_line(exc))
+                self.sleep(backoff.next())
                 continue
             backoff.reset()
             status.clear()

@@ -32,6 +32,7 @@ __all__ = [
     "clock_lag_hint",
     "hhmmss",
     "is_transient",
+    "outage_line",
     "retry_transient",
 ]
 
@@ -145,16 +146,19 @@ def retry_transient(
         except Exception as exc:
             if not is_transient(exc) or (attempts is not None and attempt >= attempts):
                 raise
-            delay = backoff.next()
-            status(
-                f"outage:{what}:{type(exc).__name__}",
-                f"{what}: {type(exc).__name__} ({exc}); retrying (every {delay:.1f} s or less)",
-            )
-            sleep(delay)
+            status(*outage_line(exc, what))
+            sleep(backoff.next())
             continue
         if attempt > 1:
-            status(f"recovered:{what}", f"{what}: back after {attempt - 1} failed attempt(s)")
+            status("recovered", f"{what}: back after {attempt - 1} failed attempt(s)")
         return result
+
+
+def outage_line(exc: BaseException, what: str = "") -> tuple[str, str]:
+    """The :class:`StatusLine` key and text of an outage: one key per kind of outage, whoever meets it."""
+    name = type(exc).__name__
+    doing = f" ({what})" if what else ""
+    return f"outage {name}", f"waiting out an outage{doing}: {name}: {exc}; retrying, at most {MAX_BACKOFF:g} s apart"
 
 
 def check_deadline(now: int, deadline: int, margin: int, what: str) -> None:

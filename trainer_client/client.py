@@ -69,6 +69,7 @@ from pocfl.waiting import (
     clock_lag_hint,
     hhmmss,
     is_transient,
+    outage_line,
     retry_transient,
 )
 
@@ -1046,12 +1047,8 @@ class TrainerClient:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                delay = backoff.next()
-                status(
-                    f"outage {type(exc).__name__}",
-                    f"waiting out an outage: {type(exc).__name__} ({exc}); retrying every {delay:.0f} s or less",
-                )
-                self._sleep(delay)
+                status(*outage_line(exc))
+                self._sleep(backoff.next())
                 continue
             if status.key is not None and status.key.startswith("outage"):
                 status("recovered", "the outage is over; carrying on")
