@@ -26,7 +26,6 @@ Idempotence and restarts
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -58,6 +57,7 @@ from aggregator.report import RoundReport, SubmissionEntry
 from aggregator.round import RoundConfig, RoundDecision, decide_round
 from pocfl.chain.types import ProjectState, ProjectStatus, RoundPost
 from pocfl.errors import ChainError, ConfigError, PocflError
+from pocfl.fsutil import PRIVATE, write_json_atomic
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, SubmittedUpdate, report_hash
 from pocfl.store import compute_cid
@@ -175,13 +175,8 @@ class Journal:
         assert stage in STAGES, stage
         entry = self.rounds.setdefault(str(round_), {})
         entry.update(fields, stage=stage, updated_at=int(time.time()))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("w") as fh:
-            json.dump({**self.header, "rounds": self.rounds}, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        # A unique temporary file, removed on failure (a fixed name was left behind and raced between nodes).
+        write_json_atomic(self.path, {**self.header, "rounds": self.rounds}, mode=PRIVATE, sort_keys=True)
 
 
 @dataclass

@@ -539,8 +539,10 @@ class _Auditor:
         self.address = self.client.address
         self.differences: list[Difference] = []
         self.warnings: list[str] = []
-        # Compiled round circuits (no keys), keyed by code and settings digest: safe to share between audits.
-        self.zk_cache = Path(tempfile.gettempdir()) / "pocfl-zk-circuits"
+        # Compiled round circuits (no keys), keyed and verified by the settings' hash, in the user's own cache
+        # (zk.cache: <state dir>/zk by default; never a shared temp folder another user could plant a circuit in).
+        self.zk_cache: Path | None = None
+        self._private_zk: Path | None = None
 
     # --- bookkeeping ----------------------------------------------------------------------------------------
 
@@ -1110,7 +1112,7 @@ class _Auditor:
 
     def _round_circuit(self, r: int, info: Any, proof_cfg: ProofConfig) -> Any:
         """The round circuit compiled with the settings the report names (None, with a warning, when unavailable)."""
-        from zk.prover import CircuitShape, ProverError, RoundCircuitSetup
+        from zk.prover import CircuitShape, ProverError
 
         if not isinstance(info, dict) or "settings_cid" not in info:
             self.warnings.append(f"round {r}: the report names no circuit settings; flags recomputed in float")
@@ -1118,10 +1120,28 @@ class _Auditor:
         try:
             settings = self.market.fetch(str(info["settings_cid"]))
             shape = CircuitShape(proof_cfg.slots, proof_cfg.sketch_dim, proof_cfg.scale)
-            return RoundCircuitSetup.compiled_only(shape, settings, self.zk_cache)
+            return self._compiled_circuit(r, shape, settings)
         except (PocflError, ProverError, OSError, ValueError) as exc:
             self.warnings.append(f"round {r}: cannot rebuild the circuit ({exc}); flags recomputed in float")
             return None
+
+    def _compiled_circuit(self, r: int, shape: Any, settings: bytes) -> Any:
+        """Compile (or reuse from the cache) the circuit; an unsafe cache folder falls back to a private one."""
+        import shutil
+        import weakref
+
+        from zk.cache import UnsafeCacheError, default_cache_dir
+        from zk.prover import RoundCircuitSetup
+
+        try:
+            return RoundCircuitSetup.compiled_only(shape, settings, self.zk_cache or default_cache_dir())
+        except UnsafeCacheError as exc:
+            self.warnings.append(f"round {r}: {exc}; compiling the circuit in a private temporary folder instead")
+            if self._private_zk is None:
+                self._private_zk = Path(tempfile.mkdtemp(prefix="pocfl-zk-"))  # 0700, this user's
+                weakref.finalize(self, shutil.rmtree, self._private_zk, ignore_errors=True)
+            self.zk_cache = self._private_zk
+            return RoundCircuitSetup.compiled_only(shape, settings, self.zk_cache)
 
     def _check_config(
         self, r: int, report: RoundReport, audit: RoundAudit, config: RoundConfig, history: Sequence[float]

@@ -14,17 +14,14 @@ The file looks like::
       }
     }
 
-Writes are atomic (a temporary file in the same folder, then :func:`os.replace`), so a reader never
-sees half a file.
+Writes are atomic (:func:`pocfl.fsutil.write_json_atomic`), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +29,7 @@ from typing import Any
 
 from pocfl.contracts import MARKETPLACE, load_artifact
 from pocfl.errors import ConfigError
+from pocfl.fsutil import PUBLIC, write_json_atomic
 
 FILE_VERSION = 1
 HOME_ENV = "POCFL_HOME"
@@ -209,25 +207,12 @@ def load_deployments(path: Path) -> dict[int, Deployment]:
 
 
 def save_deployments(path: Path, deployments: dict[int, Deployment]) -> None:
-    """Write ``deployments`` to ``path`` atomically (temporary file, then :func:`os.replace`)."""
+    """Write ``deployments`` to ``path`` atomically (mode 0644)."""
     payload = {
         "version": FILE_VERSION,
         "deployments": {str(cid): deployments[cid].to_json() for cid in sorted(deployments)},
     }
-    text = json.dumps(payload, indent=2) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the file holds nothing secret
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, payload, mode=PUBLIC)  # the file holds nothing secret
 
 
 def record_deployment(path: Path, deployment: Deployment) -> Deployment | None:

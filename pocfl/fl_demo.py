@@ -602,6 +602,10 @@ class TimedStore(ContentStore):
         """Pin ``cid`` (timed)."""
         self._timed(lambda: self.inner.pin(cid))
 
+    def quarantined(self, cid: str) -> bool:
+        """Whether the wrapped store set aside a bad copy of ``cid``."""
+        return self.inner.quarantined(cid)
+
     def close(self) -> None:
         """Close the wrapped store."""
         self.inner.close()

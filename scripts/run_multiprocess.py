@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pocfl.fsutil import write_json_atomic  # noqa: E402
 from pocfl.procs import free_port  # noqa: E402  (after the sys.path fix-up)
 
 POCFL = [sys.executable, "-m", "pocfl.cli"]
@@ -174,9 +175,7 @@ class Supervisor:
             "processes": [{"name": c.name, "pid": c.pid, "log": str(c.log)} for c in self.started],
             "descendants": [{"pid": pid, "of": name} for pid, name in sorted(self.seen_descendants.items())],
         }
-        tmp = self.pids_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, self.pids_file)
+        write_json_atomic(self.pids_file, doc)
 
     def scan(self) -> None:
         """Remember the live descendants of our children (Flower's SuperExec, ServerApp and ClientApp processes)."""
@@ -965,9 +964,9 @@ def main(argv: Sequence[str] | None = None, *, run_class: type[Run] | None = Non
         getattr(run, opts.engine)()
         settled = run.settle()
         doc = run.summarize(settled, started)
-        (opts.work / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+        write_json_atomic(opts.work / "summary.json", doc)
         if opts.summary is not None:
-            opts.summary.write_text(json.dumps(doc, indent=2) + "\n")
+            write_json_atomic(opts.summary, doc)
         print_summary(doc)
         code = 0 if doc["ok"] else 1
     except RunError as exc:

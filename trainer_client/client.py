@@ -33,8 +33,6 @@ readable, e.g. every update is sealed to the aggregator).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -57,6 +55,7 @@ from aggregator.inputs import (
 from pocfl.chain.contract_errors import AlreadySubmitted, SubmissionWindowClosed, WrongRound
 from pocfl.chain.types import ZERO_BYTES32, EventRecord, ProjectState, ProjectStatus
 from pocfl.errors import PocflError
+from pocfl.fsutil import PRIVATE, write_json_atomic
 from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market
 from pocfl.ml.training import evaluate, local_train
@@ -447,17 +446,7 @@ class Journal:
             return
         data = self._load()
         data["deployments"].setdefault(self.deployment, {})[str(round_)] = dict(entry)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self.path, data, mode=PRIVATE, sort_keys=True)
 
 
 # --- the client -----------------------------------------------------------------------------------------------

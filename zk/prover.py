@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pocfl.errors import PocflError
+from zk.cache import Lookup, check_entry, record_entry, secure_dir
 from zk.circuit import RoundCircuit, WitnessLayout
 from zk.decision import FeatureDecision, decide_features, pad_slots
 
@@ -214,6 +215,16 @@ def _quiet_progress(_: str) -> None:
     pass
 
 
+def _publish_entry(tmp: Path, directory: Path, files: Sequence[str]) -> None:
+    """Record ``tmp``'s hashes, then move it to ``directory`` (replacing an entry that failed its check)."""
+    record_entry(tmp, files)
+    if directory.is_symlink() or directory.is_file():
+        directory.unlink()
+    elif directory.exists():
+        shutil.rmtree(directory)
+    tmp.replace(directory)
+
+
 @contextmanager
 def _step(progress: Progress, label: str) -> Iterator[None]:
     progress(f"{label} ...")
@@ -229,6 +240,8 @@ class RoundCircuitSetup:
     """
 
     FILES = ("net.onnx", "settings.json", "net.compiled", "vk.key", "pk.key")
+    COMPILED_FILES = ("net.onnx", "settings.json", "net.compiled")
+    """The files of a keyless, evaluation-only entry (:meth:`compiled_only`)."""
 
     def __init__(self, shape: CircuitShape, directory: Path, srs_path: Path) -> None:
         self.shape = shape
@@ -302,18 +315,9 @@ class RoundCircuitSetup:
         ezkl = _ezkl()
         directory = cache_dir / shape.key
         srs_dir = srs_dir or cache_dir / "srs"
-        if all((directory / f).exists() for f in cls.FILES):
-            settings = json.loads((directory / "settings.json").read_text())
-            srs = srs_dir / f"kzg{settings['run_args']['logrows']}.srs"
-            if srs.exists():
-                progress(f"circuit {shape.key}: cached setup in {directory}")
-                return cls(shape, directory, srs)
-        if cached_only:
-            raise ProverError(
-                f"no setup of circuit {shape.key} in {cache_dir}: prove with the setup the project's verifier was "
-                "deployed from (`pocfl deploy --with-verifier` writes it; pass its folder with --zk-cache)"
-            )
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        cached = cls._cached(shape, secure_dir(cache_dir), srs_dir, progress, cached_only=cached_only)
+        if cached is not None:
+            return cached
         tmp = Path(tempfile.mkdtemp(prefix=f".{shape.key}.", dir=cache_dir))
         try:
             with _step(progress, f"circuit {shape.key}: export and compile"):
@@ -368,13 +372,41 @@ class RoundCircuitSetup:
                 ):
                     raise ProverError("ezkl.setup failed")
             (tmp / "input.json").unlink()
-            if directory.exists():
-                shutil.rmtree(directory)
-            tmp.replace(directory)
+            _publish_entry(tmp, directory, cls.FILES)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return cls(shape, directory, srs)
+
+    @classmethod
+    def _cached(
+        cls, shape: CircuitShape, cache_dir: Path, srs_dir: Path, progress: Progress, *, cached_only: bool
+    ) -> RoundCircuitSetup | None:
+        """The verified cached setup of ``shape``, or None to build one (a refusal when ``cached_only``)."""
+        directory = cache_dir / shape.key
+        found = check_entry(directory, cls.FILES)
+        if found.status is Lookup.UNRECORDED and cached_only:
+            # A setup from before manifests, in a folder only this user can write: adopt it (its keys are the ones
+            # a deployed verifier was made from and cannot be rebuilt), and verify it from now on.
+            record_entry(directory, cls.FILES)
+            progress(f"circuit {shape.key}: recorded the hashes of the setup in {directory}")
+            found = check_entry(directory, cls.FILES)
+        if found.status is Lookup.HIT:
+            settings = json.loads((directory / "settings.json").read_text())
+            srs = srs_dir / f"kzg{settings['run_args']['logrows']}.srs"
+            if srs.exists():
+                progress(f"circuit {shape.key}: cached setup in {directory} (hashes verified)")
+                return cls(shape, directory, srs)
+        elif found.status is Lookup.MISMATCH:
+            if cached_only:
+                raise ProverError(f"the cached setup of circuit {shape.key} is not usable: {found.reason}")
+            progress(f"circuit {shape.key}: {found.reason}; rebuilding")
+        if cached_only:
+            raise ProverError(
+                f"no setup of circuit {shape.key} in {cache_dir}: prove with the setup the project's verifier was "
+                "deployed from (`pocfl deploy --with-verifier` writes it; pass its folder with --zk-cache)"
+            )
+        return None
 
     @classmethod
     def compiled_only(cls, shape: CircuitShape, settings: bytes, cache_dir: Path) -> RoundCircuitSetup:
@@ -384,10 +416,10 @@ class RoundCircuitSetup:
         report names, and recomputes the flags bit for bit.
         """
         ezkl = _ezkl()
-        digest = hashlib.sha256(settings).hexdigest()[:16]
-        directory = cache_dir / f"{shape.key}-eval-{digest}"
-        if not (directory / "net.compiled").exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
+        sha = hashlib.sha256(settings).hexdigest()
+        directory = secure_dir(cache_dir) / f"{shape.key}-eval-{sha[:16]}"
+        # Keyed by the settings' hash and verified by it: a planted or altered circuit is rebuilt, never used.
+        if check_entry(directory, cls.COMPILED_FILES, expect={"settings.json": sha}).status is not Lookup.HIT:
             tmp = Path(tempfile.mkdtemp(prefix=f".{shape.key}.", dir=cache_dir))
             try:
                 _export(shape, tmp / "net.onnx", tmp / "input.json")
@@ -400,9 +432,8 @@ class RoundCircuitSetup:
                     )
                 if not ok:
                     raise ProverError("ezkl.compile_circuit failed on the published settings")
-                if directory.exists():
-                    shutil.rmtree(directory)
-                tmp.replace(directory)
+                (tmp / "input.json").unlink(missing_ok=True)
+                _publish_entry(tmp, directory, cls.COMPILED_FILES)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

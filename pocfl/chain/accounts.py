@@ -16,6 +16,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from pocfl.errors import ConfigError
+from pocfl.fsutil import PRIVATE, write_json_atomic
 
 DEFAULT_KEY_ENV = "POCFL_PRIVATE_KEY"
 PASSWORD_ENV = "POCFL_KEYSTORE_PASSWORD"
@@ -80,16 +81,17 @@ def account_from_keystore(
 def create_keystore(path: str | os.PathLike[str], password: str, overwrite: bool = False) -> LocalAccount:
     """Generate a new random account and write it encrypted (scrypt) to ``path`` with mode 0600."""
     file = Path(path)
-    if file.exists() and not overwrite:
+    if file.exists() and not overwrite:  # early, before the slow scrypt; the write below is exclusive anyway
         raise ConfigError(f"{file} exists; refusing to overwrite a keystore")
     if not password:
         raise ConfigError("refusing to encrypt a keystore with an empty password")
     account: LocalAccount = Account.create()
     encrypted = Account.encrypt(account.key, password)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(encrypted, fh)
+    try:
+        # 0600 from creation, even over an older, wider file (O_TRUNC kept that file's mode); never half-written.
+        write_json_atomic(file, encrypted, mode=PRIVATE, exclusive=not overwrite, indent=None)
+    except FileExistsError:
+        raise ConfigError(f"{file} exists; refusing to overwrite a keystore") from None
     return account
 
 

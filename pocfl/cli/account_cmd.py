@@ -11,6 +11,7 @@ import typer
 
 from pocfl.cli.output import Output, eth_wei, guarded, kv_table
 from pocfl.cli.session import PASSWORD_ENV, DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
 
 app = typer.Typer(name="account", help="Create and inspect signing accounts.", no_args_is_help=True)
@@ -56,22 +57,36 @@ def new(
     out.result({"address": account.address, "keystore": str(keystore)}, human)
 
 
+def default_key_file() -> Path:
+    """Where ``account encryption-key`` writes without a path: ``<state dir>/keys/aggregator.key``."""
+    return state_dir() / "keys" / "aggregator.key"
+
+
 @app.command("encryption-key")
 @guarded
 def encryption_key(
     key_file: Annotated[
-        Path, typer.Argument(metavar="FILE", help="Where to write the X25519 key pair (JSON, mode 0600).")
-    ],
+        Path | None,
+        typer.Argument(
+            metavar="[FILE]",
+            help="Where to write the X25519 key pair (JSON, mode 0600, never overwritten). "
+            "Default: <state dir>/keys/aggregator.key.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Aggregator: create the key pair trainers encrypt updates to (`round submit --encrypt-to PUBLIC_KEY`)."""
     from pocfl.updates import EncryptionKeyPair
 
     out = Output(json_out)
+    if key_file is None:
+        key_file = default_key_file()
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if key_file.exists():
         raise ConfigError(f"{key_file} exists; refusing to overwrite a key file (pick another path)")
     pair = EncryptionKeyPair.generate()
-    pair.save(key_file)
+    pair.save(key_file)  # 0600 from creation, and exclusive: a file created meanwhile is a KeyFileError, not lost
 
     def human() -> None:
         out.print(f"Encryption key pair saved to {key_file} (keep it secret; `round fetch --decrypt-key` reads it).")

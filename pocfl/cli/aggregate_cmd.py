@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from aggregator.node import RoundOutcome
 
 
-def _zk_setup(market: Any, project: int, cache: Path, note: Callable[[str], None]) -> Any:
+def _zk_setup(market: Any, project: int, cache: Path | None, note: Callable[[str], None]) -> Any:
     """The circuit setup of a proven project (None for a project without a verifier)."""
     from aggregator.inputs import load_manifest
 
@@ -44,11 +44,12 @@ def _zk_setup(market: Any, project: int, cache: Path, note: Callable[[str], None
     manifest = load_manifest(market, state)
     if manifest.proof is None:
         return None  # the node refuses such a project with a clear error
+    from zk.cache import default_cache_dir
     from zk.prover import CircuitShape, RoundCircuitSetup
 
     proof = manifest.proof
     shape = CircuitShape(proof.slots, proof.sketch_dim, proof.scale)
-    return RoundCircuitSetup.build(shape, cache, progress=note, cached_only=True)
+    return RoundCircuitSetup.build(shape, cache or default_cache_dir(), progress=note, cached_only=True)
 
 
 @guarded
@@ -136,7 +137,7 @@ def aggregate(
             )
         outcomes: list[RoundOutcome] = []
         with s.out.status("loading the round circuit") as update:
-            zk_setup = _zk_setup(sm, project, zk_cache or pocfl_home() / "zk", update)
+            zk_setup = _zk_setup(sm, project, zk_cache, update)
         with _progress(s.out) as progress:
             node = AggregatorNode(
                 sm,

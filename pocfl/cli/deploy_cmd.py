@@ -125,11 +125,11 @@ def _verifier(
     """Set up the round circuit (cached) and deploy its verifier pair; None unless ``--with-verifier``."""
     if not wanted:
         return None
-    from pocfl.deployment import state_dir
+    from zk.cache import default_cache_dir
     from zk.onchain import deploy_round_verifier
     from zk.prover import CircuitShape, RoundCircuitSetup
 
-    cache = zk_cache or state_dir() / "zk"
+    cache = zk_cache or default_cache_dir()
     shape = CircuitShape(slots, sketch_dim)
     s.out.warn(
         "zero-knowledge setup: " + ("public SRS from " + str(srs_dir) if srs_dir else "local SRS (test-only trust)")

@@ -34,6 +34,7 @@ from pocfl.cli.parse import (
 )
 from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
 from pocfl.errors import ConfigError
+from pocfl.fsutil import write_bytes_atomic
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
@@ -375,7 +376,7 @@ def manifest_cmd(
     finally:
         store.close()
     try:
-        out_file.write_bytes(data)
+        write_bytes_atomic(out_file, data)  # never half a manifest
     except OSError as exc:
         raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from exc
     document = {

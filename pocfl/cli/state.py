@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pocfl import fsutil
 from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
 
@@ -68,18 +68,8 @@ def write_node(record: NodeRecord) -> None:
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
-    """Write a JSON record next to its final path and rename it into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write a local record (mode 0600) atomically, so readers never see half a file."""
+    fsutil.write_json_atomic(path, document, mode=fsutil.PRIVATE)
 
 
 def remove_node() -> None:

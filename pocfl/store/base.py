@@ -7,14 +7,13 @@ so a destination path never holds unverified or partial bytes.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from pocfl.fsutil import PRIVATE, atomic_writer
 from pocfl.store.cid import CidBuilder, compute_cid, parse_cid, verifying_version
 from pocfl.store.errors import CidMismatchError, ObjectTooLargeError
 
@@ -122,6 +121,10 @@ class ContentStore(ABC):
         """Hook: what to do with a stored object that failed verification (e.g. quarantine it)."""
         return None
 
+    def quarantined(self, cid: str) -> bool:
+        """Whether the store set aside a copy of ``cid`` that failed verification (reading it raises the mismatch)."""
+        return False
+
 
 def local_cid(data: bytes) -> str:
     """The CID pocfl writes for ``data`` (CIDv1, raw leaves, 256 KiB chunks)."""
@@ -130,15 +133,6 @@ def local_cid(data: bytes) -> str:
 
 @contextmanager
 def atomic_file(dest: Path) -> Iterator[BinaryIO]:
-    """Write to a temporary file beside ``dest``, fsync, and rename it over ``dest`` only on success."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write to a temporary file beside ``dest`` (mode 0600), fsync, and rename it over ``dest`` only on success."""
+    with atomic_writer(dest, mode=PRIVATE) as f:
+        yield f

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from pocfl.errors import ConfigError
+from pocfl.fsutil import PRIVATE, write_json_atomic
 from pocfl.procs import free_port, stop_pid
 from pocfl.store.errors import StoreUnavailableError
 
@@ -206,4 +207,4 @@ def _configure_loopback(config_file: Path, api_port: int, *, kubo: bool) -> None
     config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
     if kubo:  # no DHT: content comes only from this node (js-ipfs has no such key)
         config.setdefault("Routing", {})["Type"] = "none"
-    config_file.write_text(json.dumps(config, indent=2))
+    write_json_atomic(config_file, config, mode=PRIVATE)  # the config holds the node's private key

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 
 from eth_utils.address import is_checksum_address, to_checksum_address
@@ -40,6 +39,7 @@ from nacl.bindings import crypto_box_SEALBYTES
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from pocfl.fsutil import PRIVATE, write_json_atomic
 from pocfl.updates.errors import (
     CommitmentMismatchError,
     DecryptionError,
@@ -266,25 +266,14 @@ class EncryptionKeyPair:
             ``path`` exists and ``overwrite`` is false.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise KeyFileError(f"{path} already exists; refusing to overwrite a key (pass overwrite=True)")
-        body = json.dumps(
-            {"format": KEY_FILE_FORMAT, "public_key": self.public_key_hex, "secret_key": self.secret_key.hex()},
-            sort_keys=True,
-        )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
+        body = {"format": KEY_FILE_FORMAT, "public_key": self.public_key_hex, "secret_key": self.secret_key.hex()}
         try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(body + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+            # Created 0600 before the secret is written; exclusive publication, so no check-then-write race.
+            return write_json_atomic(path, body, mode=PRIVATE, exclusive=not overwrite, indent=None, sort_keys=True)
+        except FileExistsError:
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key (pass overwrite=True)") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
 
     @classmethod
     def load(cls, path: str | Path, *, check_permissions: bool = True) -> EncryptionKeyPair:

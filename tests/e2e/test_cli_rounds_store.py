@@ -163,11 +163,13 @@ def test_submit_fetch_and_post_through_the_store(
         assert decode_update(plaintext, SPEC, kind="delta").vector().shape == (SPEC.size,)
     assert sorted(p.name for p in out.iterdir()) == [f"0-{t1.address}.bin", f"1-{t2.address}.bin"]
 
-    # The bad copy went to quarantine: now the store lacks it, and says so without fetching.
+    # The bad copy went to quarantine: the store no longer holds a valid copy, and a second fetch keeps the first,
+    # true reason (a CID mismatch, not "not found").
     shown = cli.json("round", "show", str(pid))
     assert [s["stored"] for s in shown["submissions"]] == [True, True, False, True]
     human = cli("round", "fetch", str(pid), "--out", str(out), code=1).stdout
-    assert "ObjectNotFoundError" in human and "CommitmentMismatchError" in human and "--decrypt-key" in human
+    assert "CidMismatchError" in human and "ObjectNotFoundError" not in human
+    assert "CommitmentMismatchError" in human and "--decrypt-key" in human
     wrong_key = EncryptionKeyPair.generate().save(tmp_path / "other.key")
     other = cli.json("round", "fetch", str(pid), "--out", str(out), "--decrypt-key", str(wrong_key), code=1)
     assert other["submissions"][1]["error"]["error"] == "WrongRecipientError"

@@ -347,3 +347,20 @@ def test_encryption_key_command_writes_a_private_loadable_key(home: Path, tmp_pa
     assert decrypt_update(encrypt_update(b"update", made["public_key"]), pair) == b"update"
     refused = run_json("account", "encryption-key", str(key_file), code=1)
     assert refused["error"] == "ConfigError" and EncryptionKeyPair.load(key_file).public_key_hex == pair.public_key_hex
+
+
+def test_encryption_key_goes_to_the_state_folder_by_default(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the README wrote the aggregator's secret into the current folder; now the state folder."""
+    from pocfl.updates import EncryptionKeyPair
+
+    monkeypatch.chdir(tmp_path)
+    made = run_json("account", "encryption-key")
+    key_file = home / "keys" / "aggregator.key"
+    assert Path(made["key_file"]) == key_file and list(tmp_path.glob("*.key")) == []
+    assert key_file.stat().st_mode & 0o777 == 0o600 and key_file.parent.stat().st_mode & 0o777 == 0o700
+    assert EncryptionKeyPair.load(key_file).public_key_hex == made["public_key"]
+    refused = run_json("account", "encryption-key", code=1)
+    assert refused["error"] == "ConfigError" and "refusing to overwrite" in refused["message"]
+    assert EncryptionKeyPair.load(key_file).public_key_hex == made["public_key"]

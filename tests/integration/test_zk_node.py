@@ -67,8 +67,9 @@ def features_of(s: Setup, plaintext: bytes, round_: int) -> bytes:
 
 
 def test_a_lying_feature_commitment_is_rejected_and_the_round_is_proven(
-    env: Env, tmp_path: Path, zk_setup: RoundCircuitSetup
+    env: Env, tmp_path: Path, zk_setup: RoundCircuitSetup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("POCFL_HOME", str(tmp_path / "home"))  # the audit's circuit cache: <state dir>/zk
     s = proven_setup(env, tmp_path, zk_setup)
     updates = [s.train(i, 0) for i in range(4)]
     commitments = [features_of(s, u, 0) for u in updates]
@@ -99,6 +100,8 @@ def test_a_lying_feature_commitment_is_rejected_and_the_round_is_proven(
     audit = audit_project(s.market(env.outsider), s.project_id)
     assert audit.ok, [str(d) for d in audit.differences]
     assert audit.warnings == []
+    (entry,) = (tmp_path / "home" / "zk").glob(f"{SHAPE.key}-eval-*")  # compiled, recorded, private
+    assert (entry / "manifest.json").is_file() and (tmp_path / "home" / "zk").stat().st_mode & 0o777 == 0o700
 
 
 def test_a_proven_project_needs_the_circuit_setup(env: Env, tmp_path: Path, zk_setup: RoundCircuitSetup) -> None:

@@ -176,3 +176,36 @@ def test_validate_submission_accepts_plain_and_sealed_updates_and_rejects_everyt
     store.objects[ok.submitted.cid] = plaintext[::-1]  # the store hands back other bytes
     tampered = validate_submission(market, ok.submitted, 1, 0, spec)
     assert (tampered.reason or "").startswith("CidMismatchError: ")
+
+
+def test_a_quarantined_submission_is_rejected_as_a_cid_mismatch_every_time(tmp_path: Path) -> None:
+    """Regression: once `round fetch` quarantined a tampered update, the aggregator said ObjectNotFoundError."""
+    from pocfl.store import EmbeddedStore
+
+    spec = manifest().model.spec()
+    store = EmbeddedStore(tmp_path)
+    market = Market(_Client(_Chain()), store)  # type: ignore[arg-type]
+    plaintext = encode_update(spec.unflatten(np.zeros(spec.size, dtype=np.float32)), spec, kind="delta")
+    submitted = SubmittedUpdate(0, TRAINER, store.put_bytes(plaintext), _commit(plaintext), b"\0" * 32, 1)
+    store.path_of(submitted.cid).write_bytes(plaintext[::-1])  # tampered on disk
+    for _ in range(2):  # the first read quarantines it (what `round fetch` does), the second is the aggregator's
+        reason = validate_submission(market, submitted, 1, 0, spec).reason or ""
+        assert reason.startswith("CidMismatchError: "), reason
+
+
+def test_a_quarantined_report_keeps_its_mismatch_reason(tmp_path: Path) -> None:
+    from pocfl.market import report_hash
+    from pocfl.store import CidMismatchError, EmbeddedStore, ObjectNotFoundError
+
+    store = EmbeddedStore(tmp_path)
+    market = Market(_Client(_Chain()), store)  # type: ignore[arg-type]
+    cid = store.put_bytes(b'{"round": 0}')
+    store.path_of(cid).write_bytes(b'{"round": 9}')
+    for _ in range(2):  # the first read quarantines the report; the second must not say "not found"
+        with pytest.raises(CidMismatchError):
+            market.fetch_report(report_hash(cid))
+    assert store.quarantined(cid) and not MemoryStore().quarantined(cid)
+    with pytest.raises(ObjectNotFoundError):
+        market.fetch_report(report_hash(compute_cid(b"never stored")))
+    store.put_bytes(b'{"round": 0}')  # the right bytes repair it
+    assert not store.quarantined(cid) and market.fetch_report(report_hash(cid)) == (cid, b'{"round": 0}')

@@ -104,3 +104,11 @@ def test_version_must_be_a_version_object() -> None:
         assert store.version()["Version"] == "0.30.0"
     with _store(lambda _: httpx.Response(200, json=[1, 2])) as store, pytest.raises(StoreProtocolError):
         store.version()
+
+
+def test_a_node_serving_wrong_bytes_is_a_mismatch_on_every_read() -> None:
+    """An IPFS store quarantines nothing, so a second read gives the same, true reason."""
+    with _store(lambda _: httpx.Response(200, content=b"evil")) as store:
+        for _ in range(2):
+            with pytest.raises(CidMismatchError):
+                store.get_bytes(compute_cid(b"good"))

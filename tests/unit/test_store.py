@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,26 @@ def test_embedded_flipped_byte_is_refused_and_quarantined(tmp_path: Path) -> Non
     assert (tmp_path / "quarantine" / cid).read_bytes() == bytes(corrupted)
     assert store.put_bytes(data) == cid, "putting the right bytes again repairs the store"
     assert store.get_bytes(cid) == data
+
+
+def test_a_quarantined_object_keeps_its_mismatch_reason(tmp_path: Path) -> None:
+    """Regression: after the first read quarantined a tampered object, later reads said "not found"."""
+    store = EmbeddedStore(tmp_path)
+    cid = store.put_bytes(b"honest update")
+    store.path_of(cid).write_bytes(b"planted update")
+    reads: list[Callable[[], object]] = [
+        lambda: store.get_bytes(cid),
+        lambda: store.get_file(cid, tmp_path / "dest"),
+        lambda: store.pin(cid),
+    ]
+    for read in [reads[0], *reads]:  # the first read quarantines; every later one gives the same reason
+        with pytest.raises(CidMismatchError) as info:
+            read()
+        assert info.value.expected == cid and info.value.actual == compute_cid(b"planted update")
+    assert not (tmp_path / "dest").exists()
+    with pytest.raises(ObjectNotFoundError):
+        store.get_bytes(compute_cid(b"never stored"))
+    assert store.put_bytes(b"honest update") == cid and store.get_bytes(cid) == b"honest update"
 
 
 def test_embedded_interrupted_write_leaves_no_object(tmp_path: Path) -> None:

@@ -311,3 +311,16 @@ def test_from_secret_key_and_error_hierarchy() -> None:
     for cls in (WrongRecipientError, DecryptionError, KeyFileError):
         assert issubclass(cls, EncryptionError) and issubclass(cls, UpdateFormatError)
     assert issubclass(CommitmentMismatchError, UpdateFormatError)
+
+
+def test_key_save_refuses_a_file_that_appears_after_any_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal to overwrite is the write itself (exclusive), not a check before it that a race can pass."""
+    path = tmp_path / "aggregator.key"
+    first = EncryptionKeyPair.generate()
+    first.save(path)
+    with monkeypatch.context() as m:
+        m.setattr(Path, "exists", lambda self: False)  # as if the file was created right after a check
+        with pytest.raises(KeyFileError, match="refusing to overwrite"):
+            EncryptionKeyPair.generate().save(path)
+    assert EncryptionKeyPair.load(path).public_key == first.public_key
+    assert [p.name for p in tmp_path.iterdir()] == ["aggregator.key"]
