@@ -703,7 +703,7 @@ class AggregatorNode:
         limit = rounds if rounds is not None else (None if until_finished else 1)
         outcomes: list[RoundOutcome] = []
         status = StatusLine(lambda text: self.progress(text, 0, 0))
-        backoff = Backoff()
+        backoff = Backoff(cap=max(self.poll, 0.5))  # capped at the poll: an outage's end is seen within one
         while limit is None or len(outcomes) < limit:
             try:
                 outcome = self._follow_step(fail_overdue)

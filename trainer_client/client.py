@@ -1028,7 +1028,8 @@ class TrainerClient:
             raise TrainerError(f"rounds must be >= 1, got {rounds}")
         loop = _Loop(rounds)
         status = self._status
-        backoff = Backoff(max(self.backoff, 0.1))
+        first = max(self.backoff, 0.1)
+        backoff = Backoff(first, cap=max(poll, first))  # capped at the poll: an outage's end is seen within one
         waited = 0.0
         while True:
             try:
