@@ -26,6 +26,7 @@ from pocfl.chain.client import MarketplaceClient
 from pocfl.manifest import ModelInfo, ProjectManifest, ValidationInfo
 from pocfl.market import Market
 from pocfl.ml.model import initial_vector
+from pocfl.procs import free_port
 from pocfl.store import MemoryStore, StoreUnavailableError
 from pocfl.updates import encode_update
 from pocfl.waiting import DeadlineTooCloseError
@@ -295,3 +296,42 @@ def test_a_round_the_project_moved_past_is_a_warning(env: Env, tmp_path: Path) -
         "(nothing was submitted for it)"
     ]
     assert np.isfinite(summary.result.update_norm or 0.0)
+
+
+def test_trainer_outlasts_a_chain_restart(tmp_path: Path) -> None:
+    """anvil stopped while the trainer waits for the start, restarted from its saved state: the trainer carries on."""
+    state_file, port = tmp_path / "anvil-state.json", free_port()
+    node = AnvilProcess.start(port=port, state_file=state_file)
+    chain = rpc_chain(node.url)
+    try:
+        env = deploy_env(chain)
+        world = lagging_world(env, tmp_path, start_in=600, window=600)
+        log = Log()
+        moves: list[str] = []
+
+        def sleep(_seconds: float) -> None:
+            nonlocal node
+            if not moves:
+                node.stop()  # the chain goes away while the trainer waits for the start
+                moves.append("stopped")
+            elif len(moves) < 3:
+                moves.append("still down")
+            elif moves[-1] != "restarted":
+                node = AnvilProcess.start(port=port, state_file=state_file)
+                warp_to(chain, world.state().params.start_time)
+                moves.append("restarted")
+            elif world.submissions(0) and world.state().current_round == 0:
+                world.post(0, initial_vector(0, hidden=HIDDEN), HyperParams(1, 0.1, 1, 32), scores=[5])
+
+        client = world.client(0, sleep=sleep, reporter=log)
+        (summary,) = client.run(rounds=1, poll=0.05, max_wait=120)
+        assert summary.result.status is RoundStatus.SUBMITTED and moves[:4] == [
+            "stopped",
+            "still down",
+            "still down",
+            "restarted",
+        ]
+        assert sum(1 for line in log.lines if line.startswith("waiting out an outage")) == 1, log.lines
+    finally:
+        chain.close()
+        node.stop()
