@@ -55,7 +55,6 @@ from aggregator.inputs import (
 )
 from aggregator.report import RoundReport, SubmissionEntry, bounded_reason
 from aggregator.round import RoundConfig, RoundDecision, decide_round
-from pocfl.chain.contract_errors import SubmissionWindowOpen
 from pocfl.chain.types import ProjectState, ProjectStatus, RoundPost
 from pocfl.errors import ChainError, ConfigError, PocflError
 from pocfl.fsutil import PRIVATE, write_json_atomic
@@ -63,6 +62,15 @@ from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, SubmittedUpdate, report_hash
 from pocfl.store import compute_cid
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update
+from pocfl.waiting import (
+    Backoff,
+    DeadlineTooCloseError,
+    StatusLine,
+    clock_lag_hint,
+    hhmmss,
+    is_transient,
+    outage_line,
+)
 
 if TYPE_CHECKING:
     from zk.prover import RoundCircuitSetup
@@ -80,11 +88,6 @@ def _hex(data: bytes) -> str:
 
 def _silent(message: str, done: int, total: int) -> None:
     del message, done, total
-
-
-POST_CLOCK_RETRIES = 6
-"""Posts retried when the chain's clock still says the submission window is open."""
-POST_CLOCK_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,8 @@ class AggregatorNode:
     from_block
         First block to search for the project's events (its creation block, on long chains).
     clock
-        Current chain time; default the later of the latest block's timestamp and the wall clock.
+        Current chain time; default the latest block's timestamp (the time the contract's checks see in calls:
+        a node mining on demand lags the wall clock until its next block).
     sleep
         How to wait (tests pass a function that moves the chain's clock instead).
     poll
@@ -256,7 +260,7 @@ class AggregatorNode:
         self.state_dir = Path(state_dir)
         self.validation_file = validation_file
         self.from_block = from_block
-        self.clock = clock or (lambda: max(self.client.chain.now(), int(time.time())))
+        self.clock = clock or self.client.chain.now
         self.sleep = sleep
         self.poll = poll
         self.progress = progress or _silent
@@ -601,17 +605,7 @@ class AggregatorNode:
             return done
         hyper = HyperParams.from_json(report.next_hyperparams)
         self.progress(f"round {r}: posting", 0, 0)
-        post_attempts = 0
-        while True:
-            post_attempts += 1
-            try:
-                return self._post(r, prepared, report, hyper, market, report_cid, resumed)
-            except SubmissionWindowOpen:
-                # The node's clock says the window closed, but the chain's next block is stamped a little
-                # earlier (anvil mines on demand): wait a moment and post again, a bounded number of times.
-                if post_attempts >= POST_CLOCK_RETRIES:
-                    raise
-                self.sleep(POST_CLOCK_WAIT)
+        return self._post(r, prepared, report, hyper, market, report_cid, resumed)
 
     def _post(
         self,
@@ -642,6 +636,9 @@ class AggregatorNode:
                 proof=prepared.proof_blob,
                 gas=gas,
             )
+        except DeadlineTooCloseError as exc:  # nothing sent: the aggregation window closes too soon
+            self.progress(f"round {r}: {exc}", 0, 0)
+            return RoundOutcome(self.project_id, r, "missed")
         except ChainError:
             posted = self.posted(r)  # mined after all (a lost connection), or posted by another run meanwhile
             if posted is not None:
@@ -705,27 +702,68 @@ class AggregatorNode:
             self.poll = poll
         limit = rounds if rounds is not None else (None if until_finished else 1)
         outcomes: list[RoundOutcome] = []
+        status = StatusLine(lambda text: self.progress(text, 0, 0))
+        backoff = Backoff(cap=max(self.poll, 0.5))  # capped at the poll: an outage's end is seen within one
         while limit is None or len(outcomes) < limit:
-            state = self.state()
-            if state.status != ProjectStatus.ACTIVE:
-                break
-            now = self.clock()
-            if now < state.submission_deadline:
-                self.progress(
-                    f"round {state.current_round}: waiting for submissions ({state.submission_deadline - now} s left)",
-                    0,
-                    0,
-                )
-                self.sleep(min(self.poll, max(state.submission_deadline - now, 0.01)))
+            try:
+                outcome = self._follow_step(fail_overdue)
+            except Exception as exc:  # an outage of the store or the chain is waited out; anything else is raised
+                if not is_transient(exc):
+                    raise
+                status(*outage_line(exc))
+                self.sleep(backoff.next())
                 continue
-            outcome = self.run_round(state.current_round)
-            if outcome.status == "missed" and fail_overdue:
-                self.client.fail_round(self.project_id, outcome.round)
-                outcome = RoundOutcome(self.project_id, outcome.round, "failed")
+            backoff.reset()
+            status.clear()
+            if outcome == "ended":
+                break
+            if isinstance(outcome, str):  # "waiting"
+                continue
             outcomes.append(outcome)
             if on_round is not None:
                 on_round(outcome)
         return outcomes
+
+    def _follow_step(self, fail_overdue: bool) -> RoundOutcome | str:
+        """Handle the current round once its submission window closed by the chain's clock.
+
+        Returns the round's outcome, ``"waiting"`` (after one poll's wait) or ``"ended"`` (the project is over).
+        """
+        state = self.state()
+        if state.status != ProjectStatus.ACTIVE:
+            return "ended"
+        now, r = self.clock(), state.current_round
+        if now < state.submission_deadline:
+            self.progress(
+                f"round {r}: waiting for submissions ({state.submission_deadline - now} s left, closes at "
+                f"{hhmmss(state.submission_deadline)} by the chain's clock){clock_lag_hint(now)}",
+                0,
+                0,
+            )
+            self.sleep(min(self.poll, max(state.submission_deadline - now, 0.01)))
+            return "waiting"
+        outcome = self.run_round(r)
+        if outcome.status == "missed" and fail_overdue:
+            outcome = self._fail_overdue(r)
+        return outcome
+
+    def _fail_overdue(self, r: int) -> RoundOutcome:
+        """Fail round ``r`` once its aggregation window closed by the chain's clock (a call before would revert)."""
+        while True:
+            state = self.state()
+            if state.status != ProjectStatus.ACTIVE or state.current_round != r:
+                return self._settled(r, state) or RoundOutcome(self.project_id, r, "failed")
+            now = self.clock()
+            if now >= state.aggregation_deadline:
+                self.client.fail_round(self.project_id, r)
+                return RoundOutcome(self.project_id, r, "failed")
+            self.progress(
+                f"round {r}: missed; failing it when its aggregation window closes at "
+                f"{hhmmss(state.aggregation_deadline)}",
+                0,
+                0,
+            )
+            self.sleep(min(self.poll, max(state.aggregation_deadline - now, 0.01)))
 
 
 def build_report(

@@ -21,9 +21,9 @@ Everything binds to 127.0.0.1 and lives in a fresh work folder (default: a tempo
      (``trainer_client.flower_client:app``) train and submit;
 
    the rounds run on anvil's clock: once every trainer has submitted in a round, this script moves the chain's
-   clock past the submission deadline with ``pocfl chain advance`` (``--clock advance``, the default, which keeps
-   a run short and deterministic); ``--clock real`` waits for the windows instead (mining the block of each
-   window boundary 5 s early, see :meth:`Run.start_training`);
+   clock exactly to the submission deadline with ``pocfl chain advance --to`` (``--clock advance``, the default,
+   which keeps a run short and deterministic); ``--clock real`` waits for the windows instead, on an anvil that
+   mines a block every second (the processes wait by the chain's clock);
 5. ``pocfl claim`` (each trainer), ``pocfl project withdraw`` (owner) and ``pocfl audit --project ID``;
 6. a summary: rounds, accuracy, payouts reconciled to the wei, wall time per phase (``summary.json`` too).
 
@@ -407,7 +407,8 @@ class Run:
         return self.client.project(self.project_id)
 
     def chain_time(self) -> int:
-        return max(int(self.chain.now()), int(time.time()))
+        """The chain's time: its latest block's timestamp (what the contract, the trainers and the node go by)."""
+        return int(self.chain.now())
 
     # --- steps --------------------------------------------------------------------------------------------
 
@@ -418,7 +419,10 @@ class Run:
         logs = self.o.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with self.phase("services"):
-            anvil = AnvilProcess.start(log_file=logs / "anvil.log")
+            # --clock real: anvil mines a block every second, as `pocfl chain up` does, so the chain's clock (which
+            # the trainers and the aggregator wait by) follows the wall clock without any help from this script
+            block_time = 1 if self.o.clock == "real" else None
+            anvil = AnvilProcess.start(log_file=logs / "anvil.log", block_time=block_time)
             self.sup.adopt("anvil", anvil.pid, logs / "anvil.log", anvil.stop)
             self.rpc = anvil.url
             self.sup.say(f"anvil on {anvil.url} (pid {anvil.pid})")
@@ -512,32 +516,23 @@ class Run:
             self.sup.say(f"pocfl register: {len(trainers)} trainers, each from its own process")
 
     def advance_to(self, timestamp: int, why: str) -> None:
-        """``pocfl chain advance`` so that the next block is at or after ``timestamp``."""
-        seconds = timestamp - self.chain_time() + 1
-        if seconds <= 0:
+        """``pocfl chain advance --to TIMESTAMP``: a block stamped exactly ``timestamp`` (never an overshoot)."""
+        if self.chain_time() >= timestamp:
             return
         self.sup.run(
-            f"advance-{len(self.sup.started)}", [*POCFL, "chain", "advance", str(seconds), "--json"], self.env()
+            f"advance-{len(self.sup.started)}",
+            [*POCFL, "chain", "advance", "--to", str(timestamp), "--json"],
+            self.env(),
         )
-        self.sup.say(f"pocfl chain advance {seconds}: {why}")
+        self.sup.say(f"pocfl chain advance --to {timestamp}: {why}")
 
     def start_training(self) -> None:
-        """Move anvil's clock to round 0: now (``--clock advance``) or 5 s early (``--clock real``).
-
-        anvil mines only when a transaction arrives, so when the start time comes its latest block is still older
-        and a trainer that submits right then is refused with ``RoundNotOpen`` (likewise the aggregator posting right
-        at a submission deadline, ``SubmissionWindowOpen``); with the real clock :meth:`watch` therefore mines the
-        block of each such boundary 5 s early, directly over RPC (``pocfl chain advance`` takes seconds to start).
-        """
+        """Move anvil's clock to round 0 (``--clock advance``), or let it get there (``--clock real``)."""
         start = self.state().params.start_time
         if self.o.clock == "advance":
             self.advance_to(start, "registration closed, round 0 open")
             return
-        self.sup.say(f"waiting {max(start - self.chain_time(), 0)} s for round 0 (--clock real)")
-        while self.chain_time() < start - 5:
-            time.sleep(0.2)
-        self.chain.increase_time(max(start - self.chain_time(), 0))
-        self.sup.say("round 0 opens: mined its first block at the start time (evm_increaseTime + evm_mine)")
+        self.sup.say(f"round 0 opens in {max(start - self.chain_time(), 0)} s (--clock real: anvil mines every second)")
 
     def watch(self, workers: Sequence[Child], done: Callable[[], bool], log: Path | None = None) -> None:
         """Follow the rounds until the project ends; advance the clock when every trainer submitted."""
@@ -568,13 +563,6 @@ class Run:
                 self.sup.say(f"round {last_round}: all {st.submission_count} trainers submitted")
                 if self.o.clock == "advance":
                     self.advance_to(st.submission_deadline, f"round {last_round} submission window closed")
-            if (
-                self.o.clock == "real"
-                and times is not None
-                and int(self.chain.now()) < st.submission_deadline <= self.chain_time() + 5
-            ):
-                self.chain.increase_time(max(st.submission_deadline - self.chain_time(), 0))
-                self.sup.say(f"round {last_round}: mined a block at its submission deadline (5 s early, see above)")
             for w in workers:
                 assert w.popen is not None
                 code = w.popen.poll()

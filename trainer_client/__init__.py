@@ -5,6 +5,7 @@ ClientApp (:mod:`trainer_client.flower_client`, which calls :meth:`TrainerClient
 Flower is imported only by that module.
 """
 
+from pocfl.waiting import is_transient
 from trainer_client.client import (
     SUPPORTED_ATTACKS,
     DataMismatchError,
@@ -22,7 +23,6 @@ from trainer_client.client import (
     TrainerReporter,
     UnknownAttackError,
     describe_outcome,
-    is_transient,
     parse_attack,
 )
 from trainer_client.data import DataSpecError, DigitsSpec, digits_share, load_private_data, parse_digits_spec

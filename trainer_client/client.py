@@ -19,8 +19,10 @@
 
 Transient failures (an unreachable store or node) are retried with bounded exponential backoff; a retried submit
 first looks on chain for an earlier attempt that did go through. :meth:`TrainerClient.run` loops: it waits for the
-next round to open, trains and submits, waits for the round to be posted (or failed) and reports the outcome (own
-score, outlier flag, credit), until the project ends or ``rounds`` rounds were taken part in.
+next round to open (by the chain's clock, :mod:`pocfl.waiting`), trains and submits, waits for the round to be posted
+(or failed) and reports the outcome (own score, outlier flag, credit), until the project ends or ``rounds`` rounds
+were taken part in. The loop outlasts outages (capped backoff, one line per state change) and says loudly when the
+project moved past a round this trainer never took part in.
 
 Attacks (demo and benchmark attackers only; :func:`parse_attack`): ``sign_flip``, ``scaling`` (x10), ``gaussian``
 (pure N(0, 1) noise), ``free_rider`` (zero update), ``label_flip`` (labels ``c -> C-1-c`` before training),
@@ -57,8 +59,18 @@ from pocfl.fsutil import PRIVATE, write_json_atomic
 from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market
 from pocfl.ml.training import evaluate, local_train
-from pocfl.store import StoreUnavailableError, compute_cid
+from pocfl.store import compute_cid
 from pocfl.updates import decode_update, encode_update, encrypt_update, update_commitment
+from pocfl.waiting import (
+    Backoff,
+    DeadlineTooCloseError,
+    StatusLine,
+    clock_lag_hint,
+    hhmmss,
+    is_transient,
+    outage_line,
+    retry_transient,
+)
 from trainer_client.self_check import PlaintextKeeper, check_treatment
 
 Vector = NDArray[np.float32]
@@ -71,20 +83,6 @@ MAX_BACKOFF = 8.0
 COPYCAT_NOISE = 0.01
 SCALING_FACTOR = 10.0
 GAUSSIAN_SIGMA = 1.0
-
-_TRANSIENT_NAMES = frozenset(
-    {
-        "ConnectionError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "Timeout",
-        "TimeExhausted",
-        "ChunkedEncodingError",
-        # A node that mines on demand (anvil) stamps the next block a little behind the wall clock this
-        # client used to decide the round is open: the contract then says RoundNotOpen for a second or two.
-        "RoundNotOpen",
-    }
-)
 
 SUPPORTED_ATTACKS: tuple[Attack, ...] = (
     Attack.SIGN_FLIP,
@@ -145,13 +143,6 @@ def parse_attack(name: str | None) -> Attack | None:
         known = ", ".join(["gaussian" if a is Attack.GAUSSIAN_NOISE else a.value for a in SUPPORTED_ATTACKS])
         raise UnknownAttackError(f"unknown attack {name!r}; the trainer client implements: {known}")
     return attack
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is worth retrying: an unreachable store, a dropped connection, a timeout."""
-    if isinstance(exc, StoreUnavailableError | ConnectionError | TimeoutError):
-        return True
-    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
 
 
 # --- results --------------------------------------------------------------------------------------------------
@@ -351,6 +342,10 @@ class TrainerReporter:
     def waiting(self, text: str) -> None:
         """The client is waiting (for the start, the next round, a retry, the aggregator)."""
 
+    def warning(self, text: str) -> None:
+        """Something the trainer must not miss (a round the project moved past without it)."""
+        self.waiting(text)
+
     def training(self, round_: int, epochs: int) -> None:
         """Local training of ``round_`` starts, ``epochs`` epochs."""
 
@@ -546,6 +541,7 @@ class TrainerClient:
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
+        self._status = StatusLine(self.reporter.waiting)  # one line per state change, across retries and the loop
         self.address = market.client.sender
         self.chain_id = market.client.chain.chain_id
         self.market_address = market.client.address
@@ -574,8 +570,8 @@ class TrainerClient:
     # --- chain views --------------------------------------------------------------------------------------
 
     def now(self) -> int:
-        """Best estimate of the next block's time: the later of the latest block's and the wall clock."""
-        return max(self._retry("read the chain time", self.market.client.chain.now), int(time.time()))
+        """The chain's time: its latest block's timestamp, the time the contract's checks see in calls."""
+        return self._retry("read the chain time", self.market.client.chain.now)
 
     def project(self) -> ProjectState:
         """The project's live state."""
@@ -890,6 +886,9 @@ class TrainerClient:
             except (SubmissionWindowClosed, WrongRound) as exc:
                 message = f"skipped: the contract refused the submission as late ({exc.name}); nothing submitted"
                 return replace(base, status=RoundStatus.LATE, message=message, cid=None, commitment=None)
+            except DeadlineTooCloseError as exc:
+                message = f"skipped: round {round_}'s submission window is about to close; {exc}"
+                return replace(base, status=RoundStatus.LATE, message=message, cid=None, commitment=None)
             except Exception as exc:
                 if attempt == self.retries or not is_transient(exc):
                     raise
@@ -936,17 +935,14 @@ class TrainerClient:
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn``; retry transient failures with exponential backoff, up to ``retries`` attempts."""
-        delay = self.backoff
-        for attempt in range(1, self.retries + 1):
-            try:
-                return fn()
-            except Exception as exc:
-                if attempt == self.retries or not is_transient(exc):
-                    raise
-                self.reporter.waiting(f"{what}: {type(exc).__name__} ({exc}); retrying in {delay:.1f} s")
-                self._sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retry_transient(
+            what,
+            fn,
+            sleep=self._sleep,
+            status=self._status,
+            backoff=Backoff(self.backoff, max(MAX_BACKOFF, self.backoff)),
+            attempts=self.retries,
+        )
 
     # --- settlement and the loop ----------------------------------------------------------------------------
 
@@ -1067,8 +1063,10 @@ class TrainerClient:
     def run(self, rounds: int | None = None, *, poll: float = 5.0, max_wait: float | None = None) -> list[RoundSummary]:
         """Take part in the project round after round until it ends (or ``rounds`` rounds were submitted).
 
-        Each round: wait until it opens, :meth:`train_round`, then wait until the aggregator posts it (or it
-        fails) and report the :class:`RoundOutcome`. A round whose window already closed is reported as skipped.
+        Each round: wait until it opens by the chain's clock, :meth:`train_round`, then wait until the aggregator
+        posts it (or it fails) and report the :class:`RoundOutcome`. A round whose window already closed is reported
+        as skipped, and a round the project moved past while this trainer was not looking is a warning. Outages of
+        the store or the chain are waited out (capped backoff, one line per change); other errors are raised.
 
         Parameters
         ----------
@@ -1086,55 +1084,94 @@ class TrainerClient:
         """
         if rounds is not None and rounds < 1:
             raise TrainerError(f"rounds must be >= 1, got {rounds}")
-        self.manifest()  # fail early on a bad manifest or data that does not fit the model
-        summaries: list[RoundSummary] = []
-        handled: set[int] = set()
-        pending: RoundResult | None = None
-        submitted = 0
+        loop = _Loop(rounds)
+        status = self._status
+        first = max(self.backoff, 0.1)
+        backoff = Backoff(first, cap=max(poll, first))  # capped at the poll: an outage's end is seen within one
         waited = 0.0
         while True:
-            state = self.project()
-            if pending is not None:
-                outcome = self.outcome(pending.round, state)
-                if outcome is not None:
-                    outcome = self.check_treatment(pending, outcome)
-                    self.reporter.settled(outcome)
-                    summaries.append(RoundSummary(pending, outcome))
-                    pending, waited = None, 0.0
-                    if rounds is not None and submitted >= rounds:
-                        return summaries
-                    continue
-                self.reporter.waiting(f"round {pending.round}: waiting for the aggregator to post the results")
-            elif state.status != ProjectStatus.ACTIVE:
-                self.reporter.waiting(f"project {self.project_id} is {state.status.name.lower()}")
-                return summaries
-            else:
-                now = self.now()
-                r = state.current_round
-                if now < state.params.start_time:
-                    self.reporter.waiting(f"project {self.project_id} starts in {state.params.start_time - now} s")
-                elif state.trainer_count < state.params.min_trainers:
-                    self.reporter.waiting(
-                        f"project {self.project_id}: {state.trainer_count} of {state.params.min_trainers} trainers "
-                        "registered; waiting for more (or a cancellation)"
-                    )
-                elif r not in handled:
-                    result = self.train_round(r)
-                    handled.add(r)
-                    self.reporter.trained(result)
-                    waited = 0.0
-                    if result.submitted:
-                        submitted += 1
-                        pending = result
-                    else:
-                        summaries.append(RoundSummary(result, None))
-                    continue
-                else:
-                    self.reporter.waiting(f"waiting for round {r + 1} to open")
+            try:
+                step, text = self._step(loop)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                status(*outage_line(exc))
+                self._sleep(backoff.next())
+                continue
+            if status.key is not None and status.key.startswith("outage"):
+                status("recovered", "the outage is over; carrying on")
+            backoff.reset()
+            if step == "done":
+                return loop.summaries
+            if step == "progress":
+                status.clear()
+                waited = 0.0
+                continue
+            status(text, text)
             if max_wait is not None and waited >= max_wait:
                 raise TrainerError(f"nothing happened in project {self.project_id} for {waited:.0f} s; giving up")
             self._sleep(poll)
             waited += poll
+
+    def _step(self, loop: _Loop) -> tuple[str, str]:
+        """One look at the project: ``("done", "")``, ``("progress", "")`` or ``("wait", what is awaited)``."""
+        self.manifest()  # fail early on a bad manifest or data that does not fit the model
+        state = self.project()
+        if loop.pending is not None:
+            outcome = self.outcome(loop.pending.round, state)
+            if outcome is None:
+                return "wait", f"round {loop.pending.round}: waiting for the aggregator to post the results"
+            outcome = self.check_treatment(loop.pending, outcome)
+            self.reporter.settled(outcome)
+            loop.summaries.append(RoundSummary(loop.pending, outcome))
+            loop.pending = None
+            return ("done" if loop.rounds is not None and loop.submitted >= loop.rounds else "progress"), ""
+        if state.status != ProjectStatus.ACTIVE:
+            self.reporter.waiting(f"project {self.project_id} is {state.status.name.lower()}")
+            return "done", ""
+        now, r = self.now(), state.current_round
+        if loop.expected is None:
+            loop.expected = r
+        if now < state.params.start_time:
+            start = state.params.start_time
+            return "wait", f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock" + clock_lag_hint(
+                now
+            )
+        if state.trainer_count < state.params.min_trainers:
+            return "wait", (
+                f"project {self.project_id}: {state.trainer_count} of {state.params.min_trainers} trainers "
+                "registered; waiting for more (or a cancellation)"
+            )
+        if r in loop.handled:
+            return "wait", f"waiting for round {r + 1} to open"
+        if r > loop.expected:
+            missed = f"round {loop.expected}" if r == loop.expected + 1 else f"rounds {loop.expected}..{r - 1}"
+            self.reporter.warning(
+                f"WARNING: project {self.project_id} is at round {r}: {missed} passed without this trainer "
+                "(nothing was submitted for it)"
+            )
+        result = self.train_round(r)
+        loop.handled.add(r)
+        loop.expected = r + 1
+        self.reporter.trained(result)
+        if result.submitted:
+            loop.submitted += 1
+            loop.pending = result
+        else:
+            loop.summaries.append(RoundSummary(result, None))
+        return "progress", ""
+
+
+@dataclass
+class _Loop:
+    """What :meth:`TrainerClient.run` carries from one look at the project to the next."""
+
+    rounds: int | None
+    summaries: list[RoundSummary] = field(default_factory=list)
+    handled: set[int] = field(default_factory=set)
+    pending: RoundResult | None = None
+    submitted: int = 0
+    expected: int | None = None  # the next round this trainer expects to take part in
 
 
 def _journal_entry(

@@ -74,6 +74,21 @@ class Chain:
         self._rpc("evm_mine", [])
         return self.now()
 
+    def set_time(self, timestamp: int) -> int:
+        """Mine a block stamped exactly ``timestamp`` (later than the latest block); returns its timestamp.
+
+        Exact where :meth:`increase_time` is relative (and overshoots by the seconds spent computing the delta).
+        Works on the embedded chain and on anvil/Hardhat nodes; public chains refuse it.
+        """
+        if timestamp <= self.now():
+            raise ValueError(f"time only moves forward: the latest block is at {self.now()}, not before {timestamp}")
+        if self._tester is not None:
+            self._tester.time_travel(timestamp + 1)  # mines a block at T - 1 (see increase_time)
+            return self.now()
+        self._rpc("evm_setNextBlockTimestamp", [timestamp])
+        self._rpc("evm_mine", [])
+        return self.now()
+
     def snapshot(self) -> Any:
         """Take a state snapshot (embedded chain, anvil, Hardhat)."""
         if self._tester is not None:
@@ -220,6 +235,7 @@ class AnvilProcess:
         log_file: Path | None = None,
         detach: bool = False,
         timeout: float = 30.0,
+        block_time: int | None = None,
     ) -> AnvilProcess:
         """Start anvil on 127.0.0.1 with the Prague hardfork and wait until it answers.
 
@@ -235,12 +251,17 @@ class AnvilProcess:
             Start it in its own session so it outlives this process (``pocfl chain up``).
         timeout
             Seconds to wait for the node to answer.
+        block_time
+            Mine a block every this many seconds (``--block-time``), so the chain's clock follows the wall clock
+            even when nobody sends a transaction; None mines only on demand (tests that move the clock).
         """
         binary = find_anvil()
         port = port or free_port()
         args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--hardfork", ANVIL_HARDFORK]
         if state_file is not None:
             args += ["--state", str(state_file)]
+        if block_time:
+            args += ["--block-time", str(block_time)]
         if log_file is None:
             args.append("--silent")
         out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115

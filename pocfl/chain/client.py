@@ -36,6 +36,7 @@ from pocfl.chain.types import (
 )
 from pocfl.contracts import MARKETPLACE, load_artifact
 from pocfl.errors import ChainError, ConfigError, TransactionFailedError
+from pocfl.waiting import DEADLINE_MARGIN, check_deadline
 
 GAS_MARGIN = 1.2
 
@@ -179,20 +180,46 @@ class ContractClient:
 
 
 class MarketplaceClient(ContractClient):
-    """The marketplace's functions with Python types in and out."""
+    """The marketplace's functions with Python types in and out.
 
-    def __init__(self, chain: Chain, address: str, account: LocalAccount | None = None):
+    Window-bound transactions (``register``, ``leave``, ``allow_trainers``, ``submit``, ``post_round``) are not
+    sent when the chain's time is within ``deadline_margin`` seconds of their deadline
+    (:class:`pocfl.waiting.DeadlineTooCloseError`): the block they land in could be stamped past it, and a
+    reverted transaction still costs gas. A margin of 0 sends them anyway (tests of the contract's own checks).
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        address: str,
+        account: LocalAccount | None = None,
+        *,
+        deadline_margin: int = DEADLINE_MARGIN,
+    ):
         super().__init__(chain, address, load_artifact(MARKETPLACE)["abi"], account)
+        self.deadline_margin = deadline_margin
 
     @classmethod
-    def deploy(cls, chain: Chain, account: LocalAccount) -> tuple[MarketplaceClient, Receipt]:
+    def deploy(
+        cls, chain: Chain, account: LocalAccount, *, deadline_margin: int = DEADLINE_MARGIN
+    ) -> tuple[MarketplaceClient, Receipt]:
         """Deploy a new marketplace signed by ``account``; returns the client and the deployment receipt."""
         address, receipt = deploy_contract(chain, account, MARKETPLACE)
-        return cls(chain, address, account), receipt
+        return cls(chain, address, account, deadline_margin=deadline_margin), receipt
 
     def as_account(self, account: LocalAccount | None) -> MarketplaceClient:
         """The same contract, signing with another account."""
-        return MarketplaceClient(self.chain, self.address, account)
+        return MarketplaceClient(self.chain, self.address, account, deadline_margin=self.deadline_margin)
+
+    def _before(self, project_id: int, deadline: str, what: str) -> None:
+        """Refuse to send ``what`` when the chain's time is within the margin of the project's ``deadline``."""
+        if self.deadline_margin <= 0:
+            return
+        state = self.project(project_id)
+        if state.status.name != "ACTIVE":
+            return  # the contract refuses it during estimation (no gas spent), with its own named error
+        at = state.params.start_time if deadline == "start" else int(getattr(state, deadline))
+        check_deadline(self.chain.now(), at, self.deadline_margin, f"{what} (project {project_id})")
 
     # ---- owner ----------------------------------------------------------------------------
 
@@ -204,6 +231,7 @@ class MarketplaceClient(ContractClient):
     def allow_trainers(self, project_id: int, trainers: Sequence[str]) -> Receipt:
         """Allowlist trainers (allowlist-mode projects, before training starts)."""
         addrs = [Web3.to_checksum_address(t) for t in trainers]
+        self._before(project_id, "start", "allowTrainers")
         return self.transact(self.contract.functions.allowTrainers(project_id, addrs))
 
     def cancel(self, project_id: int) -> Receipt:
@@ -222,10 +250,12 @@ class MarketplaceClient(ContractClient):
         """Register as a trainer, paying the project's stake (looked up when not given)."""
         if stake is None:
             stake = self.project(project_id).params.stake
+        self._before(project_id, "start", "register")
         return self.transact(self.contract.functions.register(project_id), value=stake)
 
     def leave(self, project_id: int) -> Receipt:
         """Unregister before training starts (the stake is credited back)."""
+        self._before(project_id, "start", "leave")
         return self.transact(self.contract.functions.leave(project_id))
 
     def submit(
@@ -239,6 +269,7 @@ class MarketplaceClient(ContractClient):
     ) -> Receipt:
         """Submit an update's CID and commitments for ``round_``."""
         fn = self.contract.functions.submit(project_id, round_, cid, commitment, feature_commitment)
+        self._before(project_id, "submission_deadline", f"submit of round {round_}")
         return self.transact(fn, gas=gas)
 
     def release_stake(self, project_id: int) -> Receipt:
@@ -260,6 +291,7 @@ class MarketplaceClient(ContractClient):
     ) -> Receipt:
         """Post a round's results (aggregator only)."""
         fn = self.contract.functions.postRound(project_id, round_, post.to_abi(), proof)
+        self._before(project_id, "aggregation_deadline", f"postRound of round {round_}")
         return self.transact(fn, gas=gas)
 
     def fail_round(self, project_id: int, round_: int) -> Receipt:

@@ -47,6 +47,7 @@ app = typer.Typer(
 _STARTED: list[AnvilProcess] = []
 
 DEFAULT_PORT = 8545
+DEFAULT_BLOCK_TIME = 1
 STATE_FILE_NAME = "anvil-state.json"
 LOG_FILE_NAME = "anvil.log"
 
@@ -75,6 +76,16 @@ def up(
         ),
     ] = None,
     no_state: Annotated[bool, typer.Option("--no-state", help="Start an empty chain that is not saved.")] = False,
+    block_time: Annotated[
+        int,
+        typer.Option(
+            "--block-time",
+            min=0,
+            metavar="SECONDS",
+            help="Mine a block every SECONDS so the chain's clock follows the wall clock (windows open and close "
+            "on time without transactions); 0 mines only on demand.",
+        ),
+    ] = DEFAULT_BLOCK_TIME,
     foreground: Annotated[
         bool, typer.Option("--foreground", help="Stay in the foreground until Ctrl-C instead of detaching.")
     ] = False,
@@ -107,7 +118,9 @@ def up(
     state_file = None if no_state else (state or home / STATE_FILE_NAME).resolve()
     log_file = (home / LOG_FILE_NAME).resolve()
     with out.status(f"starting anvil on port {port}"):
-        proc = AnvilProcess.start(port=port, state_file=state_file, log_file=log_file, detach=not foreground)
+        proc = AnvilProcess.start(
+            port=port, state_file=state_file, log_file=log_file, detach=not foreground, block_time=block_time or None
+        )
     _STARTED.append(proc)
     record = NodeRecord(
         pid=proc.pid,
@@ -122,6 +135,8 @@ def up(
 
     def human() -> None:
         out.print(f"anvil is running at [bold]{record.url}[/bold] (pid {record.pid}, chain id {info['chain_id']})")
+        mining = f"a block every {block_time} s" if block_time else "on demand only (the clock moves with transactions)"
+        out.print(f"mining: {mining}")
         if state_file:
             out.print(f"chain state is saved to {state_file} when it stops")
         out.print(f"log: {log_file}")
@@ -255,10 +270,29 @@ def fund(
         )
 
 
+ADVANCE_POINTS = ("start", "submission-close", "aggregation-close")
+
+
 @app.command("advance")
 @guarded
 def advance(
-    seconds: Annotated[int, typer.Argument(min=0, help="Seconds to move the clock forward.")],
+    seconds: Annotated[
+        int | None, typer.Argument(min=0, help="Seconds to move the clock forward.", show_default=False)
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="POINT",
+            help="Move the clock exactly to a point of the project's current round: start (round 0 opens), "
+            "submission-close (submissions closed, posting open) or aggregation-close (the round may be failed); "
+            "or to a unix TIMESTAMP.",
+            show_default=False,
+        ),
+    ] = None,
+    project: Annotated[
+        int | None, typer.Option("--project", min=1, metavar="ID", help="The project of --to POINT.")
+    ] = None,
     rpc: RpcOpt = None,
     key: KeyOpt = "POCFL_PRIVATE_KEY",
     keystore: KeystoreOpt = None,
@@ -266,17 +300,52 @@ def advance(
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
 ) -> None:
-    """Move a local node's clock forward and mine a block (evm_increaseTime; local nodes only)."""
+    """Move a local node's clock forward and mine a block (local nodes only).
+
+    Relative (`advance SECONDS`) or exact (`advance --to submission-close --project 1`): the exact form never
+    overshoots into the next window. The clock never moves backwards.
+    """
+    if (seconds is None) == (to is None):
+        raise ConfigError("give SECONDS or --to POINT|TIMESTAMP (one of them)")
     with Session(rpc, key, keystore, json_out, deployment, market) as s:
         chain = s.chain()
         before = chain.now()
+        target = before + seconds if seconds is not None else _target(s, str(to), project)
         try:
-            after = chain.increase_time(seconds)
+            if seconds is not None:
+                after = chain.increase_time(seconds)
+            elif target > before:
+                after = chain.set_time(target)
+            else:
+                after = before
         except ChainError as exc:
             raise ConfigError(
                 f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
             ) from None
-        s.out.result(
-            {"before": before, "timestamp": after, "advanced": after - before},
-            lambda: s.out.print(f"Chain time is now {utc(after)} (+{after - before} s)."),
-        )
+        document = {"before": before, "timestamp": after, "advanced": after - before, "target": target}
+
+        def human() -> None:
+            if after == before and seconds is None:
+                s.out.print(f"Chain time {utc(before)} is already at or past {utc(target)}; not moved.")
+            else:
+                s.out.print(f"Chain time is now {utc(after)} (+{after - before} s).")
+
+        s.out.result(document, human)
+
+
+def _target(s: Session, to: str, project: int | None) -> int:
+    """The timestamp ``--to`` names: a point of the project's current round, or a unix time."""
+    if to.isdigit():
+        return int(to)
+    if to not in ADVANCE_POINTS:
+        raise ConfigError(f"--to must be one of {', '.join(ADVANCE_POINTS)} or a unix timestamp, got {to!r}")
+    if project is None:
+        raise ConfigError(f"--to {to} needs --project ID")
+    state = s.market(signer=False).project(project)
+    if state.status.name == "NONE":
+        raise ConfigError(f"project {project} does not exist on this marketplace")
+    return {
+        "start": state.params.start_time,
+        "submission-close": state.submission_deadline,
+        "aggregation-close": state.aggregation_deadline,
+    }[to]

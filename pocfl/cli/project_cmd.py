@@ -55,7 +55,13 @@ ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
 @app.command("create")
 @guarded
 def create(
-    aggregator: Annotated[str, typer.Option(metavar="ADDRESS", help="The only account allowed to post rounds.")],
+    aggregator: Annotated[
+        str,
+        typer.Option(
+            metavar="ADDRESS|KEYSTORE",
+            help="The only account allowed to post rounds (an address or its keystore file).",
+        ),
+    ],
     rounds: Annotated[int, typer.Option(min=1, metavar="N", help="Number of training rounds.")],
     submission_window: Annotated[
         int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")
@@ -149,7 +155,7 @@ def create(
     elif validation_file is not None:
         commitment = sha256_file(validation_file, "--validation-file")
     allowed = parse_addresses(allowlist, "--allowlist")
-    agg = parse_address(aggregator, "--aggregator")
+    agg = parse_address(_keystore_address(aggregator), "--aggregator")
     verifier_address = parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS
     stake_wei = parse_eth(stake, "--stake")
     model_file = existing_file(initial_model, "--initial-model") if initial_model is not None else None
@@ -275,6 +281,29 @@ def _check_proof_config(client: Any, manifest: ProjectManifest, verifier: str, m
         raise ConfigError(f"--verifier {verifier} verifies a {slots}-slot circuit, the manifest has {proof.slots}")
 
 
+def _keystore_address(value: str) -> str:
+    """``--aggregator``: an address, or a keystore FILE whose (public) address field names it."""
+    path = Path(value)
+    if value.startswith("0x") or not path.is_file():
+        return value
+    try:
+        address = json.loads(path.read_text()).get("address")
+    except (OSError, ValueError, AttributeError):
+        address = None
+    if not isinstance(address, str):
+        raise ConfigError(f"--aggregator {value} is neither an address nor a keystore file with an address")
+    return address if address.startswith("0x") else "0x" + address
+
+
+def _public_key(value: str | None) -> str | None:
+    """``--aggregator-key``: a hex public key, or the key FILE of `pocfl account encryption-key` (its public half)."""
+    if value is None or not Path(value).is_file():
+        return value
+    from pocfl.updates import EncryptionKeyPair
+
+    return EncryptionKeyPair.load(value).public_key_hex
+
+
 @app.command("manifest")
 @guarded
 def manifest_cmd(
@@ -285,8 +314,9 @@ def manifest_cmd(
     aggregator_key: Annotated[
         str | None,
         typer.Option(
-            metavar="HEX",
-            help="The aggregator's encryption public key: trainers seal updates to it.",
+            metavar="HEX|FILE",
+            help="The aggregator's encryption public key (or its key file from `pocfl account encryption-key`): "
+            "trainers seal updates to it.",
             show_default=False,
         ),
     ] = None,
@@ -328,6 +358,7 @@ def manifest_cmd(
     from pocfl.store import compute_cid, open_store
 
     out = Output(json_out)
+    aggregator_key = _public_key(aggregator_key)
     store = open_store(ipfs)
     try:
         made, data = make_manifest(

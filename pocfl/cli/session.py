@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated
@@ -122,8 +121,12 @@ _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
 def chain_now(chain: Chain) -> int:
-    """Best estimate of the next block's timestamp: the later of the latest block's and the wall clock."""
-    return max(chain.now(), int(time.time()))
+    """The chain's time: its latest block's timestamp, the time the contract's checks see in calls and estimates.
+
+    Not the wall clock: a node that mines on demand lags it until its next block, and a window open by the wall
+    clock is then still closed for the contract (see :mod:`pocfl.waiting`).
+    """
+    return chain.now()
 
 
 class Session:

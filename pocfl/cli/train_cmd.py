@@ -57,6 +57,10 @@ def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None
             else:
                 out.note(text)
 
+        def warning(self, text: str) -> None:
+            self.last = ""
+            out.warn(text.removeprefix("WARNING: "))
+
         def training(self, round_: int, epochs: int) -> None:
             self.last = ""
             if progress is None:
