@@ -5,6 +5,7 @@
     PocflError
     ├── ConfigError          bad options, missing keys, no deployment for this chain
     └── ChainError           anything the chain refused or failed at
+        ├── ChainUnavailableError  nothing answers at the RPC URL (an outage: waited out by long-running commands)
         ├── ContractRevert   a named custom error of the contract (generated subclasses per error)
         ├── UnknownRevert    a revert without recognisable data
         └── TransactionFailedError  a mined transaction with status 0
@@ -23,6 +24,10 @@ class ConfigError(PocflError):
 
 class ChainError(PocflError):
     """The chain refused a call or could not be reached."""
+
+
+class ChainUnavailableError(ChainError):
+    """Nothing answers at the chain's RPC URL (refused, dropped, timed out): an outage, not a refusal."""
 
 
 class TransactionFailedError(ChainError):

@@ -6,6 +6,8 @@ The long-running commands (``pocfl train``, ``pocfl aggregate --follow``) share 
   A local node that mines on demand lags the wall clock until the next block, so a window "open by the wall
   clock" may still be closed for the contract; waiting by the wall clock is what made trainers fail with
   ``RoundNotOpen`` and the aggregator with ``SubmissionWindowOpen``;
+* :func:`start_when_up` runs their startup (connecting, reading the project and its manifest) until the chain and
+  the store answer: started during an outage, they wait instead of exiting;
 * :func:`is_transient` tells an outage (an unreachable store or chain, a timeout) from a real error;
 * :class:`Backoff` spaces the retries of an outage (capped exponential), and :class:`StatusLine` says what is
   awaited once per change instead of once per poll;
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from pocfl.errors import ChainError
+from pocfl.errors import ChainError, ChainUnavailableError
 from pocfl.store.errors import StoreUnavailableError
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "is_transient",
     "outage_line",
     "retry_transient",
+    "start_when_up",
 ]
 
 T = TypeVar("T")
@@ -71,7 +74,7 @@ def is_transient(exc: BaseException) -> bool:
 
     Contract reverts and pocfl's other named errors are not: retrying them changes nothing.
     """
-    if isinstance(exc, StoreUnavailableError | ConnectionError | TimeoutError):
+    if isinstance(exc, StoreUnavailableError | ChainUnavailableError | ConnectionError | TimeoutError):
         return True
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
 
@@ -152,6 +155,28 @@ def retry_transient(
         if attempt > 1:
             status("recovered", f"{what}: back after {attempt - 1} failed attempt(s)")
         return result
+
+
+def start_when_up(
+    what: str,
+    fn: Callable[[], T],
+    *,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    cap: float = MAX_BACKOFF,
+) -> T:
+    """A long-running command's startup: run ``fn`` until it returns, waiting out outages for as long as they last.
+
+    The same waiting as the commands' loops (:func:`retry_transient` without an attempt limit): one status line per
+    kind of outage through ``say``, capped backoff. Started while the chain or the store is down, ``pocfl train``
+    and ``pocfl aggregate --follow`` so wait for it instead of exiting; ``fn`` must be safe to run again.
+
+    Raises
+    ------
+    Exception
+        Whatever ``fn`` raised that is not transient (a bad option, a missing deployment, a revert).
+    """
+    return retry_transient(what, fn, sleep=sleep, status=StatusLine(say), backoff=Backoff(cap=cap), attempts=None)
 
 
 def outage_line(exc: BaseException, what: str = "") -> tuple[str, str]:

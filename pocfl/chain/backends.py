@@ -26,8 +26,9 @@ from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import Wei
 
-from pocfl.errors import ChainError, ConfigError
+from pocfl.errors import ChainError, ChainUnavailableError, ConfigError
 from pocfl.procs import free_port, stop_pid
+from pocfl.waiting import is_transient
 
 EMBEDDED = "embedded"
 ANVIL_HARDFORK = "prague"
@@ -152,7 +153,9 @@ def rpc_chain(url: str, timeout: float = 30.0) -> Chain:
     try:
         w3.eth.chain_id  # noqa: B018 - probe the node
     except Exception as exc:
-        raise ChainError(
+        # an unreachable node is an outage the long-running commands wait out; a reply that is no chain's is not
+        error = ChainUnavailableError if is_transient(exc) else ChainError
+        raise error(
             f"no chain answers at {url} ({exc.__class__.__name__}); start one with `pocfl chain up` or check --rpc"
         ) from exc
     return Chain(w3=w3, kind="rpc", url=url)

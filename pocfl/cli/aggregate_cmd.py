@@ -29,6 +29,7 @@ from pocfl.cli.session import (
     chain_now,
 )
 from pocfl.errors import ConfigError
+from pocfl.waiting import start_when_up
 
 if TYPE_CHECKING:
     from aggregator.node import RoundOutcome
@@ -128,8 +129,12 @@ def aggregate(
         raise ConfigError("give --rounds N or --follow, not both")
     keypair = EncryptionKeyPair.load(decrypt_key) if decrypt_key is not None else None
     with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
-        sm = s.store_market()
-        sender, aggregator = sm.client.sender, sm.client.project(project).params.aggregator
+        # started during an outage, wait for the chain and the store instead of exiting (--follow does the same)
+        sm = start_when_up("connect to the chain", s.store_market, say=s.out.note)
+        sender = sm.client.sender
+        aggregator = start_when_up(
+            "read the project", lambda: sm.client.project(project), say=s.out.note
+        ).params.aggregator
         if sender.lower() != aggregator.lower():
             raise ConfigError(
                 f"{sender} is not the aggregator of project {project} ({aggregator}): sign with its key "
@@ -137,19 +142,25 @@ def aggregate(
             )
         outcomes: list[RoundOutcome] = []
         with s.out.status("loading the round circuit") as update:
-            zk_setup = _zk_setup(sm, project, zk_cache, update)
+            zk_setup = start_when_up(
+                "read the manifest", lambda: _zk_setup(sm, project, zk_cache, update), say=s.out.note
+            )
         with _progress(s.out) as progress:
-            node = AggregatorNode(
-                sm,
-                project,
-                keypair=keypair,
-                state_dir=state_dir or pocfl_home() / "aggregator",
-                validation_file=validation,
-                from_block=s.from_block,
-                clock=lambda: chain_now(s.chain()),
-                poll=poll,
-                progress=progress,
-                zk_setup=zk_setup,
+            node = start_when_up(
+                "start the aggregator (project, manifest)",
+                lambda: AggregatorNode(
+                    sm,
+                    project,
+                    keypair=keypair,
+                    state_dir=state_dir or pocfl_home() / "aggregator",
+                    validation_file=validation,
+                    from_block=s.from_block,
+                    clock=lambda: chain_now(s.chain()),
+                    poll=poll,
+                    progress=progress,
+                    zk_setup=zk_setup,
+                ),
+                say=s.out.note,
             )
             if keypair is None and node.manifest.aggregator_public_key:
                 s.out.warn("no --decrypt-key: updates sealed to the aggregator's key will be rejected")
@@ -160,7 +171,7 @@ def aggregate(
 
             outcomes = node.follow(until_finished=follow, rounds=rounds, fail_overdue=fail_overdue, on_round=done)
         if not outcomes:
-            state = node.state()
+            state = start_when_up("read the project", node.state, say=s.out.note)
             s.out.note(f"project {project} is {state.status.name.lower()}: no round to post")
         if s.out.as_json:
             s.out.json({"project_id": project, "rounds": [o.to_json() for o in outcomes]})

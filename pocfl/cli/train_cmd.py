@@ -28,6 +28,7 @@ from pocfl.cli.session import (
     RpcOpt,
     Session,
 )
+from pocfl.waiting import start_when_up
 
 if TYPE_CHECKING:
     from trainer_client.client import RoundOutcome, RoundResult, RoundSummary, TrainerReporter
@@ -196,8 +197,9 @@ def train(
     chosen_attack = parse_attack(attack)
     x, y = load_private_data(data, label_column=label_column)
     with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
-        m = s.store_market()
-        state = m.client.project(project_id)
+        # started during an outage, wait for the chain and the store instead of exiting (the loop does the same)
+        m = start_when_up("connect to the chain", s.store_market, say=s.out.note)
+        state = start_when_up("read the project", lambda: m.client.project(project_id), say=s.out.note)
         total = rounds if rounds is not None else max(state.params.num_rounds - state.current_round, 1)
         s.out.note(
             f"trainer {m.client.sender}, project {project_id}: {x.shape[0]} samples x {x.shape[1]} features"
@@ -219,16 +221,20 @@ def train(
             else None
         )
         rounds_task = progress.add_task("starting", total=total) if progress is not None else None
-        client = TrainerClient(
-            m,
-            project_id,
-            x,
-            y,
-            seed=seed,
-            attack=chosen_attack,
-            state_dir=state_dir or default_state_dir(),
-            reporter=_reporter(s.out, progress, rounds_task),
-            from_block=s.from_block,
+        client = start_when_up(
+            "start the trainer",
+            lambda: TrainerClient(
+                m,
+                project_id,
+                x,
+                y,
+                seed=seed,
+                attack=chosen_attack,
+                state_dir=state_dir or default_state_dir(),
+                reporter=_reporter(s.out, progress, rounds_task),
+                from_block=s.from_block,
+            ),
+            say=s.out.note,
         )
         try:
             if progress is not None:
@@ -239,9 +245,11 @@ def train(
         except KeyboardInterrupt:
             s.out.warn("interrupted; run the same command again to resume (no round is submitted twice)")
             raise typer.Exit(130) from None
-        earned = client.earned()
-        claimable = m.client.credits(m.client.sender)
-        final = m.client.project(project_id)
+        earned, claimable, final = start_when_up(
+            "read the final credits",
+            lambda: (client.earned(), m.client.credits(m.client.sender), m.client.project(project_id)),
+            say=s.out.note,
+        )
         document: dict[str, Any] = {
             "project_id": project_id,
             "trainer": m.client.sender,

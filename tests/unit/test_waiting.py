@@ -7,7 +7,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
 from pocfl.chain.contract_errors import RoundNotOpen
-from pocfl.errors import ChainError, PocflError
+from pocfl.errors import ChainError, ChainUnavailableError, ConfigError, PocflError
 from pocfl.store import ObjectNotFoundError, StoreUnavailableError
 from pocfl.waiting import (
     MAX_BACKOFF,
@@ -18,6 +18,7 @@ from pocfl.waiting import (
     clock_lag_hint,
     is_transient,
     retry_transient,
+    start_when_up,
 )
 
 pytestmark = pytest.mark.unit
@@ -56,6 +57,7 @@ def test_outages_are_transient_errors_are_not() -> None:
         TimeoutError(),
         ReadTimeout(),
         RequestsConnectionError("chain gone"),
+        ChainUnavailableError("nothing answers at http://127.0.0.1:8545"),
     ):
         assert is_transient(outage), outage
     # A revert, a missing object, a named error or a bug: retrying changes nothing.
@@ -111,3 +113,29 @@ def test_a_deadline_within_the_margin_refuses_the_transaction() -> None:
 def test_a_lagging_chain_clock_is_named_in_the_waiting_line() -> None:
     assert clock_lag_hint(1_000, wall=1_010) == ""
     assert "is the node mining?" in clock_lag_hint(1_000, wall=1_100)
+
+
+def test_startup_waits_out_a_long_outage_and_still_exits_on_a_real_error() -> None:
+    outage = [ChainUnavailableError("no chain answers")] * 20 + [StoreUnavailableError("node booting")] * 5
+    failures = iter(outage)
+    waits: list[float] = []
+    said: list[str] = []
+
+    def connect() -> str:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return "connected"
+
+    # more failures than any attempt limit of the loops: startup has none
+    assert start_when_up("connect", connect, say=said.append, sleep=waits.append) == "connected"
+    assert len(waits) == 25 and max(waits) == MAX_BACKOFF
+    assert [line.split(":")[1].strip() for line in said[:2]] == ["ChainUnavailableError", "StoreUnavailableError"]
+    assert said[-1] == "connect: back after 25 failed attempt(s)" and len(said) == 3
+
+    def misconfigured() -> None:
+        raise ConfigError("no deployment on chain 31337")
+
+    with pytest.raises(ConfigError):
+        start_when_up("connect", misconfigured, say=said.append, sleep=waits.append)
+    assert len(waits) == 25
