@@ -92,12 +92,22 @@ def claim(
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
 ) -> None:
-    """Withdraw everything the account is owed (rewards and released stakes, all projects)."""
+    """Withdraw everything the account is owed (rewards and released stakes, all projects).
+
+    Nothing owed is not a failure: the balance is read first (no transaction, no gas) and the command says so and
+    exits 0, so scripts need no `|| true` that would hide real failures.
+    """
     dest = parse_address(to, "--to") if to else None
     with Session(rpc, key, keystore, json_out, deployment, market) as s:
         m = s.market()
-        amount, receipt = m.claim(dest)
         recipient = dest or m.sender
+        if m.credits(m.sender) == 0:
+            s.out.result(
+                {"account": m.sender, "to": recipient, "amount_wei": 0, "amount_eth": eth(0), "tx": None},
+                lambda: s.out.print(f"nothing to withdraw for {m.sender}: 0 ETH credited"),
+            )
+            return
+        amount, receipt = m.claim(dest)
         s.out.result(
             {
                 "account": m.sender,

@@ -230,10 +230,13 @@ def test_full_project_flow(
     claimed = cli.json("claim", "--key", t2.env, "--to", actors.outsider.address)
     assert claimed["amount_wei"] == expected.shares[1]
     assert balance(anvil_chain, actors.outsider.address) - before == expected.shares[1]
-    nothing = cli.json("claim", "--key", t3.env, code=1)
-    assert nothing["error"] == "NothingToWithdraw"
-    human_claim = cli("claim", "--key", t3.env, code=1)
-    assert "NothingToWithdraw" in human_claim.stderr and human_claim.stdout == ""
+    # Nothing owed: said, exit 0, and no transaction (no gas) sent.
+    nonce = anvil_chain.w3.eth.get_transaction_count(t3.account.address)
+    nothing = cli.json("claim", "--key", t3.env)
+    assert nothing["amount_wei"] == 0 and nothing["tx"] is None and nothing["account"] == t3.address
+    human_claim = cli("claim", "--key", t3.env)
+    assert f"nothing to withdraw for {t3.address}: 0 ETH credited" in human_claim.stdout
+    assert anvil_chain.w3.eth.get_transaction_count(t3.account.address) == nonce
 
     # Round 1: the aggregator stays silent. finalize does nothing until the deadline, then fails the round.
     idle = cli.json("project", "finalize", str(pid), "--key", actors.outsider.env)
