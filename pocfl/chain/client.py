@@ -182,10 +182,11 @@ class ContractClient:
 class MarketplaceClient(ContractClient):
     """The marketplace's functions with Python types in and out.
 
-    Window-bound transactions (``register``, ``leave``, ``allow_trainers``, ``submit``, ``post_round``) are not
-    sent when the chain's time is within ``deadline_margin`` seconds of their deadline
-    (:class:`pocfl.waiting.DeadlineTooCloseError`): the block they land in could be stamped past it, and a
-    reverted transaction still costs gas. A margin of 0 sends them anyway (tests of the contract's own checks).
+    Window-bound transactions (``register``, ``leave``, ``allow_trainers``, ``submit``, ``post_round``, and
+    ``cancel`` of a subscribed project before its start) are not sent when the chain's time is within
+    ``deadline_margin`` seconds of their deadline (:class:`pocfl.waiting.DeadlineTooCloseError`): the block they
+    land in could be stamped past it, and a reverted transaction still costs gas. A margin of 0 sends them anyway
+    (tests of the contract's own checks).
     """
 
     def __init__(
@@ -236,6 +237,10 @@ class MarketplaceClient(ContractClient):
 
     def cancel(self, project_id: int) -> Receipt:
         """Cancel a project (owner before start; anyone if undersubscribed)."""
+        state = self.project(project_id)
+        if state.trainer_count >= state.params.min_trainers and self.chain.now() < state.params.start_time:
+            # subscribed: only the owner's cancel before the start is valid, so it must be mined before the start
+            self._before(project_id, "start", "cancel")
         return self.transact(self.contract.functions.cancel(project_id))
 
     def withdraw_remaining(self, project_id: int, to: str | None = None) -> tuple[int, Receipt]:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
+    DeadlineMarginOpt,
     DeploymentOpt,
     IpfsOpt,
     JsonOpt,
@@ -116,6 +117,7 @@ def aggregate(
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
     ipfs: IpfsOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Aggregator: post a project's rounds (validate updates, score, aggregate, store, post).
 
@@ -128,7 +130,7 @@ def aggregate(
     if follow and rounds is not None:
         raise ConfigError("give --rounds N or --follow, not both")
     keypair = EncryptionKeyPair.load(decrypt_key) if decrypt_key is not None else None
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
         # started during an outage, wait for the chain and the store instead of exiting (--follow does the same)
         sm = start_when_up("connect to the chain", s.store_market, say=s.out.note)
         sender = sm.client.sender

@@ -32,7 +32,17 @@ from pocfl.cli.parse import (
     store_holds,
     stored_cid,
 )
-from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.cli.session import (
+    DeadlineMarginOpt,
+    DeploymentOpt,
+    IpfsOpt,
+    JsonOpt,
+    KeyOpt,
+    KeystoreOpt,
+    MarketOpt,
+    RpcOpt,
+    Session,
+)
 from pocfl.errors import ConfigError
 from pocfl.fsutil import write_bytes_atomic
 
@@ -655,10 +665,11 @@ def allow(
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Allow trainers to register in an allowlist project (owner, before the start time)."""
     addresses = parse_addresses(trainers, "ADDRESS")
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, deadline_margin=deadline_margin) as s:
         receipt = s.market().allow_trainers(project_id, addresses)
         s.out.result(
             {"project_id": project_id, "allowed": addresses, "tx": tx_doc(receipt)},
@@ -676,9 +687,10 @@ def cancel(
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Cancel a project: the owner before it starts, anyone once it started undersubscribed."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, deadline_margin=deadline_margin) as s:
         m = s.market()
         receipt = m.cancel(project_id)
         reason = CancelReason(int(receipt.event("ProjectCancelled").args["reason"])).name.lower()

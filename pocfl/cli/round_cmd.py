@@ -26,7 +26,17 @@ from pocfl.cli.parse import (
     store_holds,
     stored_cid,
 )
-from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.cli.session import (
+    DeadlineMarginOpt,
+    DeploymentOpt,
+    IpfsOpt,
+    JsonOpt,
+    KeyOpt,
+    KeystoreOpt,
+    MarketOpt,
+    RpcOpt,
+    Session,
+)
 from pocfl.errors import ConfigError, PocflError
 
 if TYPE_CHECKING:
@@ -95,6 +105,7 @@ def submit(
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
     ipfs: IpfsOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Trainer: store an update file and submit its CID and commitment for a round.
 
@@ -128,7 +139,7 @@ def submit(
                 )
         else:
             _check_update_file(plaintext, update)
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
         sm = s.store_market()
         m = sm.client
         r = round_ if round_ is not None else m.project(project_id).current_round
@@ -253,6 +264,7 @@ def post(
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
     ipfs: IpfsOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Aggregator: store the new model and the round report, post scores and outlier flags.
 
@@ -272,7 +284,7 @@ def post(
     proof = read_bytes(proof_file, "--proof-file") if proof_file else b""
     model_file = existing_file(model, "--model") if model is not None else None
     report_file = existing_file(report, "--report") if report is not None else None
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
         sm = s.store_market()
         m = sm.client
         r = round_ if round_ is not None else m.project(project_id).current_round

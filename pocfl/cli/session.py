@@ -12,6 +12,8 @@ A session turns the options into a connection, a signing account and the marketp
 - ``--ipfs``: the content store, ``$POCFL_IPFS``, else the embedded store in ``<state dir>/store``; an IPFS
   node's RPC URL (``http://127.0.0.1:5001``) or multiaddr, or a directory (see :func:`pocfl.store.open_store`).
 - ``--json``: one JSON document on stdout, nothing else.
+- ``--deadline-margin SECONDS`` (``$POCFL_DEADLINE_MARGIN``), on commands that send window-bound transactions:
+  how close to a deadline by the chain's clock they are still sent (:func:`pocfl.waiting.check_deadline`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pocfl.cli.parse import parse_address
 from pocfl.cli.state import live_node, node_file, read_node
 from pocfl.deployment import Deployment, check_code, default_deployment_file, lookup
 from pocfl.errors import ConfigError
+from pocfl.waiting import DEADLINE_MARGIN
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -117,6 +120,22 @@ IpfsOpt = Annotated[
     ),
 ]
 
+DeadlineMarginOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--deadline-margin",
+        envvar="POCFL_DEADLINE_MARGIN",
+        min=0,
+        metavar="SECONDS",
+        help="Do not send a window-bound transaction (register, submit, post, cancel) when the chain's clock is this "
+        "close to its deadline: the block it lands in may be stamped past it, and it would revert and still cost gas. "
+        "Default 4 (a few blocks of a local chain mining every second); on a public chain give 2-3 block times "
+        "(e.g. 36 on Ethereum). 0 sends it anyway.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
@@ -141,7 +160,10 @@ class Session:
         deployment: Path | None = None,
         market: str | None = None,
         ipfs: str | None = None,
+        *,
+        deadline_margin: int | None = None,
     ) -> None:
+        self.deadline_margin = DEADLINE_MARGIN if deadline_margin is None else deadline_margin
         self._rpc = rpc.strip() if rpc else None
         self.ipfs = ipfs
         self._store: ContentStore | None = None
@@ -271,7 +293,9 @@ class Session:
         address = self.market_override if dep is None else dep.address
         assert address is not None
         check_code(address, bytes(chain.w3.eth.get_code(address)), chain.chain_id)  # type: ignore[arg-type]
-        return MarketplaceClient(chain, address, self.account() if signer else None)
+        return MarketplaceClient(
+            chain, address, self.account() if signer else None, deadline_margin=self.deadline_margin
+        )
 
     # ---- content store ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from rich.table import Table
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
     DEFAULT_KEY_ENV,
+    DeadlineMarginOpt,
     DeploymentOpt,
     IpfsOpt,
     JsonOpt,
@@ -182,6 +183,7 @@ def train(
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Train on your private data and submit an update every round until the project ends.
 
@@ -196,7 +198,7 @@ def train(
 
     chosen_attack = parse_attack(attack)
     x, y = load_private_data(data, label_column=label_column)
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
         # started during an outage, wait for the chain and the store instead of exiting (the loop does the same)
         m = start_when_up("connect to the chain", s.store_market, say=s.out.note)
         state = start_when_up("read the project", lambda: m.client.project(project_id), say=s.out.note)

@@ -9,7 +9,7 @@ import typer
 from pocfl.cli.common import tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded
 from pocfl.cli.parse import parse_address
-from pocfl.cli.session import DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.cli.session import DeadlineMarginOpt, DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
 
 ProjectId = Annotated[int, typer.Argument(min=1, metavar="ID", help="Project id (see `pocfl project list`).")]
 
@@ -23,9 +23,10 @@ def register(
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Register as a trainer of a project, paying its stake (refunded after the project ends)."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, deadline_margin=deadline_margin) as s:
         m = s.market()
         stake = m.project(project_id).params.stake
         receipt = m.register(project_id, stake)
@@ -47,9 +48,10 @@ def leave(
     json_out: JsonOpt = False,
     deployment: DeploymentOpt = None,
     market: MarketOpt = None,
+    deadline_margin: DeadlineMarginOpt = None,
 ) -> None:
     """Unregister before training starts; the stake is credited back (withdraw with `pocfl claim`)."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
+    with Session(rpc, key, keystore, json_out, deployment, market, deadline_margin=deadline_margin) as s:
         m = s.market()
         receipt = m.leave(project_id)
         refund = int(receipt.event("TrainerLeft").args["stakeCredited"])
