@@ -11,23 +11,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import Wei
+from web3.types import RPCResponse, Wei
 
 from pocfl.errors import ChainError, ChainUnavailableError, ConfigError
 from pocfl.procs import free_port, stop_pid
+from pocfl.rpc import load_rpc_reply, node_chain_id
+from pocfl.untrusted import UntrustedJsonError
 from pocfl.waiting import is_transient
 
 EMBEDDED = "embedded"
@@ -141,6 +140,19 @@ def embedded_chain() -> Chain:
     return Chain(w3=w3, kind="embedded", _tester=tester)
 
 
+class ScreenedHTTPProvider(HTTPProvider):
+    """web3's HTTP provider, parsing every reply as untrusted JSON (:func:`pocfl.rpc.load_rpc_reply`).
+
+    web3 decodes replies with ``json.loads`` as they come: a deeply nested reply would crash the process (see
+    :mod:`pocfl.rpc`). Screened, it raises a :class:`pocfl.untrusted.JsonTooDeepError` instead. The reply is
+    still read whole before its size is checked (by requests): a trusted endpoint is assumed for memory.
+    """
+
+    def decode_rpc_response(self, raw_response: bytes) -> RPCResponse:  # type: ignore[override]
+        """The reply parsed after screening (an instance method: the base's static one cannot name the URL)."""
+        return cast(RPCResponse, load_rpc_reply(raw_response, url=str(self.endpoint_uri)))
+
+
 def rpc_chain(url: str, timeout: float = 30.0) -> Chain:
     """Connect to a JSON-RPC endpoint.
 
@@ -149,9 +161,11 @@ def rpc_chain(url: str, timeout: float = 30.0) -> Chain:
     ChainError
         If nothing answers ``eth_chainId`` at ``url``.
     """
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(ScreenedHTTPProvider(url, request_kwargs={"timeout": timeout}))
     try:
         w3.eth.chain_id  # noqa: B018 - probe the node
+    except UntrustedJsonError:
+        raise  # a reply too large or too deep to parse: said by name, not as "no chain answers"
     except Exception as exc:
         # an unreachable node is an outage the long-running commands wait out; a reply that is no chain's is not
         error = ChainUnavailableError if is_transient(exc) else ChainError
@@ -204,16 +218,6 @@ def find_anvil() -> Path:
     if on_path:
         return Path(on_path)
     raise ConfigError("anvil is not installed: run `npm ci` in the pocfl checkout (or set POCFL_ANVIL)")
-
-
-def _chain_id_at(url: str, timeout: float = 1.0) -> int | None:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(json.loads(resp.read())["result"], 16)
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
-        return None
 
 
 @dataclass
@@ -278,7 +282,7 @@ class AnvilProcess:
         while time.monotonic() < deadline:
             if popen.poll() is not None:
                 raise ChainError(f"anvil exited with code {popen.returncode} (is port {port} free?)")
-            if _chain_id_at(proc.url) is not None:
+            if node_chain_id(proc.url) is not None:
                 return proc
             time.sleep(0.05)
         proc.stop()

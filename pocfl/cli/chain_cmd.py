@@ -23,16 +23,15 @@ from pocfl.cli.session import (
 from pocfl.cli.state import (
     NodeRecord,
     is_anvil,
-    node_chain_id,
     node_file,
     pid_alive,
     read_node,
     remove_node,
-    rpc_call,
     write_node,
 )
 from pocfl.deployment import state_dir
 from pocfl.errors import ChainError, ConfigError
+from pocfl.rpc import node_chain_id, rpc_call
 
 if TYPE_CHECKING:
     from pocfl.chain.backends import AnvilProcess

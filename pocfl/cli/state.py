@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from pocfl import fsutil
 from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
+from pocfl.rpc import node_chain_id
 
 NODE_FILE = "chain.json"
 
@@ -103,26 +102,6 @@ def is_anvil(pid: int) -> bool:
     except OSError:
         return False
     return Path(argv0.decode(errors="replace")).name.startswith("anvil")
-
-
-def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout: float = 1.0) -> Any:
-    """One JSON-RPC call with the standard library (no web3 import); None when the node does not answer."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read()).get("result")
-    except (urllib.error.URLError, OSError, ValueError, AttributeError):
-        return None
-
-
-def node_chain_id(url: str, timeout: float = 1.0) -> int | None:
-    """``eth_chainId`` of the node at ``url``, or None when nothing answers."""
-    result = rpc_call(url, "eth_chainId", timeout=timeout)
-    try:
-        return int(result, 16)
-    except (TypeError, ValueError):
-        return None
 
 
 def live_node() -> NodeRecord | None:
