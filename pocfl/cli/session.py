@@ -31,7 +31,7 @@ from pocfl.cli.output import Output
 from pocfl.cli.parse import parse_address
 from pocfl.cli.state import live_node, node_file, read_node
 from pocfl.deployment import Deployment, check_code, default_deployment_file, lookup
-from pocfl.errors import ConfigError
+from pocfl.errors import ChainUnavailableError, ConfigError
 from pocfl.waiting import DEADLINE_MARGIN
 
 if TYPE_CHECKING:
@@ -184,6 +184,9 @@ class Session:
 
         Raises
         ------
+        ChainUnavailableError
+            The node of `pocfl chain up` is recorded but does not answer (a transient error: long-running
+            commands wait for it).
         ConfigError
             If neither is available, with both fixes.
         """
@@ -195,7 +198,8 @@ class Session:
             return node.url
         record = read_node()
         if record is not None:
-            raise ConfigError(
+            # an outage (stopped, restarting): `pocfl train` and `aggregate --follow` wait for it to come back
+            raise ChainUnavailableError(
                 f"the node started by `pocfl chain up` ({record.url}, pid {record.pid}) is not running: "
                 "start it again with `pocfl chain up`, or pass --rpc URL"
             )

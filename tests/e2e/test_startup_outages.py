@@ -17,6 +17,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from pocfl.chain.backends import AnvilProcess
+from pocfl.cli.state import NodeRecord, write_node
 from tests.e2e.conftest import Actors, Cli
 
 CHAIN_DOWN_FOR = 1.5  # seconds the chain stays down after the command started
@@ -120,13 +121,16 @@ def test_aggregator_started_during_an_outage_waits_for_chain_and_store(
 ) -> None:
     project = _cancelled_project(cli, actors, tmp_path, ipfs_url)
     chain, store = _both_down_at_start(anvil_node, ipfs_url)
+    # no --rpc, as in the README: the node recorded by `pocfl chain up`, not answering yet
+    write_node(NodeRecord(anvil_node.pid, chain.url, anvil_node.port, None, None, "now"))
     with chain, store:
         began = time.monotonic()
         result = cli(
             "aggregate", "--project", str(project), "--follow", "--key", actors.aggregator.env,
-            "--ipfs", store.url, "--rpc", chain.url, rpc=False,
+            "--ipfs", store.url, rpc=False,
         )  # fmt: skip
         took = time.monotonic() - began
+    assert "the node started by `pocfl chain up`" in result.stderr
     _assert_waited(result.stderr, took)
     assert f"project {project} is cancelled: no round to post" in result.stderr
 
