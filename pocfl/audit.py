@@ -53,7 +53,7 @@ from web3.contract.contract import ContractFunction
 
 from aggregator import inputs
 from aggregator.hyperparams import HyperParams
-from aggregator.report import ReportError, RoundReport, SubmissionEntry, bounded_reason
+from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport, SubmissionEntry, bounded_reason
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round
 from pocfl.audit_rejections import AVAILABILITY_ERRORS, RejectionChecker
 from pocfl.audit_rejections import error_name as _error_name
@@ -818,7 +818,7 @@ class _Auditor:
             self.diff(r, "report", "no report posted (zero reportHash): the round cannot be recomputed")
         else:
             try:
-                audit.report_cid, data = self.market.fetch_report(bytes(args["reportHash"]), max_size=64 << 20)
+                audit.report_cid, data = self.market.fetch_report(bytes(args["reportHash"]), max_size=REPORT_MAX_SIZE)
                 report = RoundReport.from_json(data)
             except ReportError as exc:
                 self.diff(r, "report", f"report {audit.report_cid}: {exc}")
