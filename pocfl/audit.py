@@ -53,7 +53,7 @@ from web3.contract.contract import ContractFunction
 
 from aggregator import inputs
 from aggregator.hyperparams import HyperParams
-from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport, SubmissionEntry, bounded_reason
+from aggregator.report import MAX_CID_BYTES, REPORT_MAX_SIZE, ReportError, RoundReport, SubmissionEntry, bounded_reason
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round
 from pocfl.audit_rejections import AVAILABILITY_ERRORS, RejectionChecker
 from pocfl.audit_rejections import error_name as _error_name
@@ -66,7 +66,7 @@ from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market, SubmittedUpdate, report_cids
 from pocfl.payouts import allocate
 from pocfl.store import ContentStore, StoreError, StoreUnavailableError, compute_cid
-from pocfl.untrusted import QUOTE_LIMIT, clip, quote
+from pocfl.untrusted import ELLIPSIS, QUOTE_LIMIT, clip, quote
 from pocfl.updates import ModelSpec, decode_update, encode_update, verify_commitment
 
 AUDIT_FORMAT = "pocfl-audit/1"
@@ -364,6 +364,16 @@ def short(address: str) -> str:
     return f"{address[:6]}…{address[-4:]}" if len(address) == 42 else address
 
 
+def _text(exc: BaseException) -> str:
+    """An error's message in one of ours: errors about input may carry its text, so it is clipped (ASCII)."""
+    return clip(str(exc), MESSAGE_LIMIT // 2)
+
+
+def _cap(sentence: str) -> str:
+    """One of our sentences cut to :data:`MESSAGE_LIMIT` characters; untrusted parts are quoted before this."""
+    return sentence if len(sentence) <= MESSAGE_LIMIT else sentence[: MESSAGE_LIMIT - len(ELLIPSIS)] + ELLIPSIS
+
+
 def _bounded_value(value: Any) -> Any:
     """``jsonable(value)``, with a long or non-ASCII string, or a large list or dict, as a bounded rendering.
 
@@ -611,7 +621,7 @@ class _Auditor:
             Difference(
                 round_,
                 field_,
-                clip(f"{where}: {message}", MESSAGE_LIMIT),
+                _cap(f"{where}: {message}"),
                 index,
                 trainer,
                 _bounded_value(posted),
@@ -662,7 +672,7 @@ class _Auditor:
             manifest = inputs.load_manifest(self.market, state)
             result.manifest_name = clip(manifest.name, VALUE_LIMIT)  # the owner's text
         except PocflError as exc:
-            self.diff(None, "manifest", f"manifest {params.initial_model_cid}: {type(exc).__name__}: {exc}")
+            self.diff(None, "manifest", f"manifest {params.initial_model_cid}: {type(exc).__name__}: {_text(exc)}")
         if manifest is not None:
             self.progress("loading the validation set")
             try:
@@ -682,8 +692,7 @@ class _Auditor:
                 if self.validation_file is not None:
                     raise  # the auditor's own file is wrong: say so rather than audit without it
                 self.warnings.append(
-                    f"no validation set, rounds cannot be recomputed: {type(exc).__name__}: "
-                    f"{clip(str(exc), MESSAGE_LIMIT)}"
+                    f"no validation set, rounds cannot be recomputed: {type(exc).__name__}: {_text(exc)}"
                 )
 
         submitted: dict[int, list[SubmittedUpdate]] = {}
@@ -821,7 +830,7 @@ class _Auditor:
                 audit.report_cid, data = self.market.fetch_report(bytes(args["reportHash"]), max_size=REPORT_MAX_SIZE)
                 report = RoundReport.from_json(data)
             except ReportError as exc:
-                self.diff(r, "report", f"report {audit.report_cid}: {exc}")
+                self.diff(r, "report", f"report {audit.report_cid}: {_text(exc)}")
             except StoreUnavailableError:
                 raise  # transient: nothing can be concluded, try again
             except PocflError as exc:
@@ -830,7 +839,7 @@ class _Auditor:
                     r,
                     "report",
                     f"the report with reportHash {audit.report_hash} ({cid}) cannot be read verified: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"{type(exc).__name__}: {_text(exc)}",
                 )
         if report is None:
             self._finish(audit, n_diffs, "no verified report")
@@ -855,14 +864,14 @@ class _Auditor:
         except StoreUnavailableError:
             raise
         except PocflError as exc:
-            self._finish(audit, n_diffs, f"inputs unavailable: {type(exc).__name__}: {exc}")
+            self._finish(audit, n_diffs, f"inputs unavailable: {type(exc).__name__}: {_text(exc)}")
             return audit
         self._finish(audit, n_diffs, why)
         return audit
 
     def _finish(self, audit: RoundAudit, n_diffs: int, why: str | None) -> None:
         """Set the round's verdict; ``why`` says why it was not recomputed (None: it was)."""
-        why = None if why is None else clip(why, MESSAGE_LIMIT)  # may quote an error about untrusted input
+        why = None if why is None else _cap(why)
         if len(self.differences) > n_diffs:
             audit.verdict = "mismatch"
         elif why is None and any(s.source == "unchecked" for s in audit.submissions):
@@ -870,9 +879,9 @@ class _Auditor:
         elif why is not None:
             audit.verdict = "unverifiable"
             audit.unverifiable = why
-            self.warnings.append(clip(f"round {audit.round}: not recomputed: {why}", MESSAGE_LIMIT))
+            self.warnings.append(_cap(f"round {audit.round}: not recomputed: {why}"))
         if why is not None:
-            audit.notes.append(clip(f"not recomputed: {why}", MESSAGE_LIMIT))
+            audit.notes.append(_cap(f"not recomputed: {why}"))
             for s in audit.submissions:  # expected = posted where nothing could be recomputed
                 s.expected_wei = s.credited_wei
 
@@ -1409,10 +1418,13 @@ class _Auditor:
             raise
         except StoreError as exc:
             s.source = "unverifiable"
-            s.note = f"sealed; its revealed plaintext {quote(cid)} cannot be read: {inputs.rejection_reason(exc)}"
+            s.note = (
+                f"sealed; its revealed plaintext {clip(cid, MAX_CID_BYTES)} cannot be read: "
+                f"{inputs.rejection_reason(exc)}"
+            )
             return None, None
         s.source = "revealed"
-        s.note = f"plaintext {quote(cid)}"
+        s.note = f"plaintext {clip(cid, MAX_CID_BYTES)}"  # from the report: an honest CID comes back unchanged
         try:
             verify_commitment(
                 plaintext,
