@@ -126,8 +126,18 @@ class RoundReport:
     format: str = REPORT_FORMAT
 
     def to_json(self) -> bytes:
-        """Canonical JSON (sorted keys, no whitespace; floats in Python's shortest round-trip form)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        """Canonical JSON (sorted keys, no whitespace; floats in Python's shortest round-trip form).
+
+        Raises
+        ------
+        ReportError
+            The report would exceed :data:`REPORT_MAX_SIZE`, which every reader enforces: posting it would
+            make the project unreadable, so the node must fail the round loudly instead.
+        """
+        data = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        if len(data) > REPORT_MAX_SIZE:
+            raise ReportError(f"round report of {len(data)} bytes exceeds the readers' limit of {REPORT_MAX_SIZE}")
+        return data
 
     @classmethod
     def from_json(cls, data: bytes) -> RoundReport:

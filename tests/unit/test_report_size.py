@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import asdict
@@ -110,3 +111,10 @@ def test_the_bound_uses_the_contract_and_aggregator_constants() -> None:
     assert re.search(rf"MAX_CID_LENGTH = {MAX_CID_BYTES};", source)
     assert {_status_name(s) for s in Status} | {"rejected"} <= set(STATUSES)
     assert max(len(m) for m in get_args(Method)) <= 32  # the room REPORT_FIXED_MAX_JSON gives the method name
+
+
+def test_a_report_over_the_limit_is_never_written() -> None:
+    # A future field could outgrow the bound: the writer refuses rather than posting a report nobody can read.
+    report = dataclasses.replace(maximal_report(), config={"pad": "x" * REPORT_MAX_SIZE})
+    with pytest.raises(ReportError, match="exceeds the readers' limit"):
+        report.to_json()
