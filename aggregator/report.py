@@ -16,13 +16,11 @@ import types
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, get_args, get_origin, get_type_hints
 
+from aggregator.hyperparams import HYPERPARAMS_MAX_SIZE
 from pocfl.errors import PocflError
 from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
 
 REPORT_FORMAT = "pocfl-round-report/1"
-
-REPORT_MAX_SIZE = 64 << 20
-"""Largest round report read (64 MiB)."""
 
 REPORT_MAX_DEPTH = 8
 """Deepest nesting of a report (the ``config`` dict holds the proof settings and lists): 4 in practice."""
@@ -32,6 +30,22 @@ REASON_LIMIT = 512
 """Most characters of a rejection reason in a report: printable ASCII (:func:`bounded_reason`), so at most
 ``2 * REASON_LIMIT + 2`` bytes of JSON. With the on-chain CID bound this keeps a report's size linear in the
 number of submissions, whatever the trainers send."""
+
+
+MAX_SUBMISSIONS = 512
+"""Most submissions a round can have: the contract's ``MAX_TRAINERS``, one submission per trainer per round."""
+
+MAX_CID_BYTES = 128
+"""Longest CID the contract accepts (``MAX_CID_LENGTH``): every CID a report copies from the chain."""
+
+STATUSES = ("scored", "outlier", "free_rider", "copy", "stale", "rejected")
+"""Every :attr:`SubmissionEntry.status` the aggregator writes."""
+
+CONFIG_MAX_JSON = 8 << 10
+"""Most bytes of an honest report's ``config``: the round settings (about 20 numbers and names from the
+manifest), the proof info (three CIDs, two digests, the circuit's shape) and the last ``HISTORY_ROUNDS`` (10)
+accuracies come to under 4 KiB with every number at its longest; twice that
+(``tests/unit/test_report_size.py`` builds the worst case)."""
 
 
 class ReportError(PocflError):
@@ -112,8 +126,18 @@ class RoundReport:
     format: str = REPORT_FORMAT
 
     def to_json(self) -> bytes:
-        """Canonical JSON (sorted keys, no whitespace; floats in Python's shortest round-trip form)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        """Canonical JSON (sorted keys, no whitespace; floats in Python's shortest round-trip form).
+
+        Raises
+        ------
+        ReportError
+            The report would exceed :data:`REPORT_MAX_SIZE`, which every reader enforces: posting it would
+            make the project unreadable, so the node must fail the round loudly instead.
+        """
+        data = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        if len(data) > REPORT_MAX_SIZE:
+            raise ReportError(f"round report of {len(data)} bytes exceeds the readers' limit of {REPORT_MAX_SIZE}")
+        return data
 
     @classmethod
     def from_json(cls, data: bytes) -> RoundReport:
@@ -172,3 +196,86 @@ def _is_a(value: object, hint: Any) -> bool:
     if base is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return value is None if hint is type(None) else isinstance(value, base)
+
+
+# --- the size limit -------------------------------------------------------------------------------------------
+# Every reader (node, trainers, auditors) parses a whole report, at up to ~22 bytes of memory per byte (a JSON list
+# of empty lists; docs/benchmarks.md "Fuzzing"), so the limit is the largest report an honest aggregator can
+# write, with a margin, not a round number. The bound is measured on the canonical JSON of reports whose every
+# field is at its longest: JSON-escaping included, so it holds whatever text trainers put in CIDs.
+
+_LONGEST_FLOAT = -2.2250738585072014e-308  # 24 characters: no finite float's repr is longer
+_LONGEST_UINT = 2**256 - 1  # 78 digits: any integer the chain holds
+_LONGEST_INT128 = -(2**127)  # 40 characters: a score (int128 on chain)
+_WORST_CID = "\x00" * MAX_CID_BYTES  # a control character is escaped to 6 bytes (\u0000), the most per byte
+_WORST_REASON = '"' * REASON_LIMIT  # printable ASCII escaped to 2 bytes each (\", \\), the most
+_WORST_HYPERPARAMS = '"' * HYPERPARAMS_MAX_SIZE  # canonical ASCII JSON held as a string: 2 bytes a byte at most
+_HEX32 = "0x" + "f" * 64
+_ADDRESS = "0x" + "f" * 40
+
+
+def _json_size(value: object) -> int:
+    return len(json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode())
+
+
+SUBMISSION_MAX_JSON = _json_size(
+    asdict(
+        SubmissionEntry(
+            index=MAX_SUBMISSIONS - 1,
+            trainer=_ADDRESS,
+            cid=_WORST_CID,
+            commitment=_HEX32,
+            status=max(STATUSES, key=len),
+            reason=_WORST_REASON,
+            outlier=False,
+            score=_LONGEST_INT128,
+            value=_LONGEST_FLOAT,
+            weight=_LONGEST_FLOAT,
+            ratio=_LONGEST_FLOAT,
+            encrypted=False,
+            plaintext_cid=_WORST_CID,
+        )
+    )
+) + len(",")
+"""Most bytes one honest submission entry takes in a report (about 2.9 KiB, two CIDs and the reason), with its
+comma."""
+
+REPORT_FIXED_MAX_JSON = (
+    _json_size(
+        asdict(
+            RoundReport(
+                project_id=_LONGEST_UINT,
+                round=_LONGEST_UINT,
+                chain_id=_LONGEST_UINT,
+                market=_ADDRESS,
+                submissions_digest=_HEX32,
+                model_in=_WORST_CID,
+                model_out=_WORST_CID,
+                shapley_seed=_HEX32,
+                sketch_seed=_HEX32,
+                hyperparams=_WORST_HYPERPARAMS,
+                next_hyperparams=_WORST_HYPERPARAMS,
+                next_hyperparams_hash=_HEX32,
+                accuracy_before=_LONGEST_FLOAT,
+                loss_before=_LONGEST_FLOAT,
+                accuracy=_LONGEST_FLOAT,
+                loss=_LONGEST_FLOAT,
+                shapley_method="x" * 32,  # an estimator's name (aggregator.shapley.Method: 11 characters at most)
+                shapley_evaluations=_LONGEST_UINT,
+                submissions=(),
+                config={},
+            )
+        )
+    )
+    + CONFIG_MAX_JSON
+)
+"""Most bytes of everything in an honest report but its submissions (about 25 KiB, mostly the hyper-parameters)."""
+
+REPORT_HONEST_MAX_SIZE = REPORT_FIXED_MAX_JSON + MAX_SUBMISSIONS * SUBMISSION_MAX_JSON
+"""Largest report an honest aggregator writes: 512 maximal submissions and maximal fixed parts (about 1.5 MiB)."""
+
+REPORT_SIZE_MARGIN = 2
+"""Room above the honest bound for fields a later report format may add."""
+
+REPORT_MAX_SIZE = REPORT_SIZE_MARGIN * REPORT_HONEST_MAX_SIZE
+"""Largest round report read (about 2.9 MiB; the worst JSON of that size peaks near 65 MiB to parse)."""

@@ -53,7 +53,7 @@ from web3.contract.contract import ContractFunction
 
 from aggregator import inputs
 from aggregator.hyperparams import HyperParams
-from aggregator.report import ReportError, RoundReport, SubmissionEntry
+from aggregator.report import MAX_CID_BYTES, REPORT_MAX_SIZE, ReportError, RoundReport, SubmissionEntry, bounded_reason
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round
 from pocfl.audit_rejections import AVAILABILITY_ERRORS, RejectionChecker
 from pocfl.audit_rejections import error_name as _error_name
@@ -66,6 +66,7 @@ from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market, SubmittedUpdate, report_cids
 from pocfl.payouts import allocate
 from pocfl.store import ContentStore, StoreError, StoreUnavailableError, compute_cid
+from pocfl.untrusted import ELLIPSIS, QUOTE_LIMIT, clip, quote
 from pocfl.updates import ModelSpec, decode_update, encode_update, verify_commitment
 
 AUDIT_FORMAT = "pocfl-audit/1"
@@ -73,6 +74,13 @@ AUDIT_FORMAT = "pocfl-audit/1"
 # Whether an object was available to the aggregator when it aggregated cannot be checked afterwards: a rejection
 # for one of AVAILABILITY_ERRORS is disproved when the audit finds the object valid (pocfl.audit_rejections), and
 # an auditor who cannot read an object the aggregator accepted cannot recompute the round.
+
+MESSAGE_LIMIT = 1024
+"""Most characters of one difference's message: untrusted values in it are quoted (at most ``QUOTE_LIMIT``
+characters each), this caps the sentence too, so a report's content never grows the audit beyond a bound."""
+
+VALUE_LIMIT = 4 * QUOTE_LIMIT
+"""Most characters of a difference's ``posted`` or ``recomputed`` string (a JSON rendering, when it is not one)."""
 
 FLOAT_RTOL = 1e-9
 """Relative tolerance of float fields (values, weights, ratios, accuracies, losses); ints and flags are exact."""
@@ -356,6 +364,32 @@ def short(address: str) -> str:
     return f"{address[:6]}…{address[-4:]}" if len(address) == 42 else address
 
 
+def _text(exc: BaseException) -> str:
+    """An error's message in one of ours: errors about input may carry its text, so it is clipped (ASCII)."""
+    return clip(str(exc), MESSAGE_LIMIT // 2)
+
+
+def _cap(sentence: str) -> str:
+    """One of our sentences cut to :data:`MESSAGE_LIMIT` characters; untrusted parts are quoted before this."""
+    return sentence if len(sentence) <= MESSAGE_LIMIT else sentence[: MESSAGE_LIMIT - len(ELLIPSIS)] + ELLIPSIS
+
+
+def _bounded_value(value: Any) -> Any:
+    """``jsonable(value)``, with a long or non-ASCII string, or a large list or dict, as a bounded rendering.
+
+    Posted values come from reports and events (aggregator- and trainer-controlled): a difference keeps them
+    for the audit's JSON, so they are bounded like its messages.
+    """
+    value = jsonable(value)
+    if isinstance(value, str):
+        return clip(value, VALUE_LIMIT)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 256:
+        return quote(value, VALUE_LIMIT)  # a JSON integer may have thousands of digits; chain values fit 256 bits
+    if isinstance(value, list | dict) and len(json.dumps(value)) > VALUE_LIMIT:
+        return quote(value, VALUE_LIMIT)
+    return value
+
+
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
@@ -584,7 +618,15 @@ class _Auditor:
         if index is not None:
             where += f", submission {index}" + (f" ({short(trainer)})" if trainer else "")
         self.differences.append(
-            Difference(round_, field_, f"{where}: {message}", index, trainer, jsonable(posted), jsonable(recomputed))
+            Difference(
+                round_,
+                field_,
+                _cap(f"{where}: {message}"),
+                index,
+                trainer,
+                _bounded_value(posted),
+                _bounded_value(recomputed),
+            )
         )
 
     def events(self, name: str, **filters: Any) -> list[EventRecord]:
@@ -628,9 +670,9 @@ class _Auditor:
         validation = None
         try:
             manifest = inputs.load_manifest(self.market, state)
-            result.manifest_name = manifest.name
+            result.manifest_name = clip(manifest.name, VALUE_LIMIT)  # the owner's text
         except PocflError as exc:
-            self.diff(None, "manifest", f"manifest {params.initial_model_cid}: {type(exc).__name__}: {exc}")
+            self.diff(None, "manifest", f"manifest {params.initial_model_cid}: {type(exc).__name__}: {_text(exc)}")
         if manifest is not None:
             self.progress("loading the validation set")
             try:
@@ -641,15 +683,17 @@ class _Auditor:
                     f"file {self.validation_file}"
                     if self.validation_file is not None
                     else (
-                        f"recipe {manifest.validation.recipe}"
+                        f"recipe {quote(manifest.validation.recipe)}"
                         if manifest.validation.recipe is not None
-                        else f"cid {manifest.validation.cid}"
+                        else f"cid {quote(manifest.validation.cid)}"
                     )
                 )
             except PocflError as exc:
                 if self.validation_file is not None:
                     raise  # the auditor's own file is wrong: say so rather than audit without it
-                self.warnings.append(f"no validation set, rounds cannot be recomputed: {type(exc).__name__}: {exc}")
+                self.warnings.append(
+                    f"no validation set, rounds cannot be recomputed: {type(exc).__name__}: {_text(exc)}"
+                )
 
         submitted: dict[int, list[SubmittedUpdate]] = {}
         digests_seen: dict[int, bytes] = {}  # the digest the round's last submission left on chain
@@ -783,10 +827,10 @@ class _Auditor:
             self.diff(r, "report", "no report posted (zero reportHash): the round cannot be recomputed")
         else:
             try:
-                audit.report_cid, data = self.market.fetch_report(bytes(args["reportHash"]), max_size=64 << 20)
+                audit.report_cid, data = self.market.fetch_report(bytes(args["reportHash"]), max_size=REPORT_MAX_SIZE)
                 report = RoundReport.from_json(data)
             except ReportError as exc:
-                self.diff(r, "report", f"report {audit.report_cid}: {exc}")
+                self.diff(r, "report", f"report {audit.report_cid}: {_text(exc)}")
             except StoreUnavailableError:
                 raise  # transient: nothing can be concluded, try again
             except PocflError as exc:
@@ -795,7 +839,7 @@ class _Auditor:
                     r,
                     "report",
                     f"the report with reportHash {audit.report_hash} ({cid}) cannot be read verified: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"{type(exc).__name__}: {_text(exc)}",
                 )
         if report is None:
             self._finish(audit, n_diffs, "no verified report")
@@ -804,7 +848,9 @@ class _Auditor:
         audit.accuracy_before, audit.accuracy, audit.loss = report.accuracy_before, report.accuracy, report.loss
         audit.shapley_method = report.shapley_method  # as reported, until recomputed
         for s, entry in zip(audit.submissions, report.submissions, strict=False):
-            s.report_status, s.report_reason = entry.status, entry.reason
+            # Kept for the audit's JSON and tables: bounded like the report's own honest fields.
+            s.report_status = clip(entry.status, QUOTE_LIMIT)
+            s.report_reason = None if entry.reason is None else bounded_reason(entry.reason)
         if len(report.submissions) != len(subs):
             self._finish(audit, n_diffs, "the report's submissions differ from the chain's")
             return audit
@@ -818,13 +864,14 @@ class _Auditor:
         except StoreUnavailableError:
             raise
         except PocflError as exc:
-            self._finish(audit, n_diffs, f"inputs unavailable: {type(exc).__name__}: {exc}")
+            self._finish(audit, n_diffs, f"inputs unavailable: {type(exc).__name__}: {_text(exc)}")
             return audit
         self._finish(audit, n_diffs, why)
         return audit
 
     def _finish(self, audit: RoundAudit, n_diffs: int, why: str | None) -> None:
         """Set the round's verdict; ``why`` says why it was not recomputed (None: it was)."""
+        why = None if why is None else _cap(why)
         if len(self.differences) > n_diffs:
             audit.verdict = "mismatch"
         elif why is None and any(s.source == "unchecked" for s in audit.submissions):
@@ -832,9 +879,9 @@ class _Auditor:
         elif why is not None:
             audit.verdict = "unverifiable"
             audit.unverifiable = why
-            self.warnings.append(f"round {audit.round}: not recomputed: {why}")
+            self.warnings.append(_cap(f"round {audit.round}: not recomputed: {why}"))
         if why is not None:
-            audit.notes.append(f"not recomputed: {why}")
+            audit.notes.append(_cap(f"not recomputed: {why}"))
             for s in audit.submissions:  # expected = posted where nothing could be recomputed
                 s.expected_wei = s.credited_wei
 
@@ -900,14 +947,16 @@ class _Auditor:
         ]
         for name, got, want in header:
             if got != want:
-                self.diff(r, "report", f"report {cid} says {name} {got}, the chain {want}", posted=got, recomputed=want)
+                self.diff(
+                    r, "report", f"report {cid} says {name} {quote(got)}, the chain {want}", posted=got, recomputed=want
+                )
         if str(report.market).lower() != self.address.lower():
-            self.diff(r, "report", f"report {cid} names market {report.market}, audited {self.address}")
+            self.diff(r, "report", f"report {cid} names market {quote(report.market)}, audited {self.address}")
         if not _same_hex(report.submissions_digest, _hex(digest)):
             self.diff(
                 r,
                 "digest",
-                f"report {cid} has submissions digest {report.submissions_digest}, the chain's events fold to "
+                f"report {cid} has submissions digest {quote(report.submissions_digest)}, the chain's events fold to "
                 f"{_hex(digest)}",
                 posted=report.submissions_digest,
                 recomputed=_hex(digest),
@@ -916,7 +965,7 @@ class _Auditor:
             self.diff(
                 r,
                 "model_cid",
-                f"report {cid} names new model {report.model_out}, RoundPosted {audit.model_cid}",
+                f"report {cid} names new model {quote(report.model_out)}, RoundPosted {quote(audit.model_cid)}",
                 posted=audit.model_cid,
                 recomputed=report.model_out,
             )
@@ -924,7 +973,7 @@ class _Auditor:
             self.diff(
                 r,
                 "hyperparams_hash",
-                f"report {cid} has next_hyperparams_hash {report.next_hyperparams_hash}, RoundPosted "
+                f"report {cid} has next_hyperparams_hash {quote(report.next_hyperparams_hash)}, RoundPosted "
                 f"{audit.hyperparams_hash}",
             )
         try:
@@ -938,7 +987,9 @@ class _Auditor:
                     recomputed=next_hash,
                 )
         except (ValueError, TypeError) as exc:
-            self.diff(r, "hyperparams", f"report {cid}: next_hyperparams {report.next_hyperparams!r}: {exc}")
+            self.diff(
+                r, "hyperparams", f"report {cid}: next_hyperparams {quote(report.next_hyperparams)}: {quote(str(exc))}"
+            )
         if len(report.submissions) != len(subs):
             self.diff(
                 r,
@@ -959,7 +1010,7 @@ class _Auditor:
                     self.diff(
                         r,
                         "submissions",
-                        f"report {cid} lists {name} {got}, UpdateSubmitted has {want}",
+                        f"report {cid} lists {name} {quote(got)}, UpdateSubmitted has {quote(want)}",
                         index=i,
                         trainer=u.trainer,
                         posted=want,
@@ -970,7 +1021,8 @@ class _Auditor:
                 self.diff(
                     r,
                     "report",
-                    f"report {cid} records score {entry.score} and outlier {entry.outlier}, the chain credited "
+                    f"report {cid} records score {quote(entry.score)} and outlier {quote(entry.outlier)}, "
+                    "the chain credited "
                     f"score {s.posted_score} and outlier {s.posted_outlier}",
                     index=s.index,
                     trainer=s.trainer,
@@ -997,8 +1049,8 @@ class _Auditor:
             self.diff(
                 r,
                 "model_in",
-                f"report {audit.report_cid} starts from model {report.model_in}, the chain's global model of the "
-                f"round is {model_in}",
+                f"report {audit.report_cid} starts from model {quote(report.model_in)}, the chain's global model "
+                f"of the round is {model_in}",
                 posted=report.model_in,
                 recomputed=model_in,
             )
@@ -1008,7 +1060,7 @@ class _Auditor:
             self.diff(
                 r,
                 "hyperparams",
-                f"report {audit.report_cid} says the round trained with {report.hyperparams}, the rule gives "
+                f"report {audit.report_cid} says the round trained with {quote(report.hyperparams)}, the rule gives "
                 f"{hyper.to_json()}",
                 posted=report.hyperparams,
                 recomputed=hyper.to_json(),
@@ -1027,7 +1079,7 @@ class _Auditor:
             ("sketch_seed", report.sketch_seed, seeds.sketch),
         ):
             if not _same_hex(got, _hex(want)):
-                self.diff(r, "seeds", f"report {audit.report_cid} has {name} {got}, derived {_hex(want)}")
+                self.diff(r, "seeds", f"report {audit.report_cid} has {name} {quote(got)}, derived {_hex(want)}")
 
         vectors: list[Vector | None] = []
         unverifiable: list[str] = []
@@ -1162,7 +1214,9 @@ class _Auditor:
             shape = CircuitShape(proof_cfg.slots, proof_cfg.sketch_dim, proof_cfg.scale)
             return self._compiled_circuit(r, shape, settings)
         except (PocflError, ProverError, OSError, ValueError) as exc:
-            self.warnings.append(f"round {r}: cannot rebuild the circuit ({exc}); flags recomputed in float")
+            self.warnings.append(
+                f"round {r}: cannot rebuild the circuit ({quote(str(exc))}); flags recomputed in float"
+            )
             return None
 
     def _compiled_circuit(self, r: int, shape: Any, settings: bytes) -> Any:
@@ -1194,8 +1248,7 @@ class _Auditor:
                 self.diff(
                     r,
                     "config",
-                    f"report {audit.report_cid} ran with {key}={json.dumps(got)}, the manifest fixes "
-                    f"{json.dumps(want)}",
+                    f"report {audit.report_cid} ran with {key}={quote(got)}, the manifest fixes {json.dumps(want)}",
                     posted=got,
                     recomputed=want,
                 )
@@ -1203,8 +1256,8 @@ class _Auditor:
             self.diff(
                 r,
                 "config",
-                f"report {audit.report_cid} used accuracy history {report.config['accuracy_history']}, the posted "
-                f"reports give {list(history)}",
+                f"report {audit.report_cid} used accuracy history {quote(report.config['accuracy_history'])}, "
+                f"the posted reports give {list(history)}",
             )
 
     def _readable(self, cid: str) -> bool:
@@ -1237,7 +1290,7 @@ class _Auditor:
             self.diff(
                 r,
                 "encrypted",
-                f"the report says encrypted={entry.encrypted}, the stored update is "
+                f"the report says encrypted={quote(entry.encrypted)}, the stored update is "
                 f"{'an encryption envelope' if encrypted else 'plaintext'}",
                 index=u.index,
                 trainer=u.trainer,
@@ -1265,7 +1318,8 @@ class _Auditor:
                 self.diff(
                     r,
                     "status",
-                    f"the aggregator accepted the update (status {entry.status}), the audit rejects it: {reason}",
+                    f"the aggregator accepted the update (status {quote(entry.status)}), "
+                    f"the audit rejects it: {reason}",
                     index=u.index,
                     trainer=u.trainer,
                     posted=entry.status,
@@ -1286,7 +1340,7 @@ class _Auditor:
             self.diff(
                 r,
                 "status",
-                f"the aggregator rejected trainer {u.trainer}'s update, the audit accepts it: {entry.reason}",
+                f"the aggregator rejected trainer {u.trainer}'s update, the audit accepts it: {quote(entry.reason)}",
                 index=u.index,
                 trainer=u.trainer,
                 posted=entry.reason,
@@ -1364,10 +1418,13 @@ class _Auditor:
             raise
         except StoreError as exc:
             s.source = "unverifiable"
-            s.note = f"sealed; its revealed plaintext {cid} cannot be read: {inputs.rejection_reason(exc)}"
+            s.note = (
+                f"sealed; its revealed plaintext {clip(cid, MAX_CID_BYTES)} cannot be read: "
+                f"{inputs.rejection_reason(exc)}"
+            )
             return None, None
         s.source = "revealed"
-        s.note = f"plaintext {cid}"
+        s.note = f"plaintext {clip(cid, MAX_CID_BYTES)}"  # from the report: an honest CID comes back unchanged
         try:
             verify_commitment(
                 plaintext,
@@ -1412,7 +1469,7 @@ class _Auditor:
                 self.diff(
                     r,
                     "status",
-                    f"report status {entry.status}, recomputed {s.status}",
+                    f"report status {quote(entry.status)}, recomputed {s.status}",
                     posted=entry.status,
                     recomputed=s.status,
                     **where,
@@ -1424,7 +1481,12 @@ class _Auditor:
             ):
                 if not _close(float(got), float(want)):
                     self.diff(
-                        r, name, f"report {name} {got!r}, recomputed {want!r}", posted=got, recomputed=want, **where
+                        r,
+                        name,
+                        f"report {name} {quote(got)}, recomputed {want!r}",
+                        posted=got,
+                        recomputed=want,
+                        **where,
                     )
             if s.credited_wei is not None and s.credited_wei != s.expected_wei:
                 self.diff(
@@ -1442,7 +1504,7 @@ class _Auditor:
             ("loss", report.loss, decision.loss),
         ):
             if not _close(float(got), float(want)):
-                self.diff(r, name, f"report {name} {got!r}, recomputed {want!r}", posted=got, recomputed=want)
+                self.diff(r, name, f"report {name} {quote(got)}, recomputed {want!r}", posted=got, recomputed=want)
         if (
             report.shapley_method != decision.shapley_method
             or report.shapley_evaluations != decision.shapley_evaluations
@@ -1450,14 +1512,16 @@ class _Auditor:
             self.diff(
                 r,
                 "shapley",
-                f"report says {report.shapley_method} with {report.shapley_evaluations} evaluations, recomputed "
+                f"report says {quote(report.shapley_method)} with {quote(report.shapley_evaluations)} evaluations, "
+                "recomputed "
                 f"{decision.shapley_method} with {decision.shapley_evaluations}",
             )
         if report.next_hyperparams != decision.next_hyperparams.to_json():
             self.diff(
                 r,
                 "hyperparams",
-                f"report next_hyperparams {report.next_hyperparams}, recomputed {decision.next_hyperparams.to_json()}",
+                f"report next_hyperparams {quote(report.next_hyperparams)}, "
+                f"recomputed {decision.next_hyperparams.to_json()}",
                 posted=report.next_hyperparams,
                 recomputed=decision.next_hyperparams.to_json(),
             )

@@ -19,7 +19,6 @@ taken from them is bounded before it is printed.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 from pocfl.errors import PocflError
 from pocfl.fsutil import PRIVATE, write_bytes_atomic, write_json_atomic
+from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted
 from pocfl.updates import DEFAULT_MAX_UPDATE_SIZE
 
 EVIDENCE_FORMAT = "pocfl-evidence/1"
@@ -38,8 +38,8 @@ MAX_EVIDENCE_JSON = 64 << 10
 MAX_EVIDENCE_PLAINTEXT = DEFAULT_MAX_UPDATE_SIZE
 """Largest plaintext read (the largest update any manifest may allow)."""
 
-MAX_BRACKETS = 256
-"""Most ``[`` and ``{`` an evidence JSON may hold (so its nesting, which the parser recurses on, is bounded)."""
+MAX_EVIDENCE_DEPTH = 2
+"""Deepest JSON nesting read: a genuine file is one flat object (depth 1); one level spare."""
 
 MAX_TEXT = 300
 """Longest text kept from an evidence file or a report reason (more is cut, with a mark)."""
@@ -54,9 +54,8 @@ class EvidenceError(PocflError):
 
 
 def bounded(text: object, limit: int = MAX_TEXT) -> str:
-    """``text`` as one printable line of at most ``limit`` characters (control characters escaped)."""
-    line = str(text).encode("unicode_escape", "backslashreplace").decode("ascii")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    """``text`` as one printable ASCII line of at most ``limit`` characters (:func:`pocfl.untrusted.clip`)."""
+    return clip(str(text), limit)
 
 
 @dataclass(frozen=True)
@@ -176,14 +175,10 @@ def load_evidence(path: Path, *, max_plaintext: int = MAX_EVIDENCE_PLAINTEXT) ->
         the one the JSON records.
     """
     raw = _read_capped(path, MAX_EVIDENCE_JSON, "the JSON file")
-    # The parser recurses per nesting level (and py_ecc lifts the recursion limit): bounding the number of
-    # brackets bounds the depth without a scan. A genuine file has one object and short texts.
-    if raw.count(b"[") + raw.count(b"{") > MAX_BRACKETS:
-        raise EvidenceError(f"evidence {bounded(path)}: more than {MAX_BRACKETS} brackets: not an evidence file")
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise EvidenceError(f"evidence {bounded(path)}: not JSON ({bounded(exc, 120)})") from None
+    try:  # screened for depth first: the parser recurses per level and py_ecc lifts the recursion limit
+        doc = loads_untrusted(raw, max_size=MAX_EVIDENCE_JSON, max_depth=MAX_EVIDENCE_DEPTH, what="the JSON file")
+    except UntrustedJsonError as exc:  # its message gives figures and a clipped parser error, never the content
+        raise EvidenceError(f"evidence {bounded(path)}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != EVIDENCE_FORMAT:
         raise EvidenceError(f"evidence {bounded(path)}: not a {EVIDENCE_FORMAT} document")
     name = _text(doc, "plaintext_file", _FILE_NAME, path)

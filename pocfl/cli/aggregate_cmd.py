@@ -30,6 +30,7 @@ from pocfl.cli.session import (
     chain_now,
 )
 from pocfl.errors import ConfigError
+from pocfl.untrusted import clip
 from pocfl.waiting import start_when_up
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ def _print_outcome(out: Output, o: RoundOutcome) -> None:
         table.add_row(
             str(e.index),
             short(e.trainer),
-            escape(status if len(status) <= 90 else status[:89] + "…"),
+            escape(clip(status, 90)),
             "yes" if e.outlier else "no",
             str(e.score),
             f"{e.value:.4f}",

@@ -70,10 +70,13 @@ def test_oversized_deep_or_missing_input_is_refused_without_reading_it_all(tmp_p
         load_evidence(big)
     deep = tmp_path / "deep.json"
     deep.write_bytes(b"[" * 30_000 + b"]" * 30_000)
-    with pytest.raises(EvidenceError, match="brackets"):
+    with pytest.raises(EvidenceError, match="nests JSON 30000 levels deep, more than the 2 allowed"):
         load_evidence(deep)
-    with pytest.raises(EvidenceError, match="not JSON"):
+    with pytest.raises(EvidenceError, match="not UTF-8"):
         (tmp_path / "bad.json").write_bytes(b"\xff{")
+        load_evidence(tmp_path / "bad.json")
+    with pytest.raises(EvidenceError, match="not JSON"):
+        (tmp_path / "bad.json").write_bytes(b'{"format": ')
         load_evidence(tmp_path / "bad.json")
     with pytest.raises(EvidenceError, match="cannot read"):
         load_evidence(tmp_path / "missing.json")
@@ -83,4 +86,4 @@ def test_oversized_deep_or_missing_input_is_refused_without_reading_it_all(tmp_p
 
 def test_bounded_text_is_one_short_printable_line() -> None:
     text = bounded("é\x1b[31m\n" + "x" * 1000)
-    assert len(text) <= 300 and text.isprintable() and "\n" not in text and text.endswith("…")
+    assert len(text) <= 300 and text.isprintable() and "\n" not in text and text.isascii() and text.endswith("...")
