@@ -32,7 +32,8 @@ from numpy.typing import NDArray
 from aggregator.flag import apply_decision, decision_from_flags, flag_aggregate
 from aggregator.hyperparams import HyperParamRule, HyperParams, next_hyperparams
 from aggregator.seeds import shapley_seed
-from aggregator.shapley import ScoringConfig, Status, round_scores
+from aggregator.shapley import ScoringConfig, Status, round_scores, to_int_scores
+from aggregator.trust import TrustConfig, TrustResult, trust_aggregate
 
 Vector = NDArray[np.float32]
 SKETCH_SEED_DOMAIN = b"pocfl.sketch.seed.v1"
@@ -74,6 +75,11 @@ class RoundConfig:
         Constants of the hyper-parameter rule.
     n_classes
         Output width of the model.
+    rule
+        ``trust``: validation-anchored filter and weights (:mod:`aggregator.trust`); ``flag``: the Flag
+        Aggregator on the updates alone (the rule before issue 12).
+    trust
+        Constants of the ``trust`` rule.
     """
 
     sketch_dim: int = 128
@@ -81,6 +87,8 @@ class RoundConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     hyper_rule: HyperParamRule = field(default_factory=HyperParamRule)
     n_classes: int = 10
+    rule: Literal["trust", "flag"] = "flag"
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +146,7 @@ def decide_round(
     config: RoundConfig = RoundConfig(),
     evaluate: Callable[[NDArray[np.floating]], tuple[float, float]] | None = None,
     outlier_flags: Sequence[bool] | None = None,
+    reference: NDArray[np.floating] | None = None,
 ) -> RoundDecision:
     """Decide a round from its validated updates.
 
@@ -165,6 +174,9 @@ def decide_round(
         One flag per submission decided elsewhere (the round circuit of a proven project, ``zk/``): used instead of
         the Flag Aggregator's own decision, whatever the number of accepted updates; the full updates are still
         aggregated by :func:`aggregator.flag.apply_decision` (subspace refit on the accepted ones).
+    reference
+        The ``trust`` rule's reference update; defaults to :func:`server_reference` (the MLP trained one pass
+        on the validation set with this round's hyper-parameters and a seed from the chain).
     """
     x_val, y_val = validation
     if evaluate is None:
@@ -185,6 +197,7 @@ def decide_round(
     acc_before, loss_before = evaluate(g)
     new_global = g.copy()
     method, evaluations = "none", 0
+    tr: TrustResult | None = None
     if accepted:
         matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
         if outlier_flags is not None:
@@ -194,6 +207,12 @@ def decide_round(
             fa = apply_decision(matrix, decision_from_flags(flags))  # nothing accepted: a zero aggregate
             fa_outliers, fa_weights, fa_ratios = flags, [float(w) for w in fa.weights], [0.0] * len(accepted)
             aggregate = np.asarray(fa.aggregate, dtype=np.float32)
+        elif config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES:
+            if reference is None:
+                reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
+            tr = trust_aggregate(matrix, reference, config.trust)
+            fa_outliers, fa_weights, fa_ratios = list(tr.outliers), list(tr.weights), list(tr.norm_ratios)
+            aggregate = tr.aggregate.astype(np.float32)
         elif len(accepted) >= MIN_FLAG_UPDATES:
             fa = flag_aggregate(
                 matrix,
@@ -214,25 +233,35 @@ def decide_round(
             accuracy, loss = evaluate(np.asarray(v, dtype=np.float32))
             return accuracy if config.metric == "accuracy" else -loss
 
-        scored = round_scores(
-            g.astype(np.float64),
-            [row.astype(np.float64) for row in matrix],
-            utility,
-            seeds.shapley,
-            outliers=fa_outliers,
-            weights=fa_weights,
-            prior_updates=[np.asarray(p, dtype=np.float64) for p in prior_updates],
-            config=config.scoring,
-        )
-        method, evaluations = scored.result.method, int(scored.result.evaluations)
+        priors = [np.asarray(p, dtype=np.float64) for p in prior_updates]
+        if tr is not None:
+            scored = _cluster_scores(g.astype(np.float64), tr, utility, seeds.shapley, priors, config.scoring)
+        else:
+            rs = round_scores(
+                g.astype(np.float64),
+                [row.astype(np.float64) for row in matrix],
+                utility,
+                seeds.shapley,
+                outliers=fa_outliers,
+                weights=fa_weights,
+                prior_updates=priors,
+                config=config.scoring,
+            )
+            scored = _Scored(
+                rs.scores,
+                tuple(float(v) for v in rs.values),
+                rs.screening.status,
+                rs.result.method,
+                rs.result.evaluations,
+            )
+        method, evaluations = scored.method, scored.evaluations
         for j, i in enumerate(accepted):
             outliers[i] = fa_outliers[j]
             weights[i] = fa_weights[j]
             ratios[i] = fa_ratios[j]
             scores[i] = int(scored.scores[j])
             values[i] = float(scored.values[j])
-            verdict = scored.screening.status[j]
-            statuses[i] = "outlier" if fa_outliers[j] else _status_name(verdict)
+            statuses[i] = "outlier" if fa_outliers[j] else _status_name(scored.status[j])
     accuracy, loss = evaluate(new_global)
     history = [*accuracy_history, accuracy]
     return RoundDecision(
@@ -250,6 +279,78 @@ def decide_round(
         next_hyperparams=next_hyperparams(hyperparams, history, config.hyper_rule),
         shapley_method=method,
         shapley_evaluations=evaluations,
+    )
+
+
+def server_reference(
+    global_vector: NDArray[np.floating],
+    validation: tuple[NDArray[np.floating], NDArray[np.integer]],
+    hyperparams: HyperParams,
+    seed: bytes,
+    n_classes: int,
+) -> NDArray[np.float64]:
+    """The ``trust`` rule's reference: one local-training run on the validation set (FLTrust's server update).
+
+    Same trainer code and hyper-parameters as the trainers (so the norms compare), batch order from the
+    chain-derived seed, so the audit recomputes it bit for bit.
+    """
+    from pocfl.ml.training import local_train
+
+    x_val, y_val = validation
+    delta = local_train(
+        global_vector,
+        x_val,
+        y_val,
+        epochs=hyperparams.local_epochs,
+        lr=hyperparams.learning_rate,
+        batch_size=hyperparams.batch_size,
+        seed=int.from_bytes(keccak(b"pocfl.reference.seed.v1" + seed)[:8], "big"),
+        n_classes=n_classes,
+    )
+    return np.asarray(delta, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    scores: tuple[int, ...]
+    values: tuple[float, ...]
+    status: tuple[Status, ...]
+    method: str
+    evaluations: int
+
+
+def _cluster_scores(
+    g: NDArray[np.float64],
+    tr: TrustResult,
+    utility: Callable[[NDArray[np.floating]], float],
+    seed: bytes,
+    priors: Sequence[NDArray[np.float64]],
+    scoring: ScoringConfig,
+) -> _Scored:
+    """Shapley values with each cluster of near-identical updates as one player, split within the cluster.
+
+    The cluster plays with its weighted mean (clipped updates) and its total weight, so a copy neither adds a
+    player nor weight; its value is split over the members in proportion to their aggregation weight
+    (trust), which no submission order changes. Outliers score 0.
+    """
+    k = len(tr.outliers)
+    ids = sorted({c for c in tr.clusters if c >= 0})
+    members = [[i for i in range(k) if tr.clusters[i] == c] for c in ids]
+    w = np.asarray(tr.weights)
+    vectors = [np.asarray(w[m] @ tr.clipped[m] / np.sum(w[m]), dtype=np.float64) for m in members]
+    if not ids:
+        return _Scored((0,) * k, (0.0,) * k, (Status.OUTLIER,) * k, "none", 0)
+    rs = round_scores(
+        g, vectors, utility, seed, weights=[float(np.sum(w[m])) for m in members], prior_updates=priors, config=scoring
+    )
+    values = [0.0] * k
+    status = [Status.OUTLIER] * k
+    for c, m in enumerate(members):
+        for i in m:
+            values[i] = float(rs.values[c]) * float(w[i] / np.sum(w[m]))
+            status[i] = rs.screening.status[c]
+    return _Scored(
+        to_int_scores(values, scoring.scale), tuple(values), tuple(status), rs.result.method, int(rs.result.evaluations)
     )
 
 

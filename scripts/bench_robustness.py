@@ -39,12 +39,17 @@ sys.path.insert(0, str(ROOT))
 from aggregator.attacks import Attack, apply_attack, flip_labels  # noqa: E402
 from aggregator.baselines import aggregate as baseline_aggregate  # noqa: E402
 from aggregator.baselines import bulyan_max_f  # noqa: E402
+from aggregator.hyperparams import HyperParams  # noqa: E402
+from aggregator.round import RoundConfig, RoundSeeds, decide_round  # noqa: E402
+from aggregator.trust import TrustConfig  # noqa: E402
 from pocfl.ml import dirichlet_partition, evaluate, initial_vector, load_digits_split, local_train  # noqa: E402
+from pocfl.payouts import allocate  # noqa: E402
 
 N_TRAINERS = 15
 ALPHA = 0.5
 EPOCHS, LR, BATCH = 2, 0.1, 16
 GOAL_POINTS = 3.0
+OWNER_VAL = 180
 
 # (label, attack, parameters): the bench's attack grid; "none" is the clean reference run.
 ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
@@ -61,13 +66,31 @@ ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
 ]
 # Not in the default grid (to keep it to a few minutes); select with --attacks stale.
 EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [("stale", Attack.STALE, {})]
-AGGREGATORS = ["fa", "fa_sketch", "krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
 BASELINE_NAMES = ["krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
+AGGREGATORS = ["decide_trust", "decide_flag", "fa", "fa_sketch", *BASELINE_NAMES]
 
 Vector = NDArray[np.float32]
 # (updates, sample counts, f, round seed) -> (aggregate, flagged indices or None)
 AggOut = tuple[NDArray[np.floating], list[int] | None]
 AggFn = Callable[[NDArray[np.float64], NDArray[np.int64], int, bytes], AggOut]
+DECIDE_RULES = {"decide_flag": "flag", "decide_trust": "trust"}
+ROUND_BUDGET = 10**18
+
+
+@dataclass
+class Owner:
+    """State a decide_round aggregator carries between rounds (the node's view of the project)."""
+
+    x_val: NDArray[np.float32]
+    y_val: NDArray[np.int64]
+    rule: str
+    hyper: HyperParams
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    history: list[float] = field(default_factory=list)
+    attacker_weight: float = 0.0
+    attacker_pay: int = 0
+    paid: int = 0
+    rounds: int = 0
 
 
 @dataclass
@@ -80,6 +103,8 @@ class Setup:
     attackers: list[int]
     init: Vector
     seed: int
+    x_own: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 64), dtype=np.float32))
+    y_own: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
@@ -94,6 +119,10 @@ class RunResult:
     missed_attackers: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    attacker_weight: float = 0.0  # mean over rounds of the attackers' total aggregation weight
+    attacker_pay: float = 0.0  # attackers' credits / total budget of the run
+    paid: float = 0.0  # credited / total budget of the run
+    final_lr: float = LR
 
 
 def _outlier_indices(raw: object, k: int) -> list[int]:
@@ -125,15 +154,22 @@ def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
 
     table: dict[str, AggFn] = {"fa": fa(False), "fa_sketch": fa(True)}
     table.update({name: baseline(name) for name in BASELINE_NAMES})
+    table.update({name: baseline("fedavg") for name in DECIDE_RULES})  # unused: run_one calls decide_step
     return table
 
 
-def make_setup(seed: int, n_attackers: int) -> Setup:
-    x_tr, y_tr, x_va, y_va = load_digits_split(seed)
-    parts = dirichlet_partition(y_tr, N_TRAINERS, ALPHA, seed, min_size=8)
+def make_setup(seed: int, n_attackers: int, alpha: float = ALPHA) -> Setup:
+    """Partition, attackers and the owner's validation set (OWNER_VAL samples held out of the training pool,
+    disjoint from the test set every accuracy is measured on)."""
+    x_tr, y_tr, x_te, y_te = load_digits_split(seed)
+    held = np.random.default_rng(seed + 11).permutation(len(y_tr))
+    owner, pool = held[:OWNER_VAL], np.sort(held[OWNER_VAL:])
+    parts = [pool[p] for p in dirichlet_partition(y_tr[pool], N_TRAINERS, alpha, seed, min_size=8)]
     rng = np.random.default_rng(seed + 7)
     attackers = sorted(rng.choice(N_TRAINERS, size=n_attackers, replace=False).tolist())
-    return Setup(x_tr, y_tr, x_va, y_va, parts, attackers, initial_vector(seed), seed)
+    setup = Setup(x_tr, y_tr, x_te, y_te, parts, attackers, initial_vector(seed), seed)
+    setup.x_own, setup.y_own = x_tr[owner], y_tr[owner]
+    return setup
 
 
 def run_one(
@@ -145,6 +181,7 @@ def run_one(
     agg: AggFn,
     rounds: int,
     drop: frozenset[int] = frozenset(),
+    trust: TrustConfig | None = None,
 ) -> RunResult:
     """One FL run; ``drop`` removes trainers entirely (the honest-only reference drops the attackers)."""
     started = time.perf_counter()
@@ -165,10 +202,15 @@ def run_one(
     prev_delta = np.zeros_like(w, dtype=np.float64)
     curve: list[float] = []
     result = RunResult(label, agg_name, 0.0, 0.0, curve)
+    owner = None
+    if agg_name in DECIDE_RULES:
+        owner = Owner(setup.x_own, setup.y_own, DECIDE_RULES[agg_name], HyperParams(0, LR, EPOCHS, BATCH))
+        owner.trust = trust or TrustConfig()
     for r in range(rounds):
+        lr, epochs = (owner.hyper.learning_rate, owner.hyper.local_epochs) if owner else (LR, EPOCHS)
         honest = np.stack(
             [
-                local_train(w, x, y, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=setup.seed * 1_000_000 + r * 100 + i)
+                local_train(w, x, y, epochs=epochs, lr=lr, batch_size=BATCH, seed=setup.seed * 1_000_000 + r * 100 + i)
                 for i, x, y in client_data
             ]
         ).astype(np.float64)
@@ -177,7 +219,10 @@ def run_one(
             dtype=np.float64,
         )
         round_seed = hashlib.sha256(f"bench_robustness/{setup.seed}/{r}".encode()).digest()
-        raw_delta, flagged = agg(sent, counts, f, round_seed)
+        if owner is not None:
+            raw_delta, flagged = decide_step(owner, w, sent, attackers, round_seed)
+        else:
+            raw_delta, flagged = agg(sent, counts, f, round_seed)
         delta = np.asarray(raw_delta, dtype=np.float64)
         if not np.all(np.isfinite(delta)):
             result.notes.append(f"non-finite aggregate at round {r}")
@@ -195,7 +240,34 @@ def run_one(
     else:
         result.accuracy, result.loss = 0.0, float("inf")
     result.seconds = time.perf_counter() - started
+    if owner is not None and owner.rounds:
+        result.attacker_weight = owner.attacker_weight / owner.rounds
+        result.attacker_pay = owner.attacker_pay / (ROUND_BUDGET * owner.rounds)
+        result.paid = owner.paid / (ROUND_BUDGET * owner.rounds)
+        result.final_lr = owner.hyper.learning_rate
     return result
+
+
+def decide_step(owner: Owner, w: Vector, sent: NDArray[np.float64], attackers: list[int], seed: bytes) -> AggOut:
+    """One round through :func:`aggregator.round.decide_round`, as the node runs it; records weight and pay."""
+    decision = decide_round(
+        w,
+        list(sent),
+        validation=(owner.x_val, owner.y_val),
+        seeds=RoundSeeds(shapley=seed, sketch=hashlib.sha256(seed).digest()),
+        hyperparams=owner.hyper,
+        accuracy_history=owner.history,
+        config=RoundConfig(rule=owner.rule, sketch_dim=64, trust=owner.trust),  # type: ignore[arg-type]
+    )
+    owner.history.append(decision.accuracy)
+    owner.hyper = decision.next_hyperparams
+    shares = allocate(ROUND_BUDGET, decision.scores, decision.outliers).shares
+    owner.attacker_weight += sum(decision.weights[a] for a in attackers)
+    owner.attacker_pay += sum(shares[a] for a in attackers)
+    owner.paid += sum(shares)
+    owner.rounds += 1
+    delta = np.asarray(decision.new_global, dtype=np.float64) - np.asarray(w, dtype=np.float64)
+    return delta, [i for i, o in enumerate(decision.outliers) if o]
 
 
 Results = dict[tuple[str, str], RunResult]
@@ -216,6 +288,10 @@ def merge(runs: list[RunResult]) -> RunResult:
         sum(r.missed_attackers for r in runs),
         sum(r.seconds for r in runs),
         [n for r in runs for n in r.notes],
+        float(np.mean([r.attacker_weight for r in runs])),
+        float(np.mean([r.attacker_pay for r in runs])),
+        float(np.mean([r.paid for r in runs])),
+        float(np.mean([r.final_lr for r in runs])),
     )
 
 
@@ -315,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--attackers", type=int, default=5, help="Byzantine trainers of 15 (default 5, i.e. 33%%)")
     parser.add_argument("--seeds", default="0", help="comma list; accuracies are averaged over seeds")
+    parser.add_argument("--trust", default="", help="TrustConfig overrides, e.g. min_trust=0.5,cluster_cosine=0.9")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="Dirichlet concentration of the partition")
     parser.add_argument("--sketch-dim", type=int, default=64)
     parser.add_argument("--attacks", default="", help="comma list of attack labels (default: all but 'stale')")
     parser.add_argument("--aggregators", default="", help="comma list (default: all)")
@@ -330,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     aggs += [a for a in ("fa", "fedavg") if a not in aggs]
     table = make_aggregators(args.sketch_dim)
     seeds = [int(s) for s in args.seeds.split(",")]
+    overrides = dict(kv.split("=") for kv in args.trust.split(",") if kv)
+    flags = ("clip", "trust_weighted")
+    trust = TrustConfig(**{k: (v == "1") if k in flags else float(v) for k, v in overrides.items()})
 
     # FA is under development: record which version the numbers are for (read before it is imported)
     versions = ", ".join(
@@ -341,13 +422,21 @@ def main(argv: list[str] | None = None) -> int:
     per_seed: dict[tuple[str, str], list[RunResult]] = {}
     started = time.perf_counter()
     for seed in seeds:
-        setup = make_setup(seed, args.attackers)
+        setup = make_setup(seed, args.attackers, args.alpha)
         print(f"seed {seed}: attackers {setup.attackers}; samples per trainer {[len(p) for p in setup.parts]}")
         jobs = [(label, attack, params, a) for label, attack, params in specs for a in aggs]
         for label, attack, params, a in jobs:
-            res = run_one(setup, label, attack, params, a, table[a], args.rounds)
+            res = run_one(setup, label, attack, params, a, table[a], args.rounds, trust=trust)
             per_seed.setdefault((label, a), []).append(res)
-            print(f"  {label:>15} {a:>13}: {_pct(res.accuracy):>5} %  ({res.seconds:.1f} s) {' '.join(res.notes)}")
+            extra = ""
+            if a in DECIDE_RULES:
+                extra = (
+                    f" att.weight {_pct(res.attacker_weight)} % att.pay {_pct(res.attacker_pay)} % "
+                    f"paid {_pct(res.paid)} % lr {res.final_lr:.3g} flagged att {res.flagged_attackers} "
+                    f"hon {res.flagged_honest}"
+                )
+            notes = " ".join(res.notes)
+            print(f"  {label:>15} {a:>13}: {_pct(res.accuracy):>5} %  ({res.seconds:.1f} s){extra} {notes}")
         ref = run_one(
             setup, "honest_only", Attack.NONE, {}, "fedavg", table["fedavg"], args.rounds, frozenset(setup.attackers)
         )

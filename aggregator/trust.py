@@ -1,0 +1,163 @@
+"""Validation-anchored robust aggregation: the round decision's filter and weights (pure, no I/O).
+
+Under label-skewed data honest updates are nearly orthogonal (median pairwise cosine 0.05-0.16 on digits,
+Dirichlet 0.5), so geometry among the updates alone cannot tell a sign flip from an honest trainer without
+knowing f. The project owner's validation set is a root of trust the peers lack (FLTrust, Cao et al. NDSS
+2021): a *reference update*, one server training pass over the validation data from the same global model
+with the round's hyper-parameters, points where the owner's task improves. Measured (digits, Dirichlet 0.5,
+rounds 0-7): honest updates have cosine 0.16-0.64 to it, sign flips -0.2 to -0.9, IPM -0.7 to -0.9,
+label flips -0.1 to +0.17.
+
+Rule, per accepted update ``u_i`` (every step is a function of the Gram matrix of the updates and the
+reference, their norms and medians: features a circuit over committed vectors can take):
+
+1. ``ratio_i = ||u_i|| / median_j ||u_j||``; ``ratio_i > max_norm_ratio`` is a norm anomaly (outlier);
+2. ``trust_i = cos(u_i, r)``; ``trust_i <= min_trust * median_j max(trust_j, 0)`` is an outlier (negative
+   or no alignment with the owner's task);
+3. the rest are clipped to the median norm, ``c_i = u_i * min(1, median / ||u_i||)``;
+4. near-identical updates (pairwise cosine >= ``cluster_cosine``, transitively) form one *cluster*: a copy
+   with noise up to 50 % of the norm has cosine >= 0.89 to its original, honest pairs measured <= 0.85. A
+   cluster carries the aggregation weight of its best member only, ``max trust``, split over its members
+   in proportion to their trust, so a copy adds no weight; identical colluders (ALIE, IPM) weigh as one;
+5. the aggregate is ``sum_i w_i c_i / sum_i w_i``.
+
+Nothing here depends on f, the number of attackers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """Constants of :func:`trust_aggregate`.
+
+    Attributes
+    ----------
+    max_norm_ratio
+        An update longer than this many median norms is an outlier.
+    min_trust
+        Fraction of the median positive trust at or below which an update is an outlier (0: only updates
+        not positively aligned with the reference).
+    cluster_cosine
+        Pairwise cosine at or above which two updates are the same information (one cluster).
+    """
+
+    max_norm_ratio: float = 4.0
+    min_trust: float = 0.0
+    cluster_cosine: float = 0.88
+    trust_weighted: bool = True
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.max_norm_ratio > 1 or not 0 <= self.min_trust < 1 or not 0 < self.cluster_cosine <= 1:
+            raise ValueError(f"invalid trust config: {self!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class TrustResult:
+    """The filter's verdicts and weights, one entry per update.
+
+    Attributes
+    ----------
+    outliers
+        True for norm anomalies and updates without positive alignment.
+    trust
+        Cosine to the reference (float, signed).
+    norm_ratios
+        Norm over the median norm.
+    clusters
+        Cluster id (the smallest member index) of each non-outlier; -1 for outliers.
+    weights
+        Aggregation weights (0 for outliers, sum 1 otherwise; all 0 when everything is an outlier).
+    clipped
+        The updates clipped to the median norm (outlier rows included, unused).
+    aggregate
+        ``sum_i weights_i * clipped_i``.
+    """
+
+    outliers: tuple[bool, ...]
+    trust: tuple[float, ...]
+    norm_ratios: tuple[float, ...]
+    clusters: tuple[int, ...]
+    weights: tuple[float, ...]
+    clipped: F64
+    aggregate: F64
+
+
+def _clusters(unit_gram: F64, members: Sequence[int], threshold: float) -> list[int]:
+    """Connected components of ``cos >= threshold`` over ``members``; id = smallest index (order-free)."""
+    parent = {i: i for i in members}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, i in enumerate(members):
+        for j in members[a + 1 :]:
+            if unit_gram[i, j] >= threshold:
+                ri, rj = root(i), root(j)
+                parent[max(ri, rj)] = min(ri, rj)
+    out = [-1] * unit_gram.shape[0]
+    for i in members:
+        out[i] = root(i)
+    return out
+
+
+def trust_aggregate(updates: NDArray[np.floating], reference: NDArray[np.floating], config: TrustConfig) -> TrustResult:
+    """Filter, weight and aggregate a round's updates against the validation reference (module docstring).
+
+    Parameters
+    ----------
+    updates
+        ``(k, d)`` accepted updates.
+    reference
+        ``(d,)`` reference update from the validation data (:func:`aggregator.round.server_reference`).
+    config
+        The rule's constants.
+    """
+    u = np.asarray(updates, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64).ravel()
+    k = u.shape[0]
+    norms = np.sqrt(np.sum(u * u, axis=1))
+    median = float(np.median(norms)) if k else 0.0
+    ratios = norms / median if median > 0 else np.zeros(k)
+    r_norm = float(np.sqrt(np.sum(r * r)))
+    safe = np.where(norms > 0, norms, 1.0)
+    trust = (u @ r) / (safe * r_norm) if r_norm > 0 else np.zeros(k)
+    trust = np.where(norms > 0, trust, 0.0)
+    positive = np.maximum(trust, 0.0)
+    floor = config.min_trust * float(np.median(positive)) if k else 0.0
+    outliers = (ratios > config.max_norm_ratio) | (trust <= floor) | (norms == 0)
+    scale = np.where(norms > median, median / safe, 1.0) if config.clip else np.ones(k)
+    clipped = u * scale[:, None]
+    unit = u / safe[:, None]
+    members = [i for i in range(k) if not outliers[i]]
+    cluster = _clusters(unit @ unit.T, members, config.cluster_cosine)
+    w = np.zeros(k)
+    share = trust if config.trust_weighted else np.where(norms > 0, 1.0, 0.0)
+    for c in sorted(set(cluster) - {-1}):
+        group = [i for i in members if cluster[i] == c]
+        total = float(np.sum(trust[group]))
+        for i in group:  # the cluster weighs as its best member; members share in proportion to trust
+            w[i] = float(np.max(share[group])) * trust[i] / total
+    s = float(np.sum(w))
+    weights = w / s if s > 0 else w
+    aggregate = weights @ clipped if s > 0 else np.zeros(u.shape[1] if u.ndim == 2 else 0)
+    return TrustResult(
+        outliers=tuple(bool(o) for o in outliers),
+        trust=tuple(float(t) for t in trust),
+        norm_ratios=tuple(float(x) for x in ratios),
+        clusters=tuple(cluster),
+        weights=tuple(float(x) for x in weights),
+        clipped=clipped,
+        aggregate=np.asarray(aggregate, dtype=np.float64),
+    )
