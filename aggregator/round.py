@@ -80,6 +80,10 @@ class RoundConfig:
         Aggregator on the updates alone (the rule before issue 12).
     trust
         Constants of the ``trust`` rule.
+    noise_z
+        ``trust`` rule only: a round whose validation gain is not above ``noise_z`` standard errors of the
+        paired per-sample difference (:func:`gain_noise_floor`) credits nobody; its budget stays in escrow
+        for the owner (the contract's existing all-zero-weights rule, exact to the wei).
     """
 
     sketch_dim: int = 128
@@ -89,6 +93,7 @@ class RoundConfig:
     n_classes: int = 10
     rule: Literal["trust", "flag"] = "flag"
     trust: TrustConfig = field(default_factory=TrustConfig)
+    noise_z: float = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +105,9 @@ class RoundDecision:
     outliers, scores
         Exactly what ``postRound`` carries.
     statuses
-        ``rejected`` (failed validation), ``outlier`` (Flag Aggregator), ``free_rider``, ``copy``, ``stale``
-        (screening) or ``scored``.
+        ``rejected`` (failed validation), ``outlier`` (Flag Aggregator or trust rule), ``free_rider``,
+        ``copy``, ``stale`` (screening), ``scored``, or ``unpaid`` (would be scored, but the round's gain was
+        inside the validation noise).
     values
         Float Shapley values (utility units; 0 for everything not scored).
     weights
@@ -116,6 +122,8 @@ class RoundDecision:
         Hyper-parameters of the next round.
     shapley_method, shapley_evaluations
         Which estimator ran and how many coalition utilities it evaluated.
+    gain, noise_floor
+        The round's validation gain (utility units) and the floor it had to exceed to pay (``trust`` rule).
     """
 
     outliers: tuple[bool, ...]
@@ -132,6 +140,8 @@ class RoundDecision:
     next_hyperparams: HyperParams
     shapley_method: str
     shapley_evaluations: int
+    gain: float = 0.0
+    noise_floor: float = 0.0
 
 
 def decide_round(
@@ -179,6 +189,7 @@ def decide_round(
         on the validation set with this round's hyper-parameters and a seed from the chain).
     """
     x_val, y_val = validation
+    own_evaluate = evaluate is None
     if evaluate is None:
         from pocfl.ml.training import evaluate as ml_evaluate
 
@@ -264,6 +275,14 @@ def decide_round(
             statuses[i] = "outlier" if fa_outliers[j] else _status_name(scored.status[j])
     accuracy, loss = evaluate(new_global)
     history = [*accuracy_history, accuracy]
+    gain = accuracy - acc_before if config.metric == "accuracy" else loss_before - loss
+    floor = 0.0
+    if tr is not None:
+        if own_evaluate:
+            floor = config.noise_z * gain_noise_floor(g, new_global, validation, config)
+        if not gain > floor:  # gains inside the validation noise buy nothing: nobody is credited
+            scores = [0] * n
+            statuses = ["unpaid" if st == "scored" else st for st in statuses]
     return RoundDecision(
         outliers=tuple(outliers),
         scores=tuple(scores),
@@ -279,7 +298,29 @@ def decide_round(
         next_hyperparams=next_hyperparams(hyperparams, history, config.hyper_rule),
         shapley_method=method,
         shapley_evaluations=evaluations,
+        gain=float(gain),
+        noise_floor=float(floor),
     )
+
+
+def gain_noise_floor(
+    before: NDArray[np.floating],
+    after: NDArray[np.floating],
+    validation: tuple[NDArray[np.floating], NDArray[np.integer]],
+    config: RoundConfig,
+) -> float:
+    """Standard error of the round's validation gain: ``std(m_after - m_before) / sqrt(n)`` over samples.
+
+    ``m`` is the per-sample loss (``neg_loss``) or correctness (``accuracy``) of the two models on the same
+    validation samples (a paired comparison).
+    """
+    from pocfl.ml.training import sample_losses
+
+    x_val, y_val = validation
+    old_loss, old_ok = sample_losses(before, x_val, y_val, n_classes=config.n_classes)
+    new_loss, new_ok = sample_losses(after, x_val, y_val, n_classes=config.n_classes)
+    diff = new_ok - old_ok if config.metric == "accuracy" else new_loss - old_loss
+    return float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
 
 
 def server_reference(
@@ -329,25 +370,33 @@ def _cluster_scores(
 ) -> _Scored:
     """Shapley values with each cluster of near-identical updates as one player, split within the cluster.
 
-    The cluster plays with its weighted mean (clipped updates) and its total weight, so a copy neither adds a
-    player nor weight; its value is split over the members in proportion to their aggregation weight
-    (trust), which no submission order changes. Outliers score 0.
+    The cluster plays as its representative (its only member with aggregation weight), exactly as it enters
+    the aggregate, so a copy changes nobody's value; the value is split over the members in proportion to
+    their trust, which no submission order changes. Outliers score 0.
     """
     k = len(tr.outliers)
     ids = sorted({c for c in tr.clusters if c >= 0})
     members = [[i for i in range(k) if tr.clusters[i] == c] for c in ids]
     w = np.asarray(tr.weights)
-    vectors = [np.asarray(w[m] @ tr.clipped[m] / np.sum(w[m]), dtype=np.float64) for m in members]
+    trust = np.maximum(np.asarray(tr.trust), 0.0)
+    reps = [m[int(np.argmax(w[m]))] for m in members]
     if not ids:
         return _Scored((0,) * k, (0.0,) * k, (Status.OUTLIER,) * k, "none", 0)
     rs = round_scores(
-        g, vectors, utility, seed, weights=[float(np.sum(w[m])) for m in members], prior_updates=priors, config=scoring
+        g,
+        [tr.clipped[i] for i in reps],
+        utility,
+        seed,
+        weights=[float(w[i]) for i in reps],
+        prior_updates=priors,
+        config=scoring,
     )
     values = [0.0] * k
     status = [Status.OUTLIER] * k
     for c, m in enumerate(members):
+        total = float(np.sum(trust[m]))
         for i in m:
-            values[i] = float(rs.values[c]) * float(w[i] / np.sum(w[m]))
+            values[i] = float(rs.values[c]) * (float(trust[i]) / total if total > 0 else 1.0 / len(m))
             status[i] = rs.screening.status[c]
     return _Scored(
         to_int_scores(values, scoring.scale), tuple(values), tuple(status), rs.result.method, int(rs.result.evaluations)

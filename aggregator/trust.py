@@ -17,8 +17,9 @@ reference, their norms and medians: features a circuit over committed vectors ca
 3. the rest are clipped to the median norm, ``c_i = u_i * min(1, median / ||u_i||)``;
 4. near-identical updates (pairwise cosine >= ``cluster_cosine``, transitively) form one *cluster*: a copy
    with noise up to 50 % of the norm has cosine >= 0.89 to its original, honest pairs measured <= 0.85. A
-   cluster carries the aggregation weight of its best member only, ``max trust``, split over its members
-   in proportion to their trust, so a copy adds no weight; identical colluders (ALIE, IPM) weigh as one;
+   cluster enters the aggregate as its most trusted member alone (weight ``trust``), so a copy adds neither
+   weight nor noise, and identical colluders (ALIE, IPM) weigh as one; its contribution value is split over
+   its members in proportion to trust (:func:`aggregator.round.decide_round`);
 5. the aggregate is ``sum_i w_i c_i / sum_i w_i``.
 
 Nothing here depends on f, the number of attackers.
@@ -76,7 +77,8 @@ class TrustResult:
     clusters
         Cluster id (the smallest member index) of each non-outlier; -1 for outliers.
     weights
-        Aggregation weights (0 for outliers, sum 1 otherwise; all 0 when everything is an outlier).
+        Aggregation weights (0 for outliers and for the members of a cluster other than its representative;
+        sum 1 otherwise; all 0 when everything is an outlier).
     clipped
         The updates clipped to the median norm (outlier rows included, unused).
     aggregate
@@ -112,6 +114,15 @@ def _clusters(unit_gram: F64, members: Sequence[int], threshold: float) -> list[
     return out
 
 
+def _representatives(cluster: Sequence[int], trust: F64, eligible: Sequence[bool]) -> list[int]:
+    """The most trusted eligible member of each cluster (the first on ties), in index order."""
+    best: dict[int, int] = {}
+    for i, c in enumerate(cluster):
+        if eligible[i] and (c not in best or trust[i] > trust[best[c]]):
+            best[c] = i
+    return sorted(best.values())
+
+
 def trust_aggregate(updates: NDArray[np.floating], reference: NDArray[np.floating], config: TrustConfig) -> TrustResult:
     """Filter, weight and aggregate a round's updates against the validation reference (module docstring).
 
@@ -128,27 +139,25 @@ def trust_aggregate(updates: NDArray[np.floating], reference: NDArray[np.floatin
     r = np.asarray(reference, dtype=np.float64).ravel()
     k = u.shape[0]
     norms = np.sqrt(np.sum(u * u, axis=1))
-    median = float(np.median(norms)) if k else 0.0
-    ratios = norms / median if median > 0 else np.zeros(k)
-    r_norm = float(np.sqrt(np.sum(r * r)))
     safe = np.where(norms > 0, norms, 1.0)
-    trust = (u @ r) / (safe * r_norm) if r_norm > 0 else np.zeros(k)
-    trust = np.where(norms > 0, trust, 0.0)
-    positive = np.maximum(trust, 0.0)
-    floor = config.min_trust * float(np.median(positive)) if k else 0.0
+    r_norm = float(np.sqrt(np.sum(r * r)))
+    trust = np.where(norms > 0, (u @ r) / (safe * r_norm), 0.0) if r_norm > 0 else np.zeros(k)
+    unit = u / safe[:, None]
+    cluster = _clusters(unit @ unit.T, [i for i in range(k) if norms[i] > 0], config.cluster_cosine)
+    # the statistics count each cluster once (its most trusted member): copies and identical colluders
+    # cannot move the median norm or the trust floor
+    heads = _representatives(cluster, trust, [norms[i] > 0 for i in range(k)])
+    median = float(np.median(norms[heads])) if heads else 0.0
+    ratios = norms / median if median > 0 else np.zeros(k)
+    floor = config.min_trust * float(np.median(np.maximum(trust[heads], 0.0))) if heads else 0.0
     outliers = (ratios > config.max_norm_ratio) | (trust <= floor) | (norms == 0)
     scale = np.where(norms > median, median / safe, 1.0) if config.clip else np.ones(k)
     clipped = u * scale[:, None]
-    unit = u / safe[:, None]
-    members = [i for i in range(k) if not outliers[i]]
-    cluster = _clusters(unit @ unit.T, members, config.cluster_cosine)
+    share = trust if config.trust_weighted else np.ones(k)
     w = np.zeros(k)
-    share = trust if config.trust_weighted else np.where(norms > 0, 1.0, 0.0)
-    for c in sorted(set(cluster) - {-1}):
-        group = [i for i in members if cluster[i] == c]
-        total = float(np.sum(trust[group]))
-        for i in group:  # the cluster weighs as its best member; members share in proportion to trust
-            w[i] = float(np.max(share[group])) * trust[i] / total
+    for rep in _representatives(cluster, trust, [not o for o in outliers]):
+        w[rep] = share[rep]  # the cluster enters as its best member alone: a copy adds no weight
+    cluster = [-1 if outliers[i] else c for i, c in enumerate(cluster)]
     s = float(np.sum(w))
     weights = w / s if s > 0 else w
     aggregate = weights @ clipped if s > 0 else np.zeros(u.shape[1] if u.ndim == 2 else 0)

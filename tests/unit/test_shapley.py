@@ -481,6 +481,8 @@ def test_screening_respects_outliers_and_thresholds() -> None:
     assert screen_updates([a, b, 0.005 * c]).status[2] is Status.FREE_RIDER
     assert screen_updates([a, b, 0.5 * b]).status[2] is Status.COPY  # scaling does not hide a copy
     assert screen_updates([]).eligible == ()
+    # a zero update the filter already flagged is compared with nobody (it used to divide by its zero norm)
+    assert screen_updates([0.0 * a, b], outliers=[True, False]).status == (Status.OUTLIER, Status.OK)
 
 
 def test_round_scores_methods_and_outliers() -> None:
