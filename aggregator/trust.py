@@ -49,16 +49,22 @@ class TrustConfig:
         not positively aligned with the reference).
     cluster_cosine
         Pairwise cosine at or above which two updates are the same information (one cluster).
+    trust_weighted
+        Weight each cluster by its trust (FLTrust), else equally.
+    clip_ratio
+        Updates are clipped to this many median norms.
     """
 
     max_norm_ratio: float = 4.0
     min_trust: float = 0.0
     cluster_cosine: float = 0.88
     trust_weighted: bool = True
-    clip: bool = True
+    clip_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.max_norm_ratio > 1 or not 0 <= self.min_trust < 1 or not 0 < self.cluster_cosine <= 1:
+            raise ValueError(f"invalid trust config: {self!r}")
+        if not self.clip_ratio > 0:
             raise ValueError(f"invalid trust config: {self!r}")
 
 
@@ -151,7 +157,8 @@ def trust_aggregate(updates: NDArray[np.floating], reference: NDArray[np.floatin
     ratios = norms / median if median > 0 else np.zeros(k)
     floor = config.min_trust * float(np.median(np.maximum(trust[heads], 0.0))) if heads else 0.0
     outliers = (ratios > config.max_norm_ratio) | (trust <= floor) | (norms == 0)
-    scale = np.where(norms > median, median / safe, 1.0) if config.clip else np.ones(k)
+    bound = config.clip_ratio * median
+    scale = np.where(norms > bound, bound / safe, 1.0)
     clipped = u * scale[:, None]
     share = trust if config.trust_weighted else np.ones(k)
     w = np.zeros(k)

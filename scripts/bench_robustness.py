@@ -64,8 +64,14 @@ ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
     ("free_rider", Attack.FREE_RIDER, {}),
     ("copycat", Attack.COPYCAT, {}),
 ]
-# Not in the default grid (to keep it to a few minutes); select with --attacks stale.
-EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [("stale", Attack.STALE, {})]
+# Not in the default grid (to keep it to a few minutes); select with --attacks stale,min_max,...
+EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
+    ("stale", Attack.STALE, {}),
+    ("min_max", Attack.NONE, {}),
+    ("min_sum", Attack.NONE, {}),
+    ("adaptive", Attack.NONE, {}),
+    ("sleeper", Attack.NONE, {}),
+]
 BASELINE_NAMES = ["krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
 AGGREGATORS = ["decide_trust", "decide_flag", "fa", "fa_sketch", *BASELINE_NAMES]
 
@@ -133,6 +139,84 @@ def _outlier_indices(raw: object, k: int) -> list[int]:
     return sorted(int(i) for i in arr.reshape(-1))
 
 
+@dataclass
+class AttackContext:
+    """What the stronger attackers know: the global model, the round's seed and the owner's reference."""
+
+    w: Vector
+    setup: Setup
+    round: int
+    seed: bytes
+    hyper: HyperParams
+
+
+def _benign_stats(honest: NDArray[np.float64], attackers: list[int]) -> NDArray[np.float64]:
+    # attackers' own honest updates: what colluders have (Shejwalkar and Houmansadr's "agnostic" setting
+    # uses only their own benign updates; with them all honest ones, the stronger "full knowledge" variant)
+    return honest[[i for i in range(honest.shape[0]) if i not in attackers]]
+
+
+def _min_max_sum(honest: NDArray[np.float64], attackers: list[int], use_sum: bool) -> NDArray[np.float64]:
+    """Min-max / min-sum (NDSS 2021): ``mean - gamma * unit(mean)``, gamma the largest keeping the malicious
+    update's max (sum of squared) distance to the benign ones within the benign updates' own maximum."""
+    benign = _benign_stats(honest, attackers)
+    mean = benign.mean(axis=0)
+    p = mean / (np.linalg.norm(mean) or 1.0)
+    d2 = np.sum((benign[:, None, :] - benign[None, :, :]) ** 2, axis=2)
+    bound = float(np.max(d2.sum(axis=1)) if use_sum else np.max(d2))
+
+    def ok(gamma: float) -> bool:
+        dist = np.sum((benign - (mean - gamma * p)) ** 2, axis=1)
+        return float(dist.sum() if use_sum else dist.max()) <= bound
+
+    lo, hi = 0.0, 10.0 * float(np.sqrt(bound) + 1.0)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    out = honest.copy()
+    out[attackers] = mean - lo * p
+    return out
+
+
+def _adaptive(honest: NDArray[np.float64], attackers: list[int], ctx: AttackContext) -> NDArray[np.float64]:
+    """Knows the trust rule and the owner's reference ``r``: sends, at the median norm, 45 degrees between ``r``
+    (trust 0.71, above every honest trainer's) and the harmful direction ``-mean`` made orthogonal to ``r``,
+    each attacker with its own random twist so no two reach the cluster cosine."""
+    from aggregator.round import server_reference
+
+    r = server_reference(ctx.w, (ctx.setup.x_own, ctx.setup.y_own), ctx.hyper, ctx.seed, 10)
+    rhat = r / np.linalg.norm(r)
+    benign = _benign_stats(honest, attackers)
+    median = float(np.median(np.linalg.norm(benign, axis=1)))
+    harm = -benign.mean(axis=0)
+    harm -= (harm @ rhat) * rhat
+    rng = np.random.default_rng(ctx.round)
+    out = honest.copy()
+    for a in attackers:
+        twist = rng.normal(size=harm.shape)
+        twist -= (twist @ rhat) * rhat
+        m = harm / np.linalg.norm(harm) + 0.8 * twist / np.linalg.norm(twist)
+        out[a] = median * (np.sqrt(0.5) * rhat + np.sqrt(0.5) * m / np.linalg.norm(m))
+    return out
+
+
+def _sleeper(honest: NDArray[np.float64], attackers: list[int], ctx: AttackContext) -> NDArray[np.float64]:
+    """Honest for SLEEP_ROUNDS rounds, then sign flip."""
+    out = honest.copy()
+    if ctx.round >= SLEEP_ROUNDS:
+        out[attackers] = -honest[attackers]
+    return out
+
+
+SLEEP_ROUNDS = 10
+CUSTOM_ATTACKS: dict[str, Callable[[NDArray[np.float64], list[int], AttackContext], NDArray[np.float64]]] = {
+    "min_max": lambda u, a, ctx: _min_max_sum(u, a, use_sum=False),
+    "min_sum": lambda u, a, ctx: _min_max_sum(u, a, use_sum=True),
+    "adaptive": _adaptive,
+    "sleeper": _sleeper,
+}
+
+
 def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
     def fa(sketch: bool) -> AggFn:
         def run(
@@ -158,10 +242,30 @@ def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
     return table
 
 
-def make_setup(seed: int, n_attackers: int, alpha: float = ALPHA) -> Setup:
+def load_task(
+    task: str, seed: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+    """``digits`` (tuned on) or ``synthetic``: scikit-learn make_classification, 1,797 samples, 64 features
+    (24 informative), 10 classes, two clusters per class, standardised: same shapes and model as digits, a task
+    the trust rule's constants were not tuned on."""
+    if task == "digits":
+        return load_digits_split(seed)
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_classification(
+        n_samples=1797, n_features=64, n_informative=24, n_redundant=8, n_classes=10, random_state=seed
+    )
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    f32 = np.float32
+    return x_tr.astype(f32), y_tr.astype(np.int64), x_te.astype(f32), y_te.astype(np.int64)
+
+
+def make_setup(seed: int, n_attackers: int, alpha: float = ALPHA, task: str = "digits") -> Setup:
     """Partition, attackers and the owner's validation set (OWNER_VAL samples held out of the training pool,
     disjoint from the test set every accuracy is measured on)."""
-    x_tr, y_tr, x_te, y_te = load_digits_split(seed)
+    x_tr, y_tr, x_te, y_te = load_task(task, seed)
     held = np.random.default_rng(seed + 11).permutation(len(y_tr))
     owner, pool = held[:OWNER_VAL], np.sort(held[OWNER_VAL:])
     parts = [pool[p] for p in dirichlet_partition(y_tr[pool], N_TRAINERS, alpha, seed, min_size=8)]
@@ -187,7 +291,8 @@ def run_one(
     started = time.perf_counter()
     clients = [i for i in range(N_TRAINERS) if i not in drop]
     # positions (in the matrix the aggregator sees) of the attackers
-    attackers = [clients.index(a) for a in setup.attackers if a in clients] if attack is not Attack.NONE else []
+    attacking = attack is not Attack.NONE or label in CUSTOM_ATTACKS
+    attackers = [clients.index(a) for a in setup.attackers if a in clients] if attacking else []
     f = len(setup.attackers)  # robust rules are told the true f, also in the clean run
     counts = np.array([len(setup.parts[i]) for i in clients], dtype=np.int64)
     client_data: list[tuple[int, NDArray[np.float32], NDArray[np.integer]]] = []
@@ -214,11 +319,17 @@ def run_one(
                 for i, x, y in client_data
             ]
         ).astype(np.float64)
-        sent = np.asarray(
-            apply_attack(attack, honest, attackers, seed=setup.seed * 1000 + r, previous_delta=prev_delta, **params),
-            dtype=np.float64,
-        )
         round_seed = hashlib.sha256(f"bench_robustness/{setup.seed}/{r}".encode()).digest()
+        if label in CUSTOM_ATTACKS:
+            ctx = AttackContext(w, setup, r, round_seed, HyperParams(r, lr, epochs, BATCH))
+            sent = CUSTOM_ATTACKS[label](honest, attackers, ctx)
+        else:
+            sent = np.asarray(
+                apply_attack(
+                    attack, honest, attackers, seed=setup.seed * 1000 + r, previous_delta=prev_delta, **params
+                ),
+                dtype=np.float64,
+            )
         if owner is not None:
             raw_delta, flagged = decide_step(owner, w, sent, attackers, round_seed)
         else:
@@ -344,6 +455,51 @@ def render(results: Results, labels: list[str], aggs: list[str], f: int) -> str:
     return "\n".join(lines)
 
 
+def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_seeds: int, f: int) -> str:
+    """Issue 12's goals for one decide_round rule, met/missed per attack (means over seeds)."""
+    if (labels[0], rule) not in results:
+        return ""
+    honest_only = results[HONEST_ONLY].accuracy
+    clean_fedavg = results[("none", "fedavg")].accuracy
+    lines = [
+        f"Goals for {rule} (acc >= honest-only - 2 = {_pct(honest_only - 0.02)} and >= the best Flower rule told f; "
+        "attackers' weight <= 5 %, pay <= 1 % of the budget; clean: within 0.5 of FedAvg, honest flagged <= 2 %; "
+        "paid = share of the budget credited, the rest returned to the owner by the noise-floor rule):",
+        "",
+        "| attack | acc | best Flower rule | acc goal | att. weight | att. pay | paid | honest flagged | goals |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label in labels:
+        res = results[(label, rule)]
+        flower = [b for b in aggs if b in BASELINE_NAMES and b != "fedavg"]
+        best = max(flower, key=lambda b: results[(label, b)].accuracy) if flower else "fedavg"
+        best_acc = results[(label, best)].accuracy
+        honest = N_TRAINERS - (0 if label == "none" else f)
+        honest_rounds = res.flagged_honest / max(1, n_seeds * len(res.curve) * honest)
+        missed = []
+        if label == "none":
+            if res.accuracy < clean_fedavg - 0.005:
+                missed.append(f"clean {100 * (clean_fedavg - res.accuracy):.1f} below FedAvg")
+            if honest_rounds > 0.02:
+                missed.append("honest flagged")
+        else:
+            if res.accuracy < honest_only - 0.02:
+                missed.append("acc < honest-only - 2")
+            if res.accuracy < best_acc:
+                missed.append(f"acc < {best}")
+            if res.attacker_weight > 0.05:
+                missed.append("weight")
+            if res.attacker_pay > 0.01:
+                missed.append("pay")
+        lines.append(
+            f"| {label} | {_pct(res.accuracy)} | {best} {_pct(best_acc)} | {_pct(honest_only - 0.02)} | "
+            f"{_pct(res.attacker_weight)} | {_pct(res.attacker_pay)} | {_pct(res.paid)} | {100 * honest_rounds:.1f} | "
+            + ("met" if not missed else "MISSED: " + ", ".join(missed))
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def verdict(results: Results, labels: list[str], aggs: list[str]) -> list[str]:
     clean = results[("none", "fedavg")].accuracy
     out = []
@@ -392,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attackers", type=int, default=5, help="Byzantine trainers of 15 (default 5, i.e. 33%%)")
     parser.add_argument("--seeds", default="0", help="comma list; accuracies are averaged over seeds")
     parser.add_argument("--trust", default="", help="TrustConfig overrides, e.g. min_trust=0.5,cluster_cosine=0.9")
+    parser.add_argument("--task", choices=["digits", "synthetic"], default="digits")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="Dirichlet concentration of the partition")
     parser.add_argument("--sketch-dim", type=int, default=64)
     parser.add_argument("--attacks", default="", help="comma list of attack labels (default: all but 'stale')")
@@ -409,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     table = make_aggregators(args.sketch_dim)
     seeds = [int(s) for s in args.seeds.split(",")]
     overrides = dict(kv.split("=") for kv in args.trust.split(",") if kv)
-    flags = ("clip", "trust_weighted")
+    flags = ("trust_weighted",)
     trust = TrustConfig(**{k: (v == "1") if k in flags else float(v) for k, v in overrides.items()})
 
     # FA is under development: record which version the numbers are for (read before it is imported)
@@ -422,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     per_seed: dict[tuple[str, str], list[RunResult]] = {}
     started = time.perf_counter()
     for seed in seeds:
-        setup = make_setup(seed, args.attackers, args.alpha)
+        setup = make_setup(seed, args.attackers, args.alpha, args.task)
         print(f"seed {seed}: attackers {setup.attackers}; samples per trainer {[len(p) for p in setup.parts]}")
         jobs = [(label, attack, params, a) for label, attack, params in specs for a in aggs]
         for label, attack, params, a in jobs:
@@ -449,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results, labels, aggs, args.attackers))
     print()
     print("\n".join(verdict(results, labels, aggs)))
+    for rule in DECIDE_RULES:
+        if rule in aggs:
+            print("\n" + goals(results, labels, aggs, rule, len(seeds), args.attackers))
     print(f"\n{sum(len(v) for v in per_seed.values())} runs x {args.rounds} rounds in {elapsed:.0f} s")
     plot(results, labels, aggs, args.attackers, args.plot)
     if args.json:
