@@ -91,7 +91,7 @@ class RoundConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     hyper_rule: HyperParamRule = field(default_factory=HyperParamRule)
     n_classes: int = 10
-    rule: Literal["trust", "flag"] = "flag"
+    rule: Literal["trust", "flag"] = "trust"
     trust: TrustConfig = field(default_factory=TrustConfig)
     noise_z: float = 2.0
 
@@ -247,6 +247,9 @@ def decide_round(
         priors = [np.asarray(p, dtype=np.float64) for p in prior_updates]
         if tr is not None:
             scored = _cluster_scores(g.astype(np.float64), tr, utility, seeds.shapley, priors, config.scoring)
+            if config.trust.drop_negative:
+                fa_outliers, fa_weights, aggregate, scored = _drop_negative(tr, scored)
+                new_global = (g + aggregate).astype(np.float32)
         else:
             rs = round_scores(
                 g.astype(np.float64),
@@ -401,6 +404,23 @@ def _cluster_scores(
     return _Scored(
         to_int_scores(values, scoring.scale), tuple(values), tuple(status), rs.result.method, int(rs.result.evaluations)
     )
+
+
+def _drop_negative(tr: TrustResult, scored: _Scored) -> tuple[list[bool], list[float], NDArray[np.float32], _Scored]:
+    """Contribution-aware aggregation: clusters whose contribution value is negative leave the model.
+
+    They are outliers (score 0); the others keep their weights, renormalised, and their scores (the values
+    of the game with everyone in, an approximation that needs no second Shapley run).
+    """
+    bad = [o or (v < 0 and st is Status.OK) for o, v, st in zip(tr.outliers, scored.values, scored.status, strict=True)]
+    w = np.where(bad, 0.0, np.asarray(tr.weights))
+    total = float(np.sum(w))
+    w = w / total if total > 0 else w
+    aggregate = (w @ tr.clipped).astype(np.float32)
+    scores = tuple(0 if b else s for b, s in zip(bad, scored.scores, strict=True))
+    values = tuple(0.0 if b else v for b, v in zip(bad, scored.values, strict=True))
+    status = tuple(Status.OUTLIER if b else st for b, st in zip(bad, scored.status, strict=True))
+    return bad, [float(x) for x in w], aggregate, _Scored(scores, values, status, scored.method, scored.evaluations)
 
 
 def _status_name(status: Status) -> str:

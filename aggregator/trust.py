@@ -53,6 +53,12 @@ class TrustConfig:
         Weight each cluster by its trust (FLTrust), else equally.
     clip_ratio
         Updates are clipped to this many median norms.
+    drop_negative
+        Clusters whose contribution value (Shapley) is negative leave the aggregate and become outliers
+        (:func:`aggregator.round.decide_round`).
+    cap_trust
+        Cap each weight at the median trust of the clusters, so an update built to align with the reference
+        more than honest ones do gains no extra weight.
     """
 
     max_norm_ratio: float = 4.0
@@ -60,6 +66,8 @@ class TrustConfig:
     cluster_cosine: float = 0.88
     trust_weighted: bool = True
     clip_ratio: float = 1.0
+    drop_negative: bool = False
+    cap_trust: bool = False
 
     def __post_init__(self) -> None:
         if not self.max_norm_ratio > 1 or not 0 <= self.min_trust < 1 or not 0 < self.cluster_cosine <= 1:
@@ -161,6 +169,8 @@ def trust_aggregate(updates: NDArray[np.floating], reference: NDArray[np.floatin
     scale = np.where(norms > bound, bound / safe, 1.0)
     clipped = u * scale[:, None]
     share = trust if config.trust_weighted else np.ones(k)
+    if config.cap_trust and heads:
+        share = np.minimum(share, float(np.median(np.maximum(trust[heads], 0.0))))
     w = np.zeros(k)
     for rep in _representatives(cluster, trust, [not o for o in outliers]):
         w[rep] = share[rep]  # the cluster enters as its best member alone: a copy adds no weight

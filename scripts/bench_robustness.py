@@ -129,6 +129,7 @@ class RunResult:
     attacker_pay: float = 0.0  # attackers' credits / total budget of the run
     paid: float = 0.0  # credited / total budget of the run
     final_lr: float = LR
+    final_epochs: float = EPOCHS
 
 
 def _outlier_indices(raw: object, k: int) -> list[int]:
@@ -356,6 +357,7 @@ def run_one(
         result.attacker_pay = owner.attacker_pay / (ROUND_BUDGET * owner.rounds)
         result.paid = owner.paid / (ROUND_BUDGET * owner.rounds)
         result.final_lr = owner.hyper.learning_rate
+        result.final_epochs = owner.hyper.local_epochs
     return result
 
 
@@ -403,6 +405,7 @@ def merge(runs: list[RunResult]) -> RunResult:
         float(np.mean([r.attacker_pay for r in runs])),
         float(np.mean([r.paid for r in runs])),
         float(np.mean([r.final_lr for r in runs])),
+        float(np.mean([r.final_epochs for r in runs])),
     )
 
 
@@ -566,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     table = make_aggregators(args.sketch_dim)
     seeds = [int(s) for s in args.seeds.split(",")]
     overrides = dict(kv.split("=") for kv in args.trust.split(",") if kv)
-    flags = ("trust_weighted",)
+    flags = ("trust_weighted", "drop_negative", "cap_trust")
     trust = TrustConfig(**{k: (v == "1") if k in flags else float(v) for k, v in overrides.items()})
 
     # FA is under development: record which version the numbers are for (read before it is imported)
@@ -589,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
             if a in DECIDE_RULES:
                 extra = (
                     f" att.weight {_pct(res.attacker_weight)} % att.pay {_pct(res.attacker_pay)} % "
-                    f"paid {_pct(res.paid)} % lr {res.final_lr:.3g} flagged att {res.flagged_attackers} "
+                    f"paid {_pct(res.paid)} % lr {res.final_lr:.3g} ep {res.final_epochs} "
+                    f"flagged att {res.flagged_attackers} "
                     f"hon {res.flagged_honest}"
                 )
             notes = " ".join(res.notes)

@@ -95,7 +95,8 @@ def test_non_int_fields_and_bad_json_are_rejected() -> None:
         ([0.5, 0.501], Trend.STALLED),
         ([0.5, 0.5], Trend.STALLED),
         ([0.5, 0.495], Trend.STALLED),
-        ([0.5, 0.48], Trend.DROPPED),
+        ([0.5, 0.48], Trend.STALLED),  # 2 points: inside a small validation set's noise
+        ([0.5, 0.44], Trend.DROPPED),
         # progress is measured against the best earlier round, not the previous one
         ([0.7, 0.5, 0.6], Trend.DROPPED),
         ([0.6, 0.5, 0.65], Trend.IMPROVING),
