@@ -488,7 +488,7 @@ def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_see
         else:
             if res.accuracy < honest_only - 0.02:
                 missed.append("acc < honest-only - 2")
-            if res.accuracy < best_acc:
+            if res.accuracy < best_acc - 1e-9:  # a tie is not a miss
                 missed.append(f"acc < {best}")
             if res.attacker_weight > 0.05:
                 missed.append("weight")
