@@ -6,12 +6,18 @@ the chain, never from the aggregator):
 
 1. Submissions that failed validation (``None``: missing, wrong CID, bad commitment, wrong architecture, NaN, ...)
    are outliers with score 0.
-2. The Flag Aggregator (:func:`aggregator.flag.flag_aggregate`) decides the outliers from a CountSketch of every
-   accepted update (:mod:`aggregator.sketch`) and aggregates the full updates with the resulting weights. The
-   sketch seed is derived from the round's final submissions digest, so it is unknown while trainers can still
-   submit (a trainer who knew it could hide a direction the sketch cannot see).
+2. Rule ``trust`` (the default, issue 12; :mod:`aggregator.trust`): a reference update trained on the owner's
+   validation set (:func:`server_reference`) gives every accepted update a trust (cosine); untrusted updates and
+   norm anomalies are outliers, the rest are clipped, near-copies form clusters that enter as one update, and
+   the aggregate is trust-weighted. Rule ``flag``: the Flag Aggregator (:func:`aggregator.flag.flag_aggregate`)
+   decides the outliers from a CountSketch of every accepted update (:mod:`aggregator.sketch`; the sketch seed
+   comes from the round's final submissions digest, unknown while trainers can still submit). Proven projects
+   pass the circuit's ``outlier_flags`` instead.
 3. Shapley values over the non-outliers (:func:`aggregator.shapley.round_scores`: free riders and copies are
-   screened out first), on the validation utility chosen in :class:`RoundConfig`, become int128 scores.
+   screened out first; under ``trust`` each cluster is one player whose value its members split by trust), on
+   the validation utility chosen in :class:`RoundConfig`, become int128 scores. Under ``trust`` a round whose
+   validation gain is inside the validation noise (:func:`gain_noise_floor`) posts all scores 0: nobody is
+   credited and the round budget stays in escrow for the owner.
 4. The next round's hyper-parameters follow from the validation-accuracy history
    (:func:`aggregator.hyperparams.next_hyperparams`).
 

@@ -13,6 +13,12 @@ that discards the attackers' updates (and with them their share of the data) can
 
 Goals: FA within 3 points of clean FedAvg under every attack, and at least as good as every baseline.
 
+``decide_trust`` / ``decide_flag`` run the whole :func:`aggregator.round.decide_round` (rule ``trust`` or ``flag``)
+as the node does, with its own hyper-parameter schedule and a 180-sample owner validation set held out of the
+training pool, and record the attackers' aggregation weight and pay; a goals table (issue 12) is printed for
+each. Extra attacks (``--attacks``): min_max, min_sum, adaptive, sleeper, stale; ``--alpha`` and ``--task
+synthetic`` change the data (docs/benchmarks.md, "Round decision under attack").
+
     .venv/bin/python scripts/bench_robustness.py                 # seed 0: ~5 minutes on one core
     .venv/bin/python scripts/bench_robustness.py --seeds 0,1,2   # mean over three partitions/attacker sets
 """
