@@ -119,7 +119,7 @@ class RoundDecision:
     weights
         Aggregation weights (0 for rejected and outliers; sum 1 over the rest).
     ratios
-        Flag Aggregator reconstruction ratios (0 for rejected).
+        ``trust``: norm over the median norm; ``flag``: Flag Aggregator reconstruction ratios (0 for rejected).
     new_global
         The new global model (current + aggregate).
     accuracy, loss
@@ -217,33 +217,12 @@ def decide_round(
     tr: TrustResult | None = None
     if accepted:
         matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
-        if outlier_flags is not None:
-            if len(outlier_flags) != n:
-                raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
-            flags = [bool(outlier_flags[i]) for i in accepted]
-            fa = apply_decision(matrix, decision_from_flags(flags))  # nothing accepted: a zero aggregate
-            fa_outliers, fa_weights, fa_ratios = flags, [float(w) for w in fa.weights], [0.0] * len(accepted)
-            aggregate = np.asarray(fa.aggregate, dtype=np.float32)
-        elif config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES:
-            if reference is None:
-                reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
-            tr = trust_aggregate(matrix, reference, config.trust)
-            fa_outliers, fa_weights, fa_ratios = list(tr.outliers), list(tr.weights), list(tr.norm_ratios)
-            aggregate = tr.aggregate.astype(np.float32)
-        elif len(accepted) >= MIN_FLAG_UPDATES:
-            fa = flag_aggregate(
-                matrix,
-                sketch_seed=seeds.sketch if config.sketch_dim else None,
-                sketch_dim=config.sketch_dim or 128,
-            )
-            fa_outliers = [bool(o) for o in fa.outliers]
-            fa_weights = [float(w) for w in fa.weights]
-            fa_ratios = [float(r) for r in fa.ratios]
-            aggregate = np.asarray(fa.aggregate, dtype=np.float32)
-        else:
-            k = len(accepted)
-            fa_outliers, fa_weights, fa_ratios = [False] * k, [1.0 / k] * k, [1.0] * k
-            aggregate = matrix.mean(axis=0, dtype=np.float32)
+        if outlier_flags is not None and len(outlier_flags) != n:
+            raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
+        flags = None if outlier_flags is None else [bool(outlier_flags[i]) for i in accepted]
+        if flags is None and config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES and reference is None:
+            reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
+        fa_outliers, fa_weights, fa_ratios, aggregate, tr = _filter(matrix, flags, reference, seeds, config)
         new_global = (g + aggregate).astype(np.float32)
 
         def utility(v: NDArray[np.floating]) -> float:
@@ -267,13 +246,8 @@ def decide_round(
                 prior_updates=priors,
                 config=config.scoring,
             )
-            scored = _Scored(
-                rs.scores,
-                tuple(float(v) for v in rs.values),
-                rs.screening.status,
-                rs.result.method,
-                rs.result.evaluations,
-            )
+            values_ = tuple(float(v) for v in rs.values)
+            scored = _Scored(rs.scores, values_, rs.screening.status, rs.result.method, rs.result.evaluations)
         method, evaluations = scored.method, scored.evaluations
         for j, i in enumerate(accepted):
             outliers[i] = fa_outliers[j]
@@ -330,6 +304,34 @@ def gain_noise_floor(
     new_loss, new_ok = sample_losses(after, x_val, y_val, n_classes=config.n_classes)
     diff = new_ok - old_ok if config.metric == "accuracy" else new_loss - old_loss
     return float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+
+
+def _filter(
+    matrix: NDArray[np.float32],
+    flags: list[bool] | None,
+    reference: NDArray[np.floating] | None,
+    seeds: RoundSeeds,
+    config: RoundConfig,
+) -> tuple[list[bool], list[float], list[float], NDArray[np.float32], TrustResult | None]:
+    """Outlier flags, aggregation weights, ratios and the aggregate of the accepted updates (``matrix``).
+
+    ``flags`` from a circuit win; else the ``trust`` rule (``reference`` given) or the Flag Aggregator; below
+    :data:`MIN_FLAG_UPDATES` updates, the plain mean.
+    """
+    k = matrix.shape[0]
+    if flags is not None:
+        fa = apply_decision(matrix, decision_from_flags(flags))  # nothing accepted: a zero aggregate
+        return flags, [float(w) for w in fa.weights], [0.0] * k, np.asarray(fa.aggregate, dtype=np.float32), None
+    if k < MIN_FLAG_UPDATES:
+        return [False] * k, [1.0 / k] * k, [1.0] * k, matrix.mean(axis=0, dtype=np.float32), None
+    if config.rule == "trust" and reference is not None:
+        tr = trust_aggregate(matrix, reference, config.trust)
+        return list(tr.outliers), list(tr.weights), list(tr.norm_ratios), tr.aggregate.astype(np.float32), tr
+    res = flag_aggregate(
+        matrix, sketch_seed=seeds.sketch if config.sketch_dim else None, sketch_dim=config.sketch_dim or 128
+    )
+    outliers, weights = [bool(o) for o in res.outliers], [float(w) for w in res.weights]
+    return outliers, weights, [float(r) for r in res.ratios], np.asarray(res.aggregate, dtype=np.float32), None
 
 
 def server_reference(
