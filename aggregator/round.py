@@ -6,12 +6,18 @@ the chain, never from the aggregator):
 
 1. Submissions that failed validation (``None``: missing, wrong CID, bad commitment, wrong architecture, NaN, ...)
    are outliers with score 0.
-2. The Flag Aggregator (:func:`aggregator.flag.flag_aggregate`) decides the outliers from a CountSketch of every
-   accepted update (:mod:`aggregator.sketch`) and aggregates the full updates with the resulting weights. The
-   sketch seed is derived from the round's final submissions digest, so it is unknown while trainers can still
-   submit (a trainer who knew it could hide a direction the sketch cannot see).
+2. Rule ``trust`` (the default, issue 12; :mod:`aggregator.trust`): a reference update trained on the owner's
+   validation set (:func:`server_reference`) gives every accepted update a trust (cosine); untrusted updates and
+   norm anomalies are outliers, the rest are clipped, near-copies form clusters that enter as one update, and
+   the aggregate is trust-weighted. Rule ``flag``: the Flag Aggregator (:func:`aggregator.flag.flag_aggregate`)
+   decides the outliers from a CountSketch of every accepted update (:mod:`aggregator.sketch`; the sketch seed
+   comes from the round's final submissions digest, unknown while trainers can still submit). Proven projects
+   pass the circuit's ``outlier_flags`` instead.
 3. Shapley values over the non-outliers (:func:`aggregator.shapley.round_scores`: free riders and copies are
-   screened out first), on the validation utility chosen in :class:`RoundConfig`, become int128 scores.
+   screened out first; under ``trust`` each cluster is one player whose value its members split by trust), on
+   the validation utility chosen in :class:`RoundConfig`, become int128 scores. Under ``trust`` a round whose
+   validation gain is inside the validation noise (:func:`gain_noise_floor`) posts all scores 0: nobody is
+   credited and the round budget stays in escrow for the owner.
 4. The next round's hyper-parameters follow from the validation-accuracy history
    (:func:`aggregator.hyperparams.next_hyperparams`).
 
@@ -32,7 +38,8 @@ from numpy.typing import NDArray
 from aggregator.flag import apply_decision, decision_from_flags, flag_aggregate
 from aggregator.hyperparams import HyperParamRule, HyperParams, next_hyperparams
 from aggregator.seeds import shapley_seed
-from aggregator.shapley import ScoringConfig, Status, round_scores
+from aggregator.shapley import ScoringConfig, Status, round_scores, to_int_scores
+from aggregator.trust import TrustConfig, TrustResult, trust_aggregate
 
 Vector = NDArray[np.float32]
 SKETCH_SEED_DOMAIN = b"pocfl.sketch.seed.v1"
@@ -74,6 +81,15 @@ class RoundConfig:
         Constants of the hyper-parameter rule.
     n_classes
         Output width of the model.
+    rule
+        ``trust``: validation-anchored filter and weights (:mod:`aggregator.trust`); ``flag``: the Flag
+        Aggregator on the updates alone (the rule before issue 12).
+    trust
+        Constants of the ``trust`` rule.
+    noise_z
+        ``trust`` rule only: a round whose validation gain is not above ``noise_z`` standard errors of the
+        paired per-sample difference (:func:`gain_noise_floor`) credits nobody; its budget stays in escrow
+        for the owner (the contract's existing all-zero-weights rule, exact to the wei).
     """
 
     sketch_dim: int = 128
@@ -81,6 +97,9 @@ class RoundConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     hyper_rule: HyperParamRule = field(default_factory=HyperParamRule)
     n_classes: int = 10
+    rule: Literal["trust", "flag"] = "trust"
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    noise_z: float = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,14 +111,15 @@ class RoundDecision:
     outliers, scores
         Exactly what ``postRound`` carries.
     statuses
-        ``rejected`` (failed validation), ``outlier`` (Flag Aggregator), ``free_rider``, ``copy``, ``stale``
-        (screening) or ``scored``.
+        ``rejected`` (failed validation), ``outlier`` (Flag Aggregator or trust rule), ``free_rider``,
+        ``copy``, ``stale`` (screening), ``scored``, or ``unpaid`` (would be scored, but the round's gain was
+        inside the validation noise).
     values
         Float Shapley values (utility units; 0 for everything not scored).
     weights
         Aggregation weights (0 for rejected and outliers; sum 1 over the rest).
     ratios
-        Flag Aggregator reconstruction ratios (0 for rejected).
+        ``trust``: norm over the median norm; ``flag``: Flag Aggregator reconstruction ratios (0 for rejected).
     new_global
         The new global model (current + aggregate).
     accuracy, loss
@@ -108,6 +128,8 @@ class RoundDecision:
         Hyper-parameters of the next round.
     shapley_method, shapley_evaluations
         Which estimator ran and how many coalition utilities it evaluated.
+    gain, noise_floor
+        The round's validation gain (utility units) and the floor it had to exceed to pay (``trust`` rule).
     """
 
     outliers: tuple[bool, ...]
@@ -124,6 +146,8 @@ class RoundDecision:
     next_hyperparams: HyperParams
     shapley_method: str
     shapley_evaluations: int
+    gain: float = 0.0
+    noise_floor: float = 0.0
 
 
 def decide_round(
@@ -138,6 +162,7 @@ def decide_round(
     config: RoundConfig = RoundConfig(),
     evaluate: Callable[[NDArray[np.floating]], tuple[float, float]] | None = None,
     outlier_flags: Sequence[bool] | None = None,
+    reference: NDArray[np.floating] | None = None,
 ) -> RoundDecision:
     """Decide a round from its validated updates.
 
@@ -165,8 +190,12 @@ def decide_round(
         One flag per submission decided elsewhere (the round circuit of a proven project, ``zk/``): used instead of
         the Flag Aggregator's own decision, whatever the number of accepted updates; the full updates are still
         aggregated by :func:`aggregator.flag.apply_decision` (subspace refit on the accepted ones).
+    reference
+        The ``trust`` rule's reference update; defaults to :func:`server_reference` (the MLP trained one pass
+        on the validation set with this round's hyper-parameters and a seed from the chain).
     """
     x_val, y_val = validation
+    own_evaluate = evaluate is None
     if evaluate is None:
         from pocfl.ml.training import evaluate as ml_evaluate
 
@@ -185,56 +214,58 @@ def decide_round(
     acc_before, loss_before = evaluate(g)
     new_global = g.copy()
     method, evaluations = "none", 0
+    tr: TrustResult | None = None
     if accepted:
         matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
-        if outlier_flags is not None:
-            if len(outlier_flags) != n:
-                raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
-            flags = [bool(outlier_flags[i]) for i in accepted]
-            fa = apply_decision(matrix, decision_from_flags(flags))  # nothing accepted: a zero aggregate
-            fa_outliers, fa_weights, fa_ratios = flags, [float(w) for w in fa.weights], [0.0] * len(accepted)
-            aggregate = np.asarray(fa.aggregate, dtype=np.float32)
-        elif len(accepted) >= MIN_FLAG_UPDATES:
-            fa = flag_aggregate(
-                matrix,
-                sketch_seed=seeds.sketch if config.sketch_dim else None,
-                sketch_dim=config.sketch_dim or 128,
-            )
-            fa_outliers = [bool(o) for o in fa.outliers]
-            fa_weights = [float(w) for w in fa.weights]
-            fa_ratios = [float(r) for r in fa.ratios]
-            aggregate = np.asarray(fa.aggregate, dtype=np.float32)
-        else:
-            k = len(accepted)
-            fa_outliers, fa_weights, fa_ratios = [False] * k, [1.0 / k] * k, [1.0] * k
-            aggregate = matrix.mean(axis=0, dtype=np.float32)
+        if outlier_flags is not None and len(outlier_flags) != n:
+            raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
+        flags = None if outlier_flags is None else [bool(outlier_flags[i]) for i in accepted]
+        if flags is None and config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES and reference is None:
+            reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
+        fa_outliers, fa_weights, fa_ratios, aggregate, tr = _filter(matrix, flags, reference, seeds, config)
         new_global = (g + aggregate).astype(np.float32)
 
         def utility(v: NDArray[np.floating]) -> float:
             accuracy, loss = evaluate(np.asarray(v, dtype=np.float32))
             return accuracy if config.metric == "accuracy" else -loss
 
-        scored = round_scores(
-            g.astype(np.float64),
-            [row.astype(np.float64) for row in matrix],
-            utility,
-            seeds.shapley,
-            outliers=fa_outliers,
-            weights=fa_weights,
-            prior_updates=[np.asarray(p, dtype=np.float64) for p in prior_updates],
-            config=config.scoring,
-        )
-        method, evaluations = scored.result.method, int(scored.result.evaluations)
+        priors = [np.asarray(p, dtype=np.float64) for p in prior_updates]
+        if tr is not None:
+            scored = _cluster_scores(g.astype(np.float64), tr, utility, seeds.shapley, priors, config.scoring)
+            if config.trust.drop_negative:
+                fa_outliers, fa_weights, aggregate, scored = _drop_negative(tr, scored)
+                new_global = (g + aggregate).astype(np.float32)
+        else:
+            rs = round_scores(
+                g.astype(np.float64),
+                [row.astype(np.float64) for row in matrix],
+                utility,
+                seeds.shapley,
+                outliers=fa_outliers,
+                weights=fa_weights,
+                prior_updates=priors,
+                config=config.scoring,
+            )
+            values_ = tuple(float(v) for v in rs.values)
+            scored = _Scored(rs.scores, values_, rs.screening.status, rs.result.method, rs.result.evaluations)
+        method, evaluations = scored.method, scored.evaluations
         for j, i in enumerate(accepted):
             outliers[i] = fa_outliers[j]
             weights[i] = fa_weights[j]
             ratios[i] = fa_ratios[j]
             scores[i] = int(scored.scores[j])
             values[i] = float(scored.values[j])
-            verdict = scored.screening.status[j]
-            statuses[i] = "outlier" if fa_outliers[j] else _status_name(verdict)
+            statuses[i] = "outlier" if fa_outliers[j] else _status_name(scored.status[j])
     accuracy, loss = evaluate(new_global)
     history = [*accuracy_history, accuracy]
+    gain = accuracy - acc_before if config.metric == "accuracy" else loss_before - loss
+    floor = 0.0
+    if tr is not None:
+        if own_evaluate:
+            floor = config.noise_z * gain_noise_floor(g, new_global, validation, config)
+        if not gain > floor:  # gains inside the validation noise buy nothing: nobody is credited
+            scores = [0] * n
+            statuses = ["unpaid" if st == "scored" else st for st in statuses]
     return RoundDecision(
         outliers=tuple(outliers),
         scores=tuple(scores),
@@ -250,7 +281,154 @@ def decide_round(
         next_hyperparams=next_hyperparams(hyperparams, history, config.hyper_rule),
         shapley_method=method,
         shapley_evaluations=evaluations,
+        gain=float(gain),
+        noise_floor=float(floor),
     )
+
+
+def gain_noise_floor(
+    before: NDArray[np.floating],
+    after: NDArray[np.floating],
+    validation: tuple[NDArray[np.floating], NDArray[np.integer]],
+    config: RoundConfig,
+) -> float:
+    """Standard error of the round's validation gain: ``std(m_after - m_before) / sqrt(n)`` over samples.
+
+    ``m`` is the per-sample loss (``neg_loss``) or correctness (``accuracy``) of the two models on the same
+    validation samples (a paired comparison).
+    """
+    from pocfl.ml.training import sample_losses
+
+    x_val, y_val = validation
+    old_loss, old_ok = sample_losses(before, x_val, y_val, n_classes=config.n_classes)
+    new_loss, new_ok = sample_losses(after, x_val, y_val, n_classes=config.n_classes)
+    diff = new_ok - old_ok if config.metric == "accuracy" else new_loss - old_loss
+    return float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+
+
+def _filter(
+    matrix: NDArray[np.float32],
+    flags: list[bool] | None,
+    reference: NDArray[np.floating] | None,
+    seeds: RoundSeeds,
+    config: RoundConfig,
+) -> tuple[list[bool], list[float], list[float], NDArray[np.float32], TrustResult | None]:
+    """Outlier flags, aggregation weights, ratios and the aggregate of the accepted updates (``matrix``).
+
+    ``flags`` from a circuit win; else the ``trust`` rule (``reference`` given) or the Flag Aggregator; below
+    :data:`MIN_FLAG_UPDATES` updates, the plain mean.
+    """
+    k = matrix.shape[0]
+    if flags is not None:
+        fa = apply_decision(matrix, decision_from_flags(flags))  # nothing accepted: a zero aggregate
+        return flags, [float(w) for w in fa.weights], [0.0] * k, np.asarray(fa.aggregate, dtype=np.float32), None
+    if k < MIN_FLAG_UPDATES:
+        return [False] * k, [1.0 / k] * k, [1.0] * k, matrix.mean(axis=0, dtype=np.float32), None
+    if config.rule == "trust" and reference is not None:
+        tr = trust_aggregate(matrix, reference, config.trust)
+        return list(tr.outliers), list(tr.weights), list(tr.norm_ratios), tr.aggregate.astype(np.float32), tr
+    res = flag_aggregate(
+        matrix, sketch_seed=seeds.sketch if config.sketch_dim else None, sketch_dim=config.sketch_dim or 128
+    )
+    outliers, weights = [bool(o) for o in res.outliers], [float(w) for w in res.weights]
+    return outliers, weights, [float(r) for r in res.ratios], np.asarray(res.aggregate, dtype=np.float32), None
+
+
+def server_reference(
+    global_vector: NDArray[np.floating],
+    validation: tuple[NDArray[np.floating], NDArray[np.integer]],
+    hyperparams: HyperParams,
+    seed: bytes,
+    n_classes: int,
+) -> NDArray[np.float64]:
+    """The ``trust`` rule's reference: one local-training run on the validation set (FLTrust's server update).
+
+    Same trainer code and hyper-parameters as the trainers (so the norms compare), batch order from the
+    chain-derived seed, so the audit recomputes it bit for bit.
+    """
+    from pocfl.ml.training import local_train
+
+    x_val, y_val = validation
+    delta = local_train(
+        global_vector,
+        x_val,
+        y_val,
+        epochs=hyperparams.local_epochs,
+        lr=hyperparams.learning_rate,
+        batch_size=hyperparams.batch_size,
+        seed=int.from_bytes(keccak(b"pocfl.reference.seed.v1" + seed)[:8], "big"),
+        n_classes=n_classes,
+    )
+    return np.asarray(delta, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    scores: tuple[int, ...]
+    values: tuple[float, ...]
+    status: tuple[Status, ...]
+    method: str
+    evaluations: int
+
+
+def _cluster_scores(
+    g: NDArray[np.float64],
+    tr: TrustResult,
+    utility: Callable[[NDArray[np.floating]], float],
+    seed: bytes,
+    priors: Sequence[NDArray[np.float64]],
+    scoring: ScoringConfig,
+) -> _Scored:
+    """Shapley values with each cluster of near-identical updates as one player, split within the cluster.
+
+    The cluster plays as its representative (its only member with aggregation weight), exactly as it enters
+    the aggregate, so a copy changes nobody's value; the value is split over the members in proportion to
+    their trust, which no submission order changes. Outliers score 0.
+    """
+    k = len(tr.outliers)
+    ids = sorted({c for c in tr.clusters if c >= 0})
+    members = [[i for i in range(k) if tr.clusters[i] == c] for c in ids]
+    w = np.asarray(tr.weights)
+    trust = np.maximum(np.asarray(tr.trust), 0.0)
+    reps = [m[int(np.argmax(w[m]))] for m in members]
+    if not ids:
+        return _Scored((0,) * k, (0.0,) * k, (Status.OUTLIER,) * k, "none", 0)
+    rs = round_scores(
+        g,
+        [tr.clipped[i] for i in reps],
+        utility,
+        seed,
+        weights=[float(w[i]) for i in reps],
+        prior_updates=priors,
+        config=scoring,
+    )
+    values = [0.0] * k
+    status = [Status.OUTLIER] * k
+    for c, m in enumerate(members):
+        total = float(np.sum(trust[m]))
+        for i in m:
+            values[i] = float(rs.values[c]) * (float(trust[i]) / total if total > 0 else 1.0 / len(m))
+            status[i] = rs.screening.status[c]
+    return _Scored(
+        to_int_scores(values, scoring.scale), tuple(values), tuple(status), rs.result.method, int(rs.result.evaluations)
+    )
+
+
+def _drop_negative(tr: TrustResult, scored: _Scored) -> tuple[list[bool], list[float], NDArray[np.float32], _Scored]:
+    """Contribution-aware aggregation: clusters whose contribution value is negative leave the model.
+
+    They are outliers (score 0); the others keep their weights, renormalised, and their scores (the values
+    of the game with everyone in, an approximation that needs no second Shapley run).
+    """
+    bad = [o or (v < 0 and st is Status.OK) for o, v, st in zip(tr.outliers, scored.values, scored.status, strict=True)]
+    w = np.where(bad, 0.0, np.asarray(tr.weights))
+    total = float(np.sum(w))
+    w = w / total if total > 0 else w
+    aggregate = (w @ tr.clipped).astype(np.float32)
+    scores = tuple(0 if b else s for b, s in zip(bad, scored.scores, strict=True))
+    values = tuple(0.0 if b else v for b, v in zip(bad, scored.values, strict=True))
+    status = tuple(Status.OUTLIER if b else st for b, st in zip(bad, scored.status, strict=True))
+    return bad, [float(x) for x in w], aggregate, _Scored(scores, values, status, scored.method, scored.evaluations)
 
 
 def _status_name(status: Status) -> str:

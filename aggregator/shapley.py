@@ -558,7 +558,9 @@ def screen_updates(
         else:
             s = Status.OK
             for j in range(i):  # earliest match wins: the on-chain order decides who is original
-                if status[j] is not Status.FREE_RIDER and _cosine(v, vecs[j], norms[i], norms[j]) >= copy_cosine:
+                if norms[j] == 0.0 or status[j] is Status.FREE_RIDER:  # a zero outlier is nobody's original
+                    continue
+                if _cosine(v, vecs[j], norms[i], norms[j]) >= copy_cosine:
                     s, original = Status.COPY, copy_of[j] if copy_of[j] is not None else j
                     break
         status.append(s)

@@ -13,6 +13,12 @@ that discards the attackers' updates (and with them their share of the data) can
 
 Goals: FA within 3 points of clean FedAvg under every attack, and at least as good as every baseline.
 
+``decide_trust`` / ``decide_flag`` run the whole :func:`aggregator.round.decide_round` (rule ``trust`` or ``flag``)
+as the node does, with its own hyper-parameter schedule and a 180-sample owner validation set held out of the
+training pool, and record the attackers' aggregation weight and pay; a goals table (issue 12) is printed for
+each. Extra attacks (``--attacks``): min_max, min_sum, adaptive, sleeper, stale; ``--alpha`` and ``--task
+synthetic`` change the data (docs/benchmarks.md, "Round decision under attack").
+
     .venv/bin/python scripts/bench_robustness.py                 # seed 0: ~5 minutes on one core
     .venv/bin/python scripts/bench_robustness.py --seeds 0,1,2   # mean over three partitions/attacker sets
 """
@@ -39,12 +45,17 @@ sys.path.insert(0, str(ROOT))
 from aggregator.attacks import Attack, apply_attack, flip_labels  # noqa: E402
 from aggregator.baselines import aggregate as baseline_aggregate  # noqa: E402
 from aggregator.baselines import bulyan_max_f  # noqa: E402
+from aggregator.hyperparams import HyperParams  # noqa: E402
+from aggregator.round import RoundConfig, RoundSeeds, decide_round  # noqa: E402
+from aggregator.trust import TrustConfig  # noqa: E402
 from pocfl.ml import dirichlet_partition, evaluate, initial_vector, load_digits_split, local_train  # noqa: E402
+from pocfl.payouts import allocate  # noqa: E402
 
 N_TRAINERS = 15
 ALPHA = 0.5
 EPOCHS, LR, BATCH = 2, 0.1, 16
 GOAL_POINTS = 3.0
+OWNER_VAL = 180
 
 # (label, attack, parameters): the bench's attack grid; "none" is the clean reference run.
 ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
@@ -59,15 +70,39 @@ ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
     ("free_rider", Attack.FREE_RIDER, {}),
     ("copycat", Attack.COPYCAT, {}),
 ]
-# Not in the default grid (to keep it to a few minutes); select with --attacks stale.
-EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [("stale", Attack.STALE, {})]
-AGGREGATORS = ["fa", "fa_sketch", "krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
+# Not in the default grid (to keep it to a few minutes); select with --attacks stale,min_max,...
+EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
+    ("stale", Attack.STALE, {}),
+    ("min_max", Attack.NONE, {}),
+    ("min_sum", Attack.NONE, {}),
+    ("adaptive", Attack.NONE, {}),
+    ("sleeper", Attack.NONE, {}),
+]
 BASELINE_NAMES = ["krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
+AGGREGATORS = ["decide_trust", "decide_flag", "fa", "fa_sketch", *BASELINE_NAMES]
 
 Vector = NDArray[np.float32]
 # (updates, sample counts, f, round seed) -> (aggregate, flagged indices or None)
 AggOut = tuple[NDArray[np.floating], list[int] | None]
 AggFn = Callable[[NDArray[np.float64], NDArray[np.int64], int, bytes], AggOut]
+DECIDE_RULES = {"decide_flag": "flag", "decide_trust": "trust"}
+ROUND_BUDGET = 10**18
+
+
+@dataclass
+class Owner:
+    """State a decide_round aggregator carries between rounds (the node's view of the project)."""
+
+    x_val: NDArray[np.float32]
+    y_val: NDArray[np.int64]
+    rule: str
+    hyper: HyperParams
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    history: list[float] = field(default_factory=list)
+    attacker_weight: float = 0.0
+    attacker_pay: int = 0
+    paid: int = 0
+    rounds: int = 0
 
 
 @dataclass
@@ -80,6 +115,8 @@ class Setup:
     attackers: list[int]
     init: Vector
     seed: int
+    x_own: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 64), dtype=np.float32))
+    y_own: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
@@ -94,6 +131,11 @@ class RunResult:
     missed_attackers: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    attacker_weight: float = 0.0  # mean over rounds of the attackers' total aggregation weight
+    attacker_pay: float = 0.0  # attackers' credits / total budget of the run
+    paid: float = 0.0  # credited / total budget of the run
+    final_lr: float = LR
+    final_epochs: float = EPOCHS
 
 
 def _outlier_indices(raw: object, k: int) -> list[int]:
@@ -102,6 +144,84 @@ def _outlier_indices(raw: object, k: int) -> list[int]:
     if arr.dtype == np.bool_ and arr.shape == (k,):
         return np.flatnonzero(arr).tolist()
     return sorted(int(i) for i in arr.reshape(-1))
+
+
+@dataclass
+class AttackContext:
+    """What the stronger attackers know: the global model, the round's seed and the owner's reference."""
+
+    w: Vector
+    setup: Setup
+    round: int
+    seed: bytes
+    hyper: HyperParams
+
+
+def _benign_stats(honest: NDArray[np.float64], attackers: list[int]) -> NDArray[np.float64]:
+    # attackers' own honest updates: what colluders have (Shejwalkar and Houmansadr's "agnostic" setting
+    # uses only their own benign updates; with them all honest ones, the stronger "full knowledge" variant)
+    return honest[[i for i in range(honest.shape[0]) if i not in attackers]]
+
+
+def _min_max_sum(honest: NDArray[np.float64], attackers: list[int], use_sum: bool) -> NDArray[np.float64]:
+    """Min-max / min-sum (NDSS 2021): ``mean - gamma * unit(mean)``, gamma the largest keeping the malicious
+    update's max (sum of squared) distance to the benign ones within the benign updates' own maximum."""
+    benign = _benign_stats(honest, attackers)
+    mean = benign.mean(axis=0)
+    p = mean / (np.linalg.norm(mean) or 1.0)
+    d2 = np.sum((benign[:, None, :] - benign[None, :, :]) ** 2, axis=2)
+    bound = float(np.max(d2.sum(axis=1)) if use_sum else np.max(d2))
+
+    def ok(gamma: float) -> bool:
+        dist = np.sum((benign - (mean - gamma * p)) ** 2, axis=1)
+        return float(dist.sum() if use_sum else dist.max()) <= bound
+
+    lo, hi = 0.0, 10.0 * float(np.sqrt(bound) + 1.0)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    out = honest.copy()
+    out[attackers] = mean - lo * p
+    return out
+
+
+def _adaptive(honest: NDArray[np.float64], attackers: list[int], ctx: AttackContext) -> NDArray[np.float64]:
+    """Knows the trust rule and the owner's reference ``r``: sends, at the median norm, 45 degrees between ``r``
+    (trust 0.71, above every honest trainer's) and the harmful direction ``-mean`` made orthogonal to ``r``,
+    each attacker with its own random twist so no two reach the cluster cosine."""
+    from aggregator.round import server_reference
+
+    r = server_reference(ctx.w, (ctx.setup.x_own, ctx.setup.y_own), ctx.hyper, ctx.seed, 10)
+    rhat = r / np.linalg.norm(r)
+    benign = _benign_stats(honest, attackers)
+    median = float(np.median(np.linalg.norm(benign, axis=1)))
+    harm = -benign.mean(axis=0)
+    harm -= (harm @ rhat) * rhat
+    rng = np.random.default_rng(ctx.round)
+    out = honest.copy()
+    for a in attackers:
+        twist = rng.normal(size=harm.shape)
+        twist -= (twist @ rhat) * rhat
+        m = harm / np.linalg.norm(harm) + 0.8 * twist / np.linalg.norm(twist)
+        out[a] = median * (np.sqrt(0.5) * rhat + np.sqrt(0.5) * m / np.linalg.norm(m))
+    return out
+
+
+def _sleeper(honest: NDArray[np.float64], attackers: list[int], ctx: AttackContext) -> NDArray[np.float64]:
+    """Honest for SLEEP_ROUNDS rounds, then sign flip."""
+    out = honest.copy()
+    if ctx.round >= SLEEP_ROUNDS:
+        out[attackers] = -honest[attackers]
+    return out
+
+
+SLEEP_ROUNDS = 10
+CUSTOM_ATTACKS: dict[str, Callable[[NDArray[np.float64], list[int], AttackContext], NDArray[np.float64]]] = {
+    "min_max": lambda u, a, ctx: _min_max_sum(u, a, use_sum=False),
+    "min_sum": lambda u, a, ctx: _min_max_sum(u, a, use_sum=True),
+    "adaptive": _adaptive,
+    "sleeper": _sleeper,
+}
 
 
 def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
@@ -125,15 +245,42 @@ def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
 
     table: dict[str, AggFn] = {"fa": fa(False), "fa_sketch": fa(True)}
     table.update({name: baseline(name) for name in BASELINE_NAMES})
+    table.update({name: baseline("fedavg") for name in DECIDE_RULES})  # unused: run_one calls decide_step
     return table
 
 
-def make_setup(seed: int, n_attackers: int) -> Setup:
-    x_tr, y_tr, x_va, y_va = load_digits_split(seed)
-    parts = dirichlet_partition(y_tr, N_TRAINERS, ALPHA, seed, min_size=8)
+def load_task(
+    task: str, seed: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+    """``digits`` (tuned on) or ``synthetic``: scikit-learn make_classification, 1,797 samples, 64 features
+    (24 informative), 10 classes, two clusters per class, standardised: same shapes and model as digits, a task
+    the trust rule's constants were not tuned on."""
+    if task == "digits":
+        return load_digits_split(seed)
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    x, y = make_classification(
+        n_samples=1797, n_features=64, n_informative=24, n_redundant=8, n_classes=10, random_state=seed
+    )
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    f32 = np.float32
+    return x_tr.astype(f32), y_tr.astype(np.int64), x_te.astype(f32), y_te.astype(np.int64)
+
+
+def make_setup(seed: int, n_attackers: int, alpha: float = ALPHA, task: str = "digits") -> Setup:
+    """Partition, attackers and the owner's validation set (OWNER_VAL samples held out of the training pool,
+    disjoint from the test set every accuracy is measured on)."""
+    x_tr, y_tr, x_te, y_te = load_task(task, seed)
+    held = np.random.default_rng(seed + 11).permutation(len(y_tr))
+    owner, pool = held[:OWNER_VAL], np.sort(held[OWNER_VAL:])
+    parts = [pool[p] for p in dirichlet_partition(y_tr[pool], N_TRAINERS, alpha, seed, min_size=8)]
     rng = np.random.default_rng(seed + 7)
     attackers = sorted(rng.choice(N_TRAINERS, size=n_attackers, replace=False).tolist())
-    return Setup(x_tr, y_tr, x_va, y_va, parts, attackers, initial_vector(seed), seed)
+    setup = Setup(x_tr, y_tr, x_te, y_te, parts, attackers, initial_vector(seed), seed)
+    setup.x_own, setup.y_own = x_tr[owner], y_tr[owner]
+    return setup
 
 
 def run_one(
@@ -145,12 +292,14 @@ def run_one(
     agg: AggFn,
     rounds: int,
     drop: frozenset[int] = frozenset(),
+    trust: TrustConfig | None = None,
 ) -> RunResult:
     """One FL run; ``drop`` removes trainers entirely (the honest-only reference drops the attackers)."""
     started = time.perf_counter()
     clients = [i for i in range(N_TRAINERS) if i not in drop]
     # positions (in the matrix the aggregator sees) of the attackers
-    attackers = [clients.index(a) for a in setup.attackers if a in clients] if attack is not Attack.NONE else []
+    attacking = attack is not Attack.NONE or label in CUSTOM_ATTACKS
+    attackers = [clients.index(a) for a in setup.attackers if a in clients] if attacking else []
     f = len(setup.attackers)  # robust rules are told the true f, also in the clean run
     counts = np.array([len(setup.parts[i]) for i in clients], dtype=np.int64)
     client_data: list[tuple[int, NDArray[np.float32], NDArray[np.integer]]] = []
@@ -165,19 +314,33 @@ def run_one(
     prev_delta = np.zeros_like(w, dtype=np.float64)
     curve: list[float] = []
     result = RunResult(label, agg_name, 0.0, 0.0, curve)
+    owner = None
+    if agg_name in DECIDE_RULES:
+        owner = Owner(setup.x_own, setup.y_own, DECIDE_RULES[agg_name], HyperParams(0, LR, EPOCHS, BATCH))
+        owner.trust = trust or TrustConfig()
     for r in range(rounds):
+        lr, epochs = (owner.hyper.learning_rate, owner.hyper.local_epochs) if owner else (LR, EPOCHS)
         honest = np.stack(
             [
-                local_train(w, x, y, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=setup.seed * 1_000_000 + r * 100 + i)
+                local_train(w, x, y, epochs=epochs, lr=lr, batch_size=BATCH, seed=setup.seed * 1_000_000 + r * 100 + i)
                 for i, x, y in client_data
             ]
         ).astype(np.float64)
-        sent = np.asarray(
-            apply_attack(attack, honest, attackers, seed=setup.seed * 1000 + r, previous_delta=prev_delta, **params),
-            dtype=np.float64,
-        )
         round_seed = hashlib.sha256(f"bench_robustness/{setup.seed}/{r}".encode()).digest()
-        raw_delta, flagged = agg(sent, counts, f, round_seed)
+        if label in CUSTOM_ATTACKS:
+            ctx = AttackContext(w, setup, r, round_seed, HyperParams(r, lr, epochs, BATCH))
+            sent = CUSTOM_ATTACKS[label](honest, attackers, ctx)
+        else:
+            sent = np.asarray(
+                apply_attack(
+                    attack, honest, attackers, seed=setup.seed * 1000 + r, previous_delta=prev_delta, **params
+                ),
+                dtype=np.float64,
+            )
+        if owner is not None:
+            raw_delta, flagged = decide_step(owner, w, sent, attackers, round_seed)
+        else:
+            raw_delta, flagged = agg(sent, counts, f, round_seed)
         delta = np.asarray(raw_delta, dtype=np.float64)
         if not np.all(np.isfinite(delta)):
             result.notes.append(f"non-finite aggregate at round {r}")
@@ -195,7 +358,35 @@ def run_one(
     else:
         result.accuracy, result.loss = 0.0, float("inf")
     result.seconds = time.perf_counter() - started
+    if owner is not None and owner.rounds:
+        result.attacker_weight = owner.attacker_weight / owner.rounds
+        result.attacker_pay = owner.attacker_pay / (ROUND_BUDGET * owner.rounds)
+        result.paid = owner.paid / (ROUND_BUDGET * owner.rounds)
+        result.final_lr = owner.hyper.learning_rate
+        result.final_epochs = owner.hyper.local_epochs
     return result
+
+
+def decide_step(owner: Owner, w: Vector, sent: NDArray[np.float64], attackers: list[int], seed: bytes) -> AggOut:
+    """One round through :func:`aggregator.round.decide_round`, as the node runs it; records weight and pay."""
+    decision = decide_round(
+        w,
+        list(sent),
+        validation=(owner.x_val, owner.y_val),
+        seeds=RoundSeeds(shapley=seed, sketch=hashlib.sha256(seed).digest()),
+        hyperparams=owner.hyper,
+        accuracy_history=owner.history,
+        config=RoundConfig(rule=owner.rule, sketch_dim=64, trust=owner.trust),  # type: ignore[arg-type]
+    )
+    owner.history.append(decision.accuracy)
+    owner.hyper = decision.next_hyperparams
+    shares = allocate(ROUND_BUDGET, decision.scores, decision.outliers).shares
+    owner.attacker_weight += sum(decision.weights[a] for a in attackers)
+    owner.attacker_pay += sum(shares[a] for a in attackers)
+    owner.paid += sum(shares)
+    owner.rounds += 1
+    delta = np.asarray(decision.new_global, dtype=np.float64) - np.asarray(w, dtype=np.float64)
+    return delta, [i for i, o in enumerate(decision.outliers) if o]
 
 
 Results = dict[tuple[str, str], RunResult]
@@ -216,6 +407,11 @@ def merge(runs: list[RunResult]) -> RunResult:
         sum(r.missed_attackers for r in runs),
         sum(r.seconds for r in runs),
         [n for r in runs for n in r.notes],
+        float(np.mean([r.attacker_weight for r in runs])),
+        float(np.mean([r.attacker_pay for r in runs])),
+        float(np.mean([r.paid for r in runs])),
+        float(np.mean([r.final_lr for r in runs])),
+        float(np.mean([r.final_epochs for r in runs])),
     )
 
 
@@ -268,6 +464,51 @@ def render(results: Results, labels: list[str], aggs: list[str], f: int) -> str:
     return "\n".join(lines)
 
 
+def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_seeds: int, f: int) -> str:
+    """Issue 12's goals for one decide_round rule, met/missed per attack (means over seeds)."""
+    if (labels[0], rule) not in results:
+        return ""
+    honest_only = results[HONEST_ONLY].accuracy
+    clean_fedavg = results[("none", "fedavg")].accuracy
+    lines = [
+        f"Goals for {rule} (acc >= honest-only - 2 = {_pct(honest_only - 0.02)} and >= the best Flower rule told f; "
+        "attackers' weight <= 5 %, pay <= 1 % of the budget; clean: within 0.5 of FedAvg, honest flagged <= 2 %; "
+        "paid = share of the budget credited, the rest returned to the owner by the noise-floor rule):",
+        "",
+        "| attack | acc | best Flower rule | acc goal | att. weight | att. pay | paid | honest flagged | goals |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label in labels:
+        res = results[(label, rule)]
+        flower = [b for b in aggs if b in BASELINE_NAMES and b != "fedavg"]
+        best = max(flower, key=lambda b: results[(label, b)].accuracy) if flower else "fedavg"
+        best_acc = results[(label, best)].accuracy
+        honest = N_TRAINERS - (0 if label == "none" else f)
+        honest_rounds = res.flagged_honest / max(1, n_seeds * len(res.curve) * honest)
+        missed = []
+        if label == "none":
+            if res.accuracy < clean_fedavg - 0.005:
+                missed.append(f"clean {100 * (clean_fedavg - res.accuracy):.1f} below FedAvg")
+            if honest_rounds > 0.02:
+                missed.append("honest flagged")
+        else:
+            if res.accuracy < honest_only - 0.02:
+                missed.append("acc < honest-only - 2")
+            if res.accuracy < best_acc - 1e-9:  # a tie is not a miss
+                missed.append(f"acc < {best}")
+            if res.attacker_weight > 0.05:
+                missed.append("weight")
+            if res.attacker_pay > 0.01:
+                missed.append("pay")
+        lines.append(
+            f"| {label} | {_pct(res.accuracy)} | {best} {_pct(best_acc)} | {_pct(honest_only - 0.02)} | "
+            f"{_pct(res.attacker_weight)} | {_pct(res.attacker_pay)} | {_pct(res.paid)} | {100 * honest_rounds:.1f} | "
+            + ("met" if not missed else "MISSED: " + ", ".join(missed))
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def verdict(results: Results, labels: list[str], aggs: list[str]) -> list[str]:
     clean = results[("none", "fedavg")].accuracy
     out = []
@@ -315,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--attackers", type=int, default=5, help="Byzantine trainers of 15 (default 5, i.e. 33%%)")
     parser.add_argument("--seeds", default="0", help="comma list; accuracies are averaged over seeds")
+    parser.add_argument("--trust", default="", help="TrustConfig overrides, e.g. min_trust=0.5,cluster_cosine=0.9")
+    parser.add_argument("--task", choices=["digits", "synthetic"], default="digits")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="Dirichlet concentration of the partition")
     parser.add_argument("--sketch-dim", type=int, default=64)
     parser.add_argument("--attacks", default="", help="comma list of attack labels (default: all but 'stale')")
     parser.add_argument("--aggregators", default="", help="comma list (default: all)")
@@ -330,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     aggs += [a for a in ("fa", "fedavg") if a not in aggs]
     table = make_aggregators(args.sketch_dim)
     seeds = [int(s) for s in args.seeds.split(",")]
+    overrides = dict(kv.split("=") for kv in args.trust.split(",") if kv)
+    flags = ("trust_weighted", "drop_negative", "cap_trust")
+    trust = TrustConfig(**{k: (v == "1") if k in flags else float(v) for k, v in overrides.items()})
 
     # FA is under development: record which version the numbers are for (read before it is imported)
     versions = ", ".join(
@@ -341,13 +588,22 @@ def main(argv: list[str] | None = None) -> int:
     per_seed: dict[tuple[str, str], list[RunResult]] = {}
     started = time.perf_counter()
     for seed in seeds:
-        setup = make_setup(seed, args.attackers)
+        setup = make_setup(seed, args.attackers, args.alpha, args.task)
         print(f"seed {seed}: attackers {setup.attackers}; samples per trainer {[len(p) for p in setup.parts]}")
         jobs = [(label, attack, params, a) for label, attack, params in specs for a in aggs]
         for label, attack, params, a in jobs:
-            res = run_one(setup, label, attack, params, a, table[a], args.rounds)
+            res = run_one(setup, label, attack, params, a, table[a], args.rounds, trust=trust)
             per_seed.setdefault((label, a), []).append(res)
-            print(f"  {label:>15} {a:>13}: {_pct(res.accuracy):>5} %  ({res.seconds:.1f} s) {' '.join(res.notes)}")
+            extra = ""
+            if a in DECIDE_RULES:
+                extra = (
+                    f" att.weight {_pct(res.attacker_weight)} % att.pay {_pct(res.attacker_pay)} % "
+                    f"paid {_pct(res.paid)} % lr {res.final_lr:.3g} ep {res.final_epochs} "
+                    f"flagged att {res.flagged_attackers} "
+                    f"hon {res.flagged_honest}"
+                )
+            notes = " ".join(res.notes)
+            print(f"  {label:>15} {a:>13}: {_pct(res.accuracy):>5} %  ({res.seconds:.1f} s){extra} {notes}")
         ref = run_one(
             setup, "honest_only", Attack.NONE, {}, "fedavg", table["fedavg"], args.rounds, frozenset(setup.attackers)
         )
@@ -360,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results, labels, aggs, args.attackers))
     print()
     print("\n".join(verdict(results, labels, aggs)))
+    for rule in DECIDE_RULES:
+        if rule in aggs:
+            print("\n" + goals(results, labels, aggs, rule, len(seeds), args.attackers))
     print(f"\n{sum(len(v) for v in per_seed.values())} runs x {args.rounds} rounds in {elapsed:.0f} s")
     plot(results, labels, aggs, args.attackers, args.plot)
     if args.json:

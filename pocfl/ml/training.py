@@ -121,3 +121,25 @@ def evaluate(
         loss = float(nn.functional.cross_entropy(logits, yt))
         accuracy = float((logits.argmax(dim=1) == yt).double().mean())
     return accuracy, loss
+
+
+def sample_losses(
+    vector: NDArray[np.floating],
+    X: NDArray[np.floating],  # noqa: N803
+    y: NDArray[np.integer],
+    *,
+    n_classes: int = DIGITS_CLASSES,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-sample cross-entropy loss and correctness (1.0 or 0.0) of the model ``vector`` on ``(X, y)``.
+
+    Their means are :func:`evaluate`'s loss and accuracy; the spread gives the validation noise of a
+    comparison between two models (:func:`aggregator.round.gain_noise_floor`).
+    """
+    torch.set_num_threads(1)
+    xt, yt = _check_data(np.asarray(X), np.asarray(y), n_classes)
+    params = _params_for(vector, xt.shape[1], n_classes)
+    with torch.no_grad():
+        logits = mlp_forward(xt, *params)
+        losses = nn.functional.cross_entropy(logits, yt, reduction="none").double().numpy()
+        correct = (logits.argmax(dim=1) == yt).double().numpy()
+    return np.asarray(losses, dtype=np.float64), np.asarray(correct, dtype=np.float64)

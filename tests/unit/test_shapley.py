@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from eth_abi.abi import encode
 from eth_hash.auto import keccak
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.seeds import DOMAIN, generator_from_seed, permutation, shapley_seed, uniform_below
@@ -438,6 +438,7 @@ def test_free_riders_earn_nothing(seed: int, n: int, kind: str) -> None:
     st.integers(1, 10**24),
 )
 @settings(max_examples=40)
+@example(seed=2051, n=6, noise=0.0, scaled=False, budget=1)  # the victim is itself a copy of update 0
 def test_copycat_pair_earns_no_more_than_the_original_alone(
     seed: int, n: int, noise: float, scaled: bool, budget: int
 ) -> None:
@@ -446,10 +447,13 @@ def test_copycat_pair_earns_no_more_than_the_original_alone(
     victim = seed % n
     original = updates[victim]
     copy = (2.0 if scaled else 1.0) * original + rng.normal(scale=noise * np.linalg.norm(original) / 3, size=g.shape)
-    alone = allocate(budget, round_scores(g, updates, ev, SEED).scores, [False] * n).shares
+    without = round_scores(g, updates, ev, SEED)
+    alone = allocate(budget, without.scores, [False] * n).shares
     with_copy = round_scores(g, [*updates, copy], ev, SEED)
     assert with_copy.screening.status[n] is Status.COPY
-    assert with_copy.screening.copy_of[n] == victim
+    # a copy of a copy points at the root original, the earliest submission of the chain of copies
+    root = without.screening.copy_of[victim]
+    assert with_copy.screening.copy_of[n] == (victim if root is None else root)
     shares = allocate(budget, with_copy.scores, [False] * (n + 1)).shares
     assert shares[n] == 0
     assert shares[victim] + shares[n] <= alone[victim]
@@ -477,6 +481,8 @@ def test_screening_respects_outliers_and_thresholds() -> None:
     assert screen_updates([a, b, 0.005 * c]).status[2] is Status.FREE_RIDER
     assert screen_updates([a, b, 0.5 * b]).status[2] is Status.COPY  # scaling does not hide a copy
     assert screen_updates([]).eligible == ()
+    # a zero update the filter already flagged is compared with nobody (it used to divide by its zero norm)
+    assert screen_updates([0.0 * a, b], outliers=[True, False]).status == (Status.OUTLIER, Status.OK)
 
 
 def test_round_scores_methods_and_outliers() -> None:
