@@ -91,7 +91,7 @@ def test_demo_on_the_embedded_chain_reconciles(embedded_result: DemoResult) -> N
         (7, True, 0),
     ]
     assert failed.credited == 0 and failed.unallocated == ROUND_BUDGET
-    assert result.elapsed_s < 30
+    assert result.elapsed_s > 0  # wall time is reported, not asserted (machine-dependent)
 
 
 def test_the_demo_moves_real_files_through_its_store(embedded_result: DemoResult, demo_store: Path) -> None:

