@@ -38,7 +38,7 @@ MAX_SUBMISSIONS = 512
 MAX_CID_BYTES = 128
 """Longest CID the contract accepts (``MAX_CID_LENGTH``): every CID a report copies from the chain."""
 
-STATUSES = ("scored", "outlier", "free_rider", "copy", "stale", "rejected")
+STATUSES = ("scored", "outlier", "free_rider", "copy", "stale", "rejected", "unpaid")
 """Every :attr:`SubmissionEntry.status` the aggregator writes."""
 
 CONFIG_MAX_JSON = 8 << 10
