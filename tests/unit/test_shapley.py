@@ -439,6 +439,8 @@ def test_free_riders_earn_nothing(seed: int, n: int, kind: str) -> None:
 )
 @settings(max_examples=40)
 @example(seed=2051, n=6, noise=0.0, scaled=False, budget=1)  # the victim is itself a copy of update 0
+@example(seed=113, n=5, noise=0.0, scaled=False, budget=1)  # found by CI on the pre-fix screening
+@example(seed=5681, n=6, noise=0.0625, scaled=False, budget=1)  # two near-identical honest updates
 def test_copycat_pair_earns_no_more_than_the_original_alone(
     seed: int, n: int, noise: float, scaled: bool, budget: int
 ) -> None:
@@ -451,9 +453,11 @@ def test_copycat_pair_earns_no_more_than_the_original_alone(
     alone = allocate(budget, without.scores, [False] * n).shares
     with_copy = round_scores(g, [*updates, copy], ev, SEED)
     assert with_copy.screening.status[n] is Status.COPY
-    # a copy of a copy points at the root original, the earliest submission of the chain of copies
-    root = without.screening.copy_of[victim]
-    assert with_copy.screening.copy_of[n] == (victim if root is None else root)
+    # It points at an original that was kept: the victim's root, or, where two honest updates are themselves
+    # near-identical (seed 5681: cosine 0.997 and 0.994 to the noisy copy), whichever the screening finds nearer.
+    # What must hold whatever it points at is the pay, below.
+    named = with_copy.screening.copy_of[n]
+    assert named is not None and with_copy.screening.status[named] is Status.OK
     shares = allocate(budget, with_copy.scores, [False] * (n + 1)).shares
     assert shares[n] == 0
     assert shares[victim] + shares[n] <= alone[victim]
