@@ -28,6 +28,7 @@ from pocfl.evidence import Evidence, EvidenceError, bounded, write_evidence
 from pocfl.fsutil import PRIVATE, write_bytes_atomic
 from pocfl.market import Market
 from pocfl.updates import update_commitment
+from pocfl.waiting import is_transient
 
 FLAGGED = frozenset({"outlier", "free_rider", "copy", "stale"})
 """Report statuses that cost the trainer its share of the round."""
@@ -121,6 +122,8 @@ def _entry(market: Market, round_: int, event: EventRecord, trainer: str) -> tup
     try:
         _, report = posted_report(market, posted)
     except PocflError as exc:
+        if is_transient(exc):  # a store outage is no complaint: the trainer's loop waits it out and checks again
+            raise
         return None, f"its report cannot be read ({type(exc).__name__})"
     for entry in report.submissions:
         if entry.trainer.lower() == trainer.lower():

@@ -44,3 +44,28 @@ def test_rounds_never_checked_do_not_pile_up(tmp_path: Path) -> None:
         k.keep(r, f"round {r}".encode())
     kept = sorted(int(p.name.split("-r")[1].split("-")[0]) for p in (tmp_path / "pending").iterdir())
     assert kept == list(range(11 - KEPT_ROUNDS, 12))
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_a_store_outage_is_waited_out_not_filed_as_a_complaint(
+    monkeypatch: pytest.MonkeyPatch, transient: bool
+) -> None:
+    from aggregator.report import ReportError
+    from pocfl.chain.types import EventRecord
+    from pocfl.store.errors import StoreUnavailableError
+    from trainer_client import self_check
+
+    error = StoreUnavailableError("the IPFS node did not answer") if transient else ReportError("not a report")
+
+    def unreadable(market: object, posted: object) -> None:
+        raise error
+
+    monkeypatch.setattr(self_check, "posted_report", unreadable)
+    args = {"modelCid": "bafy", "reportHash": b"\x01" * 32, "hyperparamsHash": b"\x02" * 32}
+    event = EventRecord(name="RoundPosted", args=args, block_number=1, tx_hash="0x00", log_index=0)
+    if transient:  # the trainer's loop backs off and checks the round again once the store is back
+        with pytest.raises(StoreUnavailableError):
+            self_check._entry(object(), 0, event, "0x" + "ab" * 20)  # type: ignore[arg-type]
+    else:
+        entry, reason = self_check._entry(object(), 0, event, "0x" + "ab" * 20)  # type: ignore[arg-type]
+        assert entry is None and "cannot be read (ReportError)" in reason
