@@ -41,7 +41,7 @@ from aggregator.report import REPORT_MAX_SIZE as REPORT_MAX_SIZE  # re-exported,
 from aggregator.report import ReportError, RoundReport, bounded_reason
 from aggregator.round import RoundConfig, RoundSeeds
 from aggregator.shapley import Method, ScoringConfig
-from pocfl.chain.types import ZERO_BYTES32, ProjectParams, ProjectState
+from pocfl.chain.types import ZERO_BYTES32, EventRecord, ProjectParams, ProjectState
 from pocfl.errors import PocflError
 from pocfl.manifest import MANIFEST_MAX_SIZE as MANIFEST_MAX_SIZE  # re-exported: the audit reads it here
 from pocfl.manifest import ManifestError, ProjectManifest
@@ -380,14 +380,10 @@ class PostedRound:
     tx_hash: str
     credited: int = 0
 
-
-def posted_rounds(
-    market: Market, project_id: int, *, before: int | None = None, from_block: int = 0
-) -> list[PostedRound]:
-    """The project's posted rounds (optionally only those before round ``before``), oldest first."""
-    events = market.client.events("RoundPosted", from_block=from_block, projectId=project_id)
-    posted = [
-        PostedRound(
+    @classmethod
+    def from_event(cls, e: EventRecord) -> PostedRound:
+        """The round a ``RoundPosted`` event records."""
+        return cls(
             round=int(e.args["round"]),
             model_cid=str(e.args["modelCid"]),
             report_hash=bytes(e.args["reportHash"]),
@@ -396,8 +392,14 @@ def posted_rounds(
             tx_hash=e.tx_hash,
             credited=int(e.args["credited"]),
         )
-        for e in events
-    ]
+
+
+def posted_rounds(
+    market: Market, project_id: int, *, before: int | None = None, from_block: int = 0
+) -> list[PostedRound]:
+    """The project's posted rounds (optionally only those before round ``before``), oldest first."""
+    events = market.client.events("RoundPosted", from_block=from_block, projectId=project_id)
+    posted = [PostedRound.from_event(e) for e in events]
     posted.sort(key=lambda p: p.round)
     return [p for p in posted if before is None or p.round < before]
 

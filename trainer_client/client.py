@@ -1043,14 +1043,7 @@ class TrainerClient:
         return sum(int(e.args["amount"]) for e in self._credited())
 
     def _report_entry(self, round_: int, event: EventRecord) -> tuple[str | None, str | None, float | None]:
-        posted = PostedRound(
-            round=round_,
-            model_cid=str(event.args["modelCid"]),
-            report_hash=bytes(event.args["reportHash"]),
-            hyperparams_hash=bytes(event.args["hyperparamsHash"]),
-            block=event.block_number,
-            tx_hash=event.tx_hash,
-        )
+        posted = PostedRound.from_event(event)
         try:
             _, report = self._retry("fetch the round report", lambda: posted_report(self.market, posted))
         except PocflError:

@@ -111,14 +111,7 @@ class PlaintextKeeper:
 
 
 def _entry(market: Market, round_: int, event: EventRecord, trainer: str) -> tuple[SubmissionEntry | None, str]:
-    posted = PostedRound(
-        round=round_,
-        model_cid=str(event.args["modelCid"]),
-        report_hash=bytes(event.args["reportHash"]),
-        hyperparams_hash=bytes(event.args["hyperparamsHash"]),
-        block=event.block_number,
-        tx_hash=event.tx_hash,
-    )
+    posted = PostedRound.from_event(event)
     try:
         _, report = posted_report(market, posted)
     except PocflError as exc:

@@ -61,7 +61,7 @@ def test_a_store_outage_is_waited_out_not_filed_as_a_complaint(
         raise error
 
     monkeypatch.setattr(self_check, "posted_report", unreadable)
-    args = {"modelCid": "bafy", "reportHash": b"\x01" * 32, "hyperparamsHash": b"\x02" * 32}
+    args = {"round": 0, "modelCid": "bafy", "reportHash": b"\x01" * 32, "hyperparamsHash": b"\x02" * 32, "credited": 0}
     event = EventRecord(name="RoundPosted", args=args, block_number=1, tx_hash="0x00", log_index=0)
     if transient:  # the trainer's loop backs off and checks the round again once the store is back
         with pytest.raises(StoreUnavailableError):
