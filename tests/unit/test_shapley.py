@@ -15,11 +15,14 @@ from hypothesis import strategies as st
 
 from aggregator.seeds import DOMAIN, generator_from_seed, permutation, shapley_seed, uniform_below
 from aggregator.shapley import (
+    EXACT_MAX_PLAYERS,
     SCORE_SCALE,
     ScoringConfig,
     ShapleyError,
     ShapleyResult,
     Status,
+    banzhaf_msr,
+    estimate,
     exact_shapley,
     gtg_shapley,
     leave_one_out,
@@ -507,3 +510,61 @@ def test_round_scores_methods_and_outliers() -> None:
     )
     nobody = round_scores(g, [np.zeros_like(g)] * 2, ev, SEED)
     assert nobody.scores == (0, 0) and nobody.result.evaluations == 0
+
+
+# --------------------------------------------------------------------------- Banzhaf (the trust rule's value)
+
+
+def brute_banzhaf(table: Table, n: int) -> list[float]:
+    """``sum over S not containing i of (U(S + i) - U(S)) / 2**(n-1)``, straight from the definition."""
+    out = []
+    for i in range(n):
+        diffs = [table[m | (1 << i)] - table[m] for m in range(1 << n) if not m >> i & 1]
+        out.append(math.fsum(diffs) / 2 ** (n - 1))
+    return out
+
+
+@given(games())
+@settings(max_examples=60, deadline=None)
+def test_exact_banzhaf_matches_its_definition(game: tuple[int, Table]) -> None:
+    n, table = game
+    values = exact_shapley(table_game(table, n), "banzhaf").values
+    assert values == pytest.approx(brute_banzhaf(table, n), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_banzhaf_msr_converges_to_exact_and_is_deterministic(seed: int) -> None:
+    n = 7
+    exact = exact_shapley(mean_game(seed, n)(), "banzhaf").values
+    seed_bytes = bytes([seed]) * 32
+    first = banzhaf_msr(mean_game(seed, n)(), seed_bytes, max_evaluations=4096)
+    again = banzhaf_msr(mean_game(seed, n)(), seed_bytes, max_evaluations=4096)
+    assert first.values.tolist() == again.values.tolist()
+    assert first.method == "msr" and first.evaluations <= 1 << n
+    scale = float(np.max(np.abs(exact)))
+    assert float(np.max(np.abs(first.values - exact))) <= 0.15 * scale
+
+
+def test_banzhaf_beyond_exact_size_uses_msr_within_budget() -> None:
+    n = EXACT_MAX_PLAYERS + 3
+    utility = mean_game(5, n)()
+    result = estimate(utility, SEED, ScoringConfig(value="banzhaf", max_evaluations=300))
+    assert result.method == "msr" and result.evaluations <= 300 and result.values.shape == (n,)
+    assert estimate(mean_game(5, n)(), SEED, ScoringConfig(max_evaluations=300)).method == "gtg"
+
+
+def test_banzhaf_pays_a_summary_of_the_others_less_than_shapley() -> None:
+    """A player that sends the mean of the others' updates (no data of its own, like ALIE) is worth most in
+    small coalitions, where the summary is news; Banzhaf weighs those less than Shapley does."""
+    rng = np.random.default_rng(7)
+    d, target = 40, rng.normal(size=40)
+    honest = [target + 2.0 * rng.normal(size=d) for _ in range(7)]
+    summary = np.mean(honest, axis=0)
+    updates = [*honest, summary]
+
+    def share(value: str) -> float:
+        game = delta_utility(np.zeros(d), updates, lambda v: -float(np.sum((v - target) ** 2)))
+        phi = np.maximum(exact_shapley(game, value).values, 0.0)  # type: ignore[arg-type]
+        return float(phi[-1] / phi.sum())
+
+    assert share("banzhaf") < 0.8 * share("shapley")
