@@ -16,11 +16,26 @@ Goals: FA within 3 points of clean FedAvg under every attack, and at least as go
 ``decide_trust`` / ``decide_flag`` run the whole :func:`aggregator.round.decide_round` (rule ``trust`` or ``flag``)
 as the node does, with its own hyper-parameter schedule and a 180-sample owner validation set held out of the
 training pool, and record the attackers' aggregation weight and pay; a goals table (issue 12) is printed for
-each. Extra attacks (``--attacks``): min_max, min_sum, adaptive, sleeper, stale; ``--alpha`` and ``--task
-synthetic`` change the data (docs/benchmarks.md, "Round decision under attack").
+each. Extra attacks (``--attacks``): min_max, min_sum, adaptive, sleeper, stale, alie_opt, ipm_opt; ``--alpha``
+and ``--task synthetic`` change the data (docs/benchmarks.md, "Round decision under attack"). Attacker weight and
+pay in the goals table are budget shares over the rounds in which the attack is on (for ``sleeper`` the rounds
+from SLEEP_ROUNDS on, for every other attack all rounds); "att. pay (all rounds)" is the share over every round.
+A miss names its measured cause (``CAUSES``, footnotes under the table) or says that none is recorded.
+
+``alie_opt`` / ``ipm_opt`` are ByzFL's optimal ALIE and IPM (Allouah et al.; the ByzFL benchmark): each round a
+line search over the attack factor (ALIE ``mu - z * sigma``, z in 0.25 ... 8; IPM ``-eps * mu``, eps in 0.1 ... 8;
+mu, sigma the coordinate-wise mean and std of the honest updates, all attackers sending the same vector) picks
+the factor maximising the distance ``||aggregate - mu||`` of the aggregate the target rule computes that round
+(for decide_trust with the owner's validation reference, for decide_flag with the round's sketch) from the
+honest mean. A factor at the edge of its grid is noted in the run's notes.
+
+``--json`` dumps every per-seed result (and the settings, under ``_meta``); ``--from-json a.json,b.json``
+renders the tables from such dumps without running anything, concatenating the seeds of separate runs.
 
     .venv/bin/python scripts/bench_robustness.py                 # seed 0: ~5 minutes on one core
     .venv/bin/python scripts/bench_robustness.py --seeds 0,1,2   # mean over three partitions/attacker sets
+    .venv/bin/python scripts/bench_robustness.py --seeds 1 --json s1.json   # one seed per process, then
+    .venv/bin/python scripts/bench_robustness.py --from-json s0.json,s1.json --plot ''   # the tables of both
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,6 +93,8 @@ EXTRA_ATTACKS: list[tuple[str, Attack, dict[str, float]]] = [
     ("min_sum", Attack.NONE, {}),
     ("adaptive", Attack.NONE, {}),
     ("sleeper", Attack.NONE, {}),
+    ("alie_opt", Attack.NONE, {}),
+    ("ipm_opt", Attack.NONE, {}),
 ]
 BASELINE_NAMES = ["krum", "multi_krum", "bulyan", "median", "trimmed_mean", "fedavg"]
 AGGREGATORS = ["decide_trust", "decide_flag", "fa", "fa_sketch", *BASELINE_NAMES]
@@ -103,6 +121,9 @@ class Owner:
     attacker_pay: int = 0
     paid: int = 0
     rounds: int = 0
+    active_weight: float = 0.0  # the same sums over the rounds in which the attack is on
+    active_pay: int = 0
+    active_rounds: int = 0
 
 
 @dataclass
@@ -136,6 +157,9 @@ class RunResult:
     paid: float = 0.0  # credited / total budget of the run
     final_lr: float = LR
     final_epochs: float = EPOCHS
+    active_weight: float = 0.0  # attacker_weight over the rounds in which the attack is on (sleeper: awake)
+    active_pay: float = 0.0  # attackers' credits / total budget of those rounds
+    active_rounds: float = 0.0  # how many rounds the attack was on (a mean over seeds after merge)
 
 
 def _outlier_indices(raw: object, k: int) -> list[int]:
@@ -223,6 +247,53 @@ CUSTOM_ATTACKS: dict[str, Callable[[NDArray[np.float64], list[int], AttackContex
     "sleeper": _sleeper,
 }
 
+# ByzFL's optimal ALIE / IPM: the factor grids of the per-round line search (module docstring)
+OPT_GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "alie_opt": ("z", (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)),
+    "ipm_opt": ("eps", (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)),
+}
+# the aggregate the target rule would compute this round from a matrix of sent updates
+Probe = Callable[[NDArray[np.float64]], NDArray[np.floating]]
+
+
+def _optimal_attack(
+    label: str, honest: NDArray[np.float64], attackers: list[int], probe: Probe
+) -> tuple[NDArray[np.float64], float]:
+    """Every attacker sends the same ALIE (``mu - z * sigma``) or IPM (``-eps * mu``) vector, the factor from
+    OPT_GRIDS maximising ``||probe(sent) - mu||``; returns the sent matrix and the chosen factor."""
+    benign = _benign_stats(honest, attackers)
+    mu, sigma = benign.mean(axis=0), benign.std(axis=0)
+    grid = OPT_GRIDS[label][1]
+    best, best_dist, best_param = honest, -1.0, grid[0]
+    for param in grid:
+        sent = honest.copy()
+        sent[attackers] = mu - param * sigma if label == "alie_opt" else -param * mu
+        agg = np.asarray(probe(sent), dtype=np.float64)
+        dist = float(np.linalg.norm(agg - mu)) if np.all(np.isfinite(agg)) else float("inf")
+        if dist > best_dist:
+            best, best_dist, best_param = sent, dist, param
+    return best, best_param
+
+
+def make_probe(
+    owner: Owner | None, w: Vector, agg: AggFn, counts: NDArray[np.int64], f: int, round_seed: bytes
+) -> Probe:
+    """The aggregate the run's rule computes on a round (decide_round's aggregation step for the decide rules)."""
+    if owner is None:
+        return lambda sent: agg(sent, counts, f, round_seed)[0]
+    if owner.rule == "trust":
+        from aggregator.round import server_reference
+        from aggregator.trust import trust_aggregate
+
+        # exactly decide_round's reference: decide_step passes the round seed as the shapley seed
+        reference = server_reference(w, (owner.x_val, owner.y_val), owner.hyper, round_seed, 10)
+        config = owner.trust
+        return lambda sent: trust_aggregate(sent, reference, config).aggregate
+    from aggregator.flag import flag_aggregate
+
+    sketch_seed = hashlib.sha256(round_seed).digest()
+    return lambda sent: np.asarray(flag_aggregate(sent, sketch_seed=sketch_seed, sketch_dim=64).aggregate)
+
 
 def make_aggregators(sketch_dim: int) -> dict[str, AggFn]:
     def fa(sketch: bool) -> AggFn:
@@ -298,7 +369,7 @@ def run_one(
     started = time.perf_counter()
     clients = [i for i in range(N_TRAINERS) if i not in drop]
     # positions (in the matrix the aggregator sees) of the attackers
-    attacking = attack is not Attack.NONE or label in CUSTOM_ATTACKS
+    attacking = attack is not Attack.NONE or label in CUSTOM_ATTACKS or label in OPT_GRIDS
     attackers = [clients.index(a) for a in setup.attackers if a in clients] if attacking else []
     f = len(setup.attackers)  # robust rules are told the true f, also in the clean run
     counts = np.array([len(setup.parts[i]) for i in clients], dtype=np.int64)
@@ -318,6 +389,7 @@ def run_one(
     if agg_name in DECIDE_RULES:
         owner = Owner(setup.x_own, setup.y_own, DECIDE_RULES[agg_name], HyperParams(0, LR, EPOCHS, BATCH))
         owner.trust = trust or TrustConfig()
+    edge_rounds: list[tuple[int, float]] = []  # (round, factor) where an optimal attack chose a grid edge
     for r in range(rounds):
         lr, epochs = (owner.hyper.learning_rate, owner.hyper.local_epochs) if owner else (LR, EPOCHS)
         honest = np.stack(
@@ -330,6 +402,11 @@ def run_one(
         if label in CUSTOM_ATTACKS:
             ctx = AttackContext(w, setup, r, round_seed, HyperParams(r, lr, epochs, BATCH))
             sent = CUSTOM_ATTACKS[label](honest, attackers, ctx)
+        elif label in OPT_GRIDS:
+            probe = make_probe(owner, w, agg, counts, f, round_seed)
+            sent, param = _optimal_attack(label, honest, attackers, probe)
+            if param in (OPT_GRIDS[label][1][0], OPT_GRIDS[label][1][-1]):
+                edge_rounds.append((r, param))
         else:
             sent = np.asarray(
                 apply_attack(
@@ -338,7 +415,8 @@ def run_one(
                 dtype=np.float64,
             )
         if owner is not None:
-            raw_delta, flagged = decide_step(owner, w, sent, attackers, round_seed)
+            active = label != "sleeper" or r >= SLEEP_ROUNDS  # the attack is on (the sleeper is awake)
+            raw_delta, flagged = decide_step(owner, w, sent, attackers, round_seed, active)
         else:
             raw_delta, flagged = agg(sent, counts, f, round_seed)
         delta = np.asarray(raw_delta, dtype=np.float64)
@@ -353,6 +431,9 @@ def run_one(
             result.flagged_honest += len(set(flagged) - bad)
             result.missed_attackers += len(bad - set(flagged))
         curve.append(evaluate(w, setup.x_va, setup.y_va)[0] if np.all(np.isfinite(w)) else 0.0)
+    if edge_rounds:  # one short note per run
+        (r0, p0), name = edge_rounds[0], OPT_GRIDS[label][0]
+        result.notes.append(f"{label} {name} at grid edge {p0:g} in round {r0} ({len(edge_rounds)}/{rounds} rounds)")
     if np.all(np.isfinite(w)):
         result.accuracy, result.loss = evaluate(w, setup.x_va, setup.y_va)
     else:
@@ -364,11 +445,18 @@ def run_one(
         result.paid = owner.paid / (ROUND_BUDGET * owner.rounds)
         result.final_lr = owner.hyper.learning_rate
         result.final_epochs = owner.hyper.local_epochs
+    if owner is not None and owner.active_rounds:
+        result.active_weight = owner.active_weight / owner.active_rounds
+        result.active_pay = owner.active_pay / (ROUND_BUDGET * owner.active_rounds)
+        result.active_rounds = owner.active_rounds
     return result
 
 
-def decide_step(owner: Owner, w: Vector, sent: NDArray[np.float64], attackers: list[int], seed: bytes) -> AggOut:
-    """One round through :func:`aggregator.round.decide_round`, as the node runs it; records weight and pay."""
+def decide_step(
+    owner: Owner, w: Vector, sent: NDArray[np.float64], attackers: list[int], seed: bytes, active: bool = True
+) -> AggOut:
+    """One round through :func:`aggregator.round.decide_round`, as the node runs it; records weight and pay
+    (also in the ``active_*`` sums when the attack is on this round)."""
     decision = decide_round(
         w,
         list(sent),
@@ -381,8 +469,13 @@ def decide_step(owner: Owner, w: Vector, sent: NDArray[np.float64], attackers: l
     owner.history.append(decision.accuracy)
     owner.hyper = decision.next_hyperparams
     shares = allocate(ROUND_BUDGET, decision.scores, decision.outliers).shares
-    owner.attacker_weight += sum(decision.weights[a] for a in attackers)
-    owner.attacker_pay += sum(shares[a] for a in attackers)
+    weight, pay = sum(decision.weights[a] for a in attackers), sum(shares[a] for a in attackers)
+    owner.attacker_weight += weight
+    owner.attacker_pay += pay
+    if active:
+        owner.active_weight += weight
+        owner.active_pay += pay
+        owner.active_rounds += 1
     owner.paid += sum(shares)
     owner.rounds += 1
     delta = np.asarray(decision.new_global, dtype=np.float64) - np.asarray(w, dtype=np.float64)
@@ -391,6 +484,45 @@ def decide_step(owner: Owner, w: Vector, sent: NDArray[np.float64], attackers: l
 
 Results = dict[tuple[str, str], RunResult]
 HONEST_ONLY = ("honest_only", "fedavg")
+
+_ADAPTIVE = (
+    "the attacker sends the owner's own reference direction (computed from the public validation set) plus harm; "
+    "every validation-anchored rule trusts and pays it: validation data that is public at scoring time cannot tell "
+    "an update trained on it from a helpful one (fix: a committed validation split revealed after scoring, "
+    "docs/payouts.md)"
+)
+_COPYCAT = (
+    "an in-round copy at 1 % noise is indistinguishable from its original without using submission order (which "
+    "front-running would exploit); the pair is one cluster and splits the original's value, so the pair earns no "
+    "more than the original alone (bench_replication.py); sealed projects make in-round copies impossible"
+)
+_ALIE = (
+    "full-knowledge ALIE sends a summary of the honest updates, which helps the model; it is one cluster (one "
+    "player), and its value is a function of the others' information; needs the honest updates of the round, "
+    "which sealed projects hide"
+)
+_SPREAD = "within the seed-to-seed spread of the rule (see the per-seed lines)"
+# (attack label, goal key) -> the measured cause of a miss; goal keys: acc_honest (acc < honest-only - 2),
+# acc_flower (acc < the best Flower rule), weight, pay, clean (clean accuracy below FedAvg), honest_flagged
+CAUSES: dict[tuple[str, str], str] = {
+    **{("adaptive", key): _ADAPTIVE for key in ("weight", "pay", "acc_honest", "acc_flower")},
+    ("copycat", "weight"): _COPYCAT,
+    ("copycat", "pay"): _COPYCAT,
+    ("alie", "pay"): _ALIE,
+    ("alie_opt", "pay"): _ALIE,
+    ("none", "clean"): (
+        "trust weights ignore sample counts (self-reported, so not trusted) and down-weight trainers whose label "
+        "mix differs from the owner's validation set"
+    ),
+    ("none", "honest_flagged"): (
+        "honest updates with a non-positive cosine to the reference (a trainer whose classes the validation step "
+        "does not improve) are flagged; more frequent on label-skewed partitions"
+    ),
+    ("sign_flip", "acc_honest"): _SPREAD,
+    ("label_flip", "weight"): _SPREAD,
+    ("label_flip", "pay"): _SPREAD,
+    ("scaling x10", "acc_flower"): _SPREAD,
+}
 
 
 def merge(runs: list[RunResult]) -> RunResult:
@@ -412,6 +544,9 @@ def merge(runs: list[RunResult]) -> RunResult:
         float(np.mean([r.paid for r in runs])),
         float(np.mean([r.final_lr for r in runs])),
         float(np.mean([r.final_epochs for r in runs])),
+        float(np.mean([r.active_weight for r in runs])),
+        float(np.mean([r.active_pay for r in runs])),
+        float(np.mean([r.active_rounds for r in runs])),
     )
 
 
@@ -475,9 +610,20 @@ def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_see
         "attackers' weight <= 5 %, pay <= 1 % of the budget; clean: within 0.5 of FedAvg, honest flagged <= 2 %; "
         "paid = share of the budget credited, the rest returned to the owner by the noise-floor rule):",
         "",
-        "| attack | acc | best Flower rule | acc goal | att. weight | att. pay | paid | honest flagged | goals |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| attack | acc | best Flower rule | acc goal | att. weight | att. pay | att. pay (all rounds) | paid | "
+        "honest flagged | goals |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    footnotes: dict[tuple[str, str], tuple[int, list[str]]] = {}  # (label, cause) -> (number, goal keys)
+
+    def cite(label: str, key: str, text: str) -> str:
+        cause = CAUSES.get((label, key))
+        if cause is None:
+            return f"{text} [no cause recorded]"
+        number, keys = footnotes.setdefault((label, cause), (len(footnotes) + 1, []))
+        keys.append(key)
+        return f"{text} [c{number}]"
+
     for label in labels:
         res = results[(label, rule)]
         flower = [b for b in aggs if b in BASELINE_NAMES and b != "fedavg"]
@@ -488,24 +634,26 @@ def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_see
         missed = []
         if label == "none":
             if res.accuracy < clean_fedavg - 0.005:
-                missed.append(f"clean {100 * (clean_fedavg - res.accuracy):.1f} below FedAvg")
+                missed.append(cite(label, "clean", f"clean {100 * (clean_fedavg - res.accuracy):.1f} below FedAvg"))
             if honest_rounds > 0.02:
-                missed.append("honest flagged")
+                missed.append(cite(label, "honest_flagged", "honest flagged"))
         else:
             if res.accuracy < honest_only - 0.02:
-                missed.append("acc < honest-only - 2")
+                missed.append(cite(label, "acc_honest", "acc < honest-only - 2"))
             if res.accuracy < best_acc - 1e-9:  # a tie is not a miss
-                missed.append(f"acc < {best}")
-            if res.attacker_weight > 0.05:
-                missed.append("weight")
-            if res.attacker_pay > 0.01:
-                missed.append("pay")
+                missed.append(cite(label, "acc_flower", f"acc < {best}"))
+            if res.active_weight > 0.05:  # while attacking: a sleeper's honest rounds are not attacker weight/pay
+                missed.append(cite(label, "weight", "weight"))
+            if res.active_pay > 0.01:
+                missed.append(cite(label, "pay", "pay"))
         lines.append(
             f"| {label} | {_pct(res.accuracy)} | {best} {_pct(best_acc)} | {_pct(honest_only - 0.02)} | "
-            f"{_pct(res.attacker_weight)} | {_pct(res.attacker_pay)} | {_pct(res.paid)} | {100 * honest_rounds:.1f} | "
-            + ("met" if not missed else "MISSED: " + ", ".join(missed))
-            + " |"
+            f"{_pct(res.active_weight)} | {_pct(res.active_pay)} | {_pct(res.attacker_pay)} | {_pct(res.paid)} | "
+            f"{100 * honest_rounds:.1f} | " + ("met" if not missed else "MISSED: " + ", ".join(missed)) + " |"
         )
+    if footnotes:
+        lines.append("")
+        lines += [f"[c{n}] {label} / {', '.join(keys)}: {cause}" for (label, cause), (n, keys) in footnotes.items()]
     return "\n".join(lines)
 
 
@@ -551,6 +699,56 @@ def plot(results: Results, labels: list[str], aggs: list[str], n_attackers: int,
     plt.close(fig)
 
 
+def load_dumps(paths: list[Path]) -> tuple[dict[tuple[str, str], list[RunResult]], dict[str, object]]:
+    """Per-seed results of ``--json`` dumps, each key's lists concatenated across files (seeds run in separate
+    processes), and their merged settings (``_meta``; absent in older dumps)."""
+    per_seed: dict[tuple[str, str], list[RunResult]] = {}
+    meta: dict[str, object] = {}
+    seeds: list[object] = []
+    for path in paths:
+        dump = json.loads(path.read_text(encoding="utf-8"))
+        file_meta = dump.pop("_meta", None)
+        if isinstance(file_meta, dict):
+            for k, v in file_meta.items():
+                if k == "seeds" and isinstance(v, list):
+                    seeds += v
+                elif meta.setdefault(k, v) != v:
+                    print(f"warning: {path}: {k} = {v}, earlier files {meta[k]}", file=sys.stderr)
+        for key, runs in dump.items():
+            label, agg = key.split("|", 1)
+            for run in runs:
+                if "active_rounds" not in run and label != "sleeper":  # older dump: on in every round
+                    run = {**run, "active_weight": run.get("attacker_weight", 0.0)}
+                    run["active_pay"] = run.get("attacker_pay", 0.0)
+                    run["active_rounds"] = float(len(run.get("curve", [])))
+                per_seed.setdefault((label, agg), []).append(RunResult(**run))
+    if seeds:
+        meta["seeds"] = seeds
+    return per_seed, meta
+
+
+def report(
+    per_seed: dict[tuple[str, str], list[RunResult]],
+    labels: list[str],
+    aggs: list[str],
+    n_attackers: int,
+    header: str,
+    plot_path: str,
+) -> None:
+    """The tables, verdicts and goals of a run (or of saved runs), and the plot unless ``plot_path`` is empty."""
+    results = {key: merge(runs) for key, runs in per_seed.items()}
+    n_seeds = len(per_seed[HONEST_ONLY])
+    print(f"\n{header}\n")
+    print(render(results, labels, aggs, n_attackers))
+    print()
+    print("\n".join(verdict(results, labels, aggs)))
+    for rule in DECIDE_RULES:
+        if rule in aggs:
+            print("\n" + goals(results, labels, aggs, rule, n_seeds, n_attackers))
+    if plot_path:
+        plot(results, labels, aggs, n_attackers, Path(plot_path))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -562,11 +760,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sketch-dim", type=int, default=64)
     parser.add_argument("--attacks", default="", help="comma list of attack labels (default: all but 'stale')")
     parser.add_argument("--aggregators", default="", help="comma list (default: all)")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "bench_robustness.png")
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "bench_robustness.png"), help="'' for no plot")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's result here")
+    parser.add_argument(
+        "--from-json", default="", help="comma list of --json dumps: print their tables (seeds combined), run nothing"
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    all_labels = [s[0] for s in ATTACKS + EXTRA_ATTACKS]
 
+    if args.from_json:
+        per_seed, meta = load_dumps([Path(p) for p in args.from_json.split(",") if p])
+        if HONEST_ONLY not in per_seed:
+            print("no honest-only reference in the dumps", file=sys.stderr)
+            return 1
+        present = {key[0] for key in per_seed}
+        labels = [label for label in all_labels if label in present]
+        aggs = [a for a in AGGREGATORS if any((label, a) in per_seed for label in labels)]
+        n_attackers = int(str(meta.get("attackers", args.attackers)))
+        settings = ", ".join(f"{k} {meta[k]}" for k in ("task", "alpha") if k in meta)
+        header = (
+            f"seeds {meta.get('seeds', '?')}, {meta.get('rounds', '?')} rounds, {n_attackers} of {N_TRAINERS} "
+            f"trainers attack; {settings + '; ' if settings else ''}{meta.get('versions', 'versions not recorded')}"
+        )
+        report(per_seed, labels, aggs, n_attackers, header, args.plot)
+        n_runs, run_s = sum(len(v) for v in per_seed.values()), sum(r.seconds for v in per_seed.values() for r in v)
+        print(f"\n{n_runs} runs from {args.from_json} ({run_s:.0f} s of run time when run)")
+        return 0
+
+    torch.set_num_threads(1)
     wanted = args.attacks.split(",") if args.attacks else [s[0] for s in ATTACKS]
     specs = [ATTACKS[0]] + [s for s in ATTACKS[1:] + EXTRA_ATTACKS if s[0] in wanted]
     labels = [s[0] for s in specs]
@@ -576,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     overrides = dict(kv.split("=") for kv in args.trust.split(",") if kv)
     flags = ("trust_weighted", "drop_negative", "cap_trust")
-    trust = TrustConfig(**{k: (v == "1") if k in flags else float(v) for k, v in overrides.items()})
+    trust_kwargs: dict[str, Any] = {k: (v == "1") if k in flags else float(v) for k, v in overrides.items()}
+    trust = TrustConfig(**trust_kwargs)
 
     # FA is under development: record which version the numbers are for (read before it is imported)
     versions = ", ".join(
@@ -585,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
         if (ROOT / "aggregator" / name).exists()
     )
     importlib.import_module("aggregator.flag")  # now, so the hashes above are of the code that runs
-    per_seed: dict[tuple[str, str], list[RunResult]] = {}
+    per_seed = {}
     started = time.perf_counter()
     for seed in seeds:
         setup = make_setup(seed, args.attackers, args.alpha, args.task)
@@ -597,7 +819,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = ""
             if a in DECIDE_RULES:
                 extra = (
-                    f" att.weight {_pct(res.attacker_weight)} % att.pay {_pct(res.attacker_pay)} % "
+                    f" att.weight {_pct(res.active_weight)} % att.pay {_pct(res.active_pay)} % (attacking, "
+                    f"{res.active_rounds:g} rounds; all rounds {_pct(res.attacker_pay)} %) "
                     f"paid {_pct(res.paid)} % lr {res.final_lr:.3g} ep {res.final_epochs} "
                     f"flagged att {res.flagged_attackers} "
                     f"hon {res.flagged_honest}"
@@ -610,19 +833,23 @@ def main(argv: list[str] | None = None) -> int:
         per_seed.setdefault(HONEST_ONLY, []).append(ref)
         print(f"  {'honest-only':>15} {'fedavg':>13}: {_pct(ref.accuracy):>5} %")
     elapsed = time.perf_counter() - started
-    results = {key: merge(runs) for key, runs in per_seed.items()}
-
-    print(f"\nseeds {seeds}, {args.rounds} rounds, {args.attackers} of {N_TRAINERS} trainers attack; {versions}\n")
-    print(render(results, labels, aggs, args.attackers))
-    print()
-    print("\n".join(verdict(results, labels, aggs)))
-    for rule in DECIDE_RULES:
-        if rule in aggs:
-            print("\n" + goals(results, labels, aggs, rule, len(seeds), args.attackers))
+    header = (
+        f"seeds {seeds}, {args.rounds} rounds, {args.attackers} of {N_TRAINERS} trainers attack; task {args.task}, "
+        f"alpha {args.alpha}; {versions}"
+    )
+    report(per_seed, labels, aggs, args.attackers, header, args.plot)
     print(f"\n{sum(len(v) for v in per_seed.values())} runs x {args.rounds} rounds in {elapsed:.0f} s")
-    plot(results, labels, aggs, args.attackers, args.plot)
     if args.json:
-        dump = {f"{k[0]}|{k[1]}": [asdict(r) for r in v] for k, v in per_seed.items()}
+        meta = {
+            "rounds": args.rounds,
+            "alpha": args.alpha,
+            "task": args.task,
+            "seeds": seeds,
+            "attackers": args.attackers,
+            "versions": versions,
+        }
+        dump: dict[str, object] = {"_meta": meta}
+        dump.update({f"{k[0]}|{k[1]}": [asdict(r) for r in v] for k, v in per_seed.items()})
         args.json.write_text(json.dumps(dump, indent=1), encoding="utf-8")
     return 0
 
