@@ -508,7 +508,8 @@ class AggregatorNode:
         A mismatch (or no commitment) rejects the submission with a named reason: the circuit only sees committed
         features, so an update whose commitment does not describe it must not be aggregated.
         """
-        from zk.decision import committed_features, feature_seed
+        from zk.commitment import committed_features
+        from zk.decision import feature_seed
 
         if self.zk_setup is None:
             raise ConfigError(

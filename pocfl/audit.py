@@ -1152,7 +1152,8 @@ class _Auditor:
         The flags are recomputed with the circuit itself (compiled from the code with the settings the report
         names, evaluated by ezkl: bit-exact), or with its float reference when those settings are not available.
         """
-        from zk.decision import committed_features, decide_features, feature_seed, pad_slots
+        from zk.commitment import committed_features
+        from zk.decision import decide_features, feature_seed, pad_slots
 
         seed = feature_seed(self.chain_id, self.address, self.project_id, r, model_in)
         cf = committed_features(

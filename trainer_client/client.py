@@ -856,8 +856,8 @@ class TrainerClient:
 
     def _feature_commitment(self, delta: Any, proof: ProofConfig, round_: int, model_cid: str) -> bytes:
         """Poseidon commitment to this update's features (projects whose rounds are proven; see ``zk/``)."""
+        from zk.commitment import feature_commitment
         from zk.decision import feature_seed, update_features
-        from zk.prover import feature_commitment
 
         seed = feature_seed(self.chain_id, self.market_address, self.project_id, round_, model_cid)
         return feature_commitment(update_features(delta, seed, proof.sketch_dim, proof.scale), proof.scale)

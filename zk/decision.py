@@ -27,9 +27,7 @@ from zk.circuit import (
 )
 
 __all__ = [
-    "CommittedFeatures",
     "FeatureDecision",
-    "committed_features",
     "decide_features",
     "empty_features",
     "feature_seed",
@@ -197,43 +195,3 @@ def decide_features(
         agreement=tuple(float(a) for a in agreement),
         witness=w,
     )
-
-
-@dataclass(frozen=True)
-class CommittedFeatures:
-    """A proven round's circuit inputs, one entry per submission (see :func:`committed_features`)."""
-
-    features: list[F64]
-    rejected: list[bool]
-    reasons: list[str | None]
-    """Why a submission that passed validation is rejected here (its commitment does not match), else None."""
-
-
-def committed_features(
-    vectors: Sequence[npt.ArrayLike | None], commitments: Sequence[bytes], seed: bytes, *, dim: int, scale: int
-) -> CommittedFeatures:
-    """Features of each validated update, checked against its on-chain ``featureCommitment``.
-
-    ``vectors[i]`` is None for a submission that already failed validation. An update whose commitment is not the
-    Poseidon hash of its features is rejected (the circuit only sees committed features, so it must not be
-    aggregated). Used by the aggregator node and by ``pocfl audit`` alike.
-    """
-    from zk.prover import feature_commitment
-
-    features: list[F64] = []
-    rejected: list[bool] = []
-    reasons: list[str | None] = []
-    for vector, posted in zip(vectors, commitments, strict=True):
-        f, reason = empty_features(dim), None
-        if vector is not None:
-            f = update_features(vector, seed, dim, scale)
-            if feature_commitment(f, scale) != posted:
-                reason = (
-                    f"FeatureCommitmentMismatch: featureCommitment 0x{posted.hex()} is not the Poseidon hash of this "
-                    "update's features"
-                )
-                f = empty_features(dim)
-        features.append(f)
-        rejected.append(vector is None or reason is not None)
-        reasons.append(reason)
-    return CommittedFeatures(features, rejected, reasons)

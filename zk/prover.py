@@ -29,14 +29,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pocfl.errors import PocflError
 from pocfl.untrusted import loads_untrusted
 from zk.cache import Lookup, check_entry, record_entry, secure_dir
 from zk.circuit import RoundCircuit, WitnessLayout
-from zk.decision import FeatureDecision, decide_features, pad_slots
+from zk.commitment import (
+    BN254_MODULUS,
+    DEFAULT_SCALE,
+    ProverError,
+    feature_commitment,
+    felt_to_int,
+    int_to_felt,
+    signed,
+)
+from zk.commitment import load_ezkl as _ezkl
+from zk.decision import FeatureDecision, decide_features, pad_slots, update_features
 
 __all__ = [
     "BN254_MODULUS",
+    "DEFAULT_SCALE",
     "CircuitShape",
     "ProverError",
     "RoundCircuitSetup",
@@ -44,17 +54,11 @@ __all__ = [
     "feature_commitment",
     "felt_to_int",
     "int_to_felt",
+    "signed",
 ]
 
-BN254_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617
-"""Scalar field of BN254 (ezkl's curve); negative fixed-point values are ``p - |v|``."""
-DEFAULT_SCALE = 13
 CIRCUIT_VERSION = 1
 Progress = Callable[[str], None]
-
-
-class ProverError(PocflError):
-    """An ezkl step failed (setup, witness, proof or verification), or its output did not have the expected form."""
 
 
 @contextmanager
@@ -84,43 +88,6 @@ def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
 
     with _stdout_to_stderr():
         return asyncio.run(inside_loop())
-
-
-def _ezkl() -> Any:
-    try:
-        import ezkl
-    except ImportError as exc:  # pragma: no cover - ezkl is a dependency
-        raise ProverError("ezkl is not installed (pip install ezkl==23.0.5)") from exc
-    return ezkl
-
-
-def felt_to_int(felt_hex: str) -> int:
-    """Ezkl's little-endian hex field element -> integer in ``[0, p)``."""
-    return int.from_bytes(bytes.fromhex(felt_hex.removeprefix("0x")), "little")
-
-
-def int_to_felt(value: int) -> int:
-    """Signed integer -> field element (``p - |v|`` for negatives), as the verifier sees it."""
-    if not -BN254_MODULUS < value < BN254_MODULUS:
-        raise ValueError("value outside the field")
-    return value % BN254_MODULUS
-
-
-def signed(felt: int) -> int:
-    """Field element -> signed integer (values above ``p/2`` are negative)."""
-    return felt - BN254_MODULUS if felt > BN254_MODULUS // 2 else felt
-
-
-def feature_commitment(features: npt.ArrayLike, scale: int = DEFAULT_SCALE) -> bytes:
-    """Poseidon hash of a feature vector in ezkl's hashed-input encoding, as 32 big-endian bytes.
-
-    This is what a trainer posts on chain as ``featureCommitment``; it equals the proof's public instance for that
-    input.
-    """
-    ezkl = _ezkl()
-    felts = [ezkl.float_to_felt(float(x), scale, ezkl.PyInputType.F64) for x in np.asarray(features).reshape(-1)]
-    (digest,) = ezkl.poseidon_hash(felts)
-    return felt_to_int(digest).to_bytes(32, "big")
 
 
 @functools.cache
@@ -620,8 +587,6 @@ class RoundCircuitSetup:
 def _export(shape: CircuitShape, onnx_path: Path, input_path: Path) -> None:
     """Export the circuit to ONNX with a representative input (calibration data)."""
     import torch
-
-    from zk.decision import update_features
 
     k, dim = shape.slots, shape.sketch_dim
     rng = np.random.default_rng(0)

@@ -147,7 +147,7 @@ def render_errors_module(abi: list[dict[str, Any]], docs: dict[str, Any]) -> str
         "",
         "from typing import Any",
         "",
-        "from pocfl.chain.reverts import ContractRevert",
+        "from pocfl.chain.revert_base import ContractRevert",
     ]
     names: list[str] = []
     error_docs = docs.get("errors", {})
@@ -186,7 +186,7 @@ def render_errors_module(abi: list[dict[str, Any]], docs: dict[str, Any]) -> str
     ]
     # Avoid an unused import when no field needs Any.
     text = "\n".join(lines)
-    if "Any" not in text.split("from pocfl.chain.reverts import ContractRevert", 1)[1]:
+    if "Any" not in text.split("from pocfl.chain.revert_base import ContractRevert", 1)[1]:
         text = text.replace("from typing import Any\n\n", "")
     return text
 
