@@ -222,21 +222,14 @@ def node_from_run_config(run_config: dict[str, Any]) -> tuple[AggregatorNode, Ab
     ConfigError
         ``pocfl-project`` is missing, or the connection options are wrong.
     """
-    from pocfl.cli.session import Session, chain_now
+    from pocfl.connection import Connection, chain_now
     from pocfl.deployment import state_dir
     from pocfl.updates import EncryptionKeyPair
 
     project = run_config.get("pocfl-project")
     if project is None:
         raise ConfigError("the ServerApp needs run config pocfl-project (the project id)")
-    session = Session(
-        rpc=_opt(run_config, "pocfl-rpc"),
-        key=_opt(run_config, "pocfl-key-env") or "POCFL_PRIVATE_KEY",
-        keystore=Path(k) if (k := _opt(run_config, "pocfl-keystore")) else None,
-        deployment=Path(d) if (d := _opt(run_config, "pocfl-deployment")) else None,
-        market=_opt(run_config, "pocfl-market"),
-        ipfs=_opt(run_config, "pocfl-ipfs"),
-    )
+    session = Connection.from_settings(run_config)
     key_file = _opt(run_config, "pocfl-decrypt-key")
     validation = _opt(run_config, "pocfl-validation")
     node = AggregatorNode(

@@ -15,7 +15,20 @@ from __future__ import annotations
 
 
 class PocflError(Exception):
-    """Root of every error pocfl raises on purpose."""
+    """Root of every error pocfl raises on purpose.
+
+    ``fix`` optionally names, in words of no particular front end, the setting the caller has to change (for example
+    ``"chain-url"``: nothing answers at the chain's URL). The message itself names no command-line option: the CLI
+    renders ``fix`` as its own options (``pocfl.cli.output.FIX_HINTS``); other callers (the Flower apps, scripts)
+    read the message alone.
+    """
+
+    fix: str | None = None
+
+    def __init__(self, *args: object, fix: str | None = None) -> None:
+        super().__init__(*args)
+        if fix is not None:
+            self.fix = fix
 
 
 class ConfigError(PocflError):

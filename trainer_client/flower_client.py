@@ -110,8 +110,8 @@ def _fill(text: str, node_config: Mapping[str, Any]) -> str:
 
 def client_from_settings(context: Context) -> TrainerClient:
     """Open the chain, the store and the data the settings name, and build the trainer (cached per settings)."""
-    from pocfl.cli.session import Session
-    from pocfl.deployment import state_dir
+    from pocfl.connection import Connection
+    from pocfl.deployment import default_deployment_file, state_dir
 
     project = setting(context, "pocfl-project")
     if project is None:
@@ -139,12 +139,12 @@ def client_from_settings(context: Context) -> TrainerClient:
         return cached[0]
     project_id, rpc, market, deployment, ipfs, key_env, keystore, spec, label, seed, attack, journal_dir = key
     x, y = load_private_data(spec, label_column=label)
-    session = Session(
-        rpc=rpc,
+    session = Connection(
+        rpc_setting=rpc,
         key=key_env,
         keystore=Path(keystore) if keystore else None,
-        deployment=Path(deployment) if deployment else None,
-        market=market,
+        deployment_file=Path(deployment) if deployment else default_deployment_file(),
+        market_override=market,
         ipfs=ipfs,
     )
     try:

@@ -33,7 +33,7 @@ def account_from_env(name: str = DEFAULT_KEY_ENV) -> LocalAccount:
     value = os.environ.get(name)
     if not value:
         raise ConfigError(
-            f"environment variable {name} is not set: export the account's private key there, or pass --keystore FILE"
+            f"environment variable {name} is not set: export the account's private key there", fix="key-env"
         )
     try:
         account: LocalAccount = Account.from_key(value.strip())

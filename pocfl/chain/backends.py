@@ -169,9 +169,7 @@ def rpc_chain(url: str, timeout: float = 30.0) -> Chain:
     except Exception as exc:
         # an unreachable node is an outage the long-running commands wait out; a reply that is no chain's is not
         error = ChainUnavailableError if is_transient(exc) else ChainError
-        raise error(
-            f"no chain answers at {url} ({exc.__class__.__name__}); start one with `pocfl chain up` or check --rpc"
-        ) from exc
+        raise error(f"no chain answers at {url} ({exc.__class__.__name__})", fix="chain-url") from exc
     return Chain(w3=w3, kind="rpc", url=url)
 
 
@@ -190,7 +188,7 @@ def connect(rpc: str | None) -> Chain:
         return chain
     if rpc.startswith(("http://", "https://")):
         return rpc_chain(rpc)
-    raise ConfigError(f"--rpc must be 'embedded', 'anvil' or an http(s):// URL, got {rpc!r}")
+    raise ConfigError(f"the chain must be 'embedded', 'anvil' or an http(s):// URL, got {rpc!r}", fix="chain")
 
 
 # ---------------------------------------------------------------------------------------------

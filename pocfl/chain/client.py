@@ -71,7 +71,7 @@ class ContractClient:
     def sender(self) -> str:
         """Address of the signing account."""
         if self.account is None:
-            raise ConfigError("this command sends a transaction: pass --key ENV_VAR or --keystore FILE")
+            raise ConfigError("this command sends a transaction: the client has no signing account", fix="signer")
         return str(self.account.address)
 
     def transact(self, fn: ContractFunction, value: int = 0, gas: int | None = None) -> Receipt:

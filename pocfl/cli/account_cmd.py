@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, eth_wei, guarded, kv_table
+from pocfl.cli.output import Output, error_message, eth_wei, guarded, kv_table
 from pocfl.cli.session import PASSWORD_ENV, DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
 from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
@@ -115,7 +115,7 @@ def show(
         try:
             credits = s.market(signer=False).credits(account.address)
         except ConfigError as exc:
-            note = str(exc)
+            note = error_message(exc)
         document: dict[str, Any] = {
             "address": account.address,
             "chain_id": chain.chain_id,

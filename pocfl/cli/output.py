@@ -35,9 +35,26 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+FIX_HINTS: dict[str, str] = {
+    "chain": "{message} (pass --rpc or set POCFL_RPC)",
+    "chain-url": "{message}; start one with `pocfl chain up` or check --rpc",
+    "chain-down": "{message}, or pass --rpc URL",
+    "chain-none": "{message}, or pass --rpc URL (or set POCFL_RPC)",
+    "key-env": "{message} (or name the variable holding it with --key ENV_VAR), or pass --keystore FILE",
+    "key-name": "--key takes the NAME of an environment variable, not the key itself (keys on the command line "
+    "leak into shell history): `export POCFL_PRIVATE_KEY=...` and drop --key",
+    "signer": "this command sends a transaction: pass --key ENV_VAR or --keystore FILE",
+    "market": "{message} (--market)",
+}
+"""How the CLI words a library error's ``fix`` (:class:`pocfl.errors.PocflError`): its options, which library
+messages do not name. ``{message}`` is the library's message."""
+
+
 def error_message(err: PocflError) -> str:
-    """One-line message of ``err``; contract errors carry their fix hint (see ``pocfl.chain.reverts``)."""
-    return str(err)
+    """One-line message of ``err`` with the CLI's fix for it (contract errors carry theirs, see ``revert_base``)."""
+    message = str(err)
+    hint = FIX_HINTS.get(err.fix) if err.fix else None
+    return hint.replace("{message}", message) if hint else message
 
 
 def error_document(err: PocflError) -> dict[str, Any]:
