@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 
 from aggregator.seeds import generator_from_seed, permutation, uniform_float
 from aggregator.utility import CachedUtility, delta_utility
+from pocfl.errors import PocflError
 from pocfl.payouts import INT128_MAX, INT128_MIN
 
 EXACT_MAX_PLAYERS = 12
@@ -64,7 +65,7 @@ Method = Literal["auto", "exact", "surrogate", "gtg", "permutation", "loo", "msr
 Value = Literal["shapley", "banzhaf"]
 
 
-class ShapleyError(ValueError):
+class ShapleyError(PocflError, ValueError):
     """Estimator inputs that cannot be honoured (too many players, budget too small)."""
 
 

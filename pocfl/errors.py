@@ -4,6 +4,9 @@
 
     PocflError
     ├── ConfigError          bad options, missing keys, no deployment for this chain
+    ├── PayoutInputError     payout inputs out of range (also a ValueError; pocfl.payouts)
+    ├── ShapleyError         estimator inputs that cannot be honoured (also a ValueError; aggregator.shapley)
+    ├── BuildError           the contract build failed (also a RuntimeError; pocfl.contracts.build)
     └── ChainError           anything the chain refused or failed at
         ├── ChainUnavailableError  nothing answers at the RPC URL (an outage: waited out by long-running commands)
         ├── ContractRevert   a named custom error of the contract (generated subclasses per error)

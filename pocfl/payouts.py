@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pocfl.errors import PocflError
+
 INT128_MIN = -(2**127)
 INT128_MAX = 2**127 - 1
 UINT128_MAX = 2**128 - 1
 
 
-class PayoutInputError(ValueError):
+class PayoutInputError(PocflError, ValueError):
     """Inputs the contract would refuse: mismatched lengths or values out of range."""
 
 

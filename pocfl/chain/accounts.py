@@ -95,16 +95,6 @@ def create_keystore(path: str | os.PathLike[str], password: str, overwrite: bool
     return account
 
 
-def load_account(key_env: str | None = None, keystore: str | os.PathLike[str] | None = None) -> LocalAccount:
-    """Load the signing account from ``keystore`` if given, else from env var ``key_env``.
-
-    ``key_env`` defaults to ``POCFL_PRIVATE_KEY``.
-    """
-    if keystore is not None:
-        return account_from_keystore(keystore)
-    return account_from_env(key_env or DEFAULT_KEY_ENV)
-
-
 def new_account() -> LocalAccount:
     """A fresh random account (for demos and tests on local chains; fund it with ``Chain.fund``)."""
     account: LocalAccount = Account.create()

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pocfl.errors import PocflError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -27,7 +29,7 @@ SOLC_FRONTEND = REPO_ROOT / "scripts" / "solc-stdjson.js"
 MAIN_CONTRACT = "PocMarketplace"
 
 
-class BuildError(RuntimeError):
+class BuildError(PocflError, RuntimeError):
     """The compiler failed, reported errors, or is not the pinned version."""
 
 

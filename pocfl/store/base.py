@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pocfl.fsutil import PRIVATE, atomic_writer
-from pocfl.store.cid import CidBuilder, compute_cid, parse_cid, verifying_version
+from pocfl.store.cid import CidBuilder, parse_cid, verifying_version
 from pocfl.store.errors import CidMismatchError, ObjectTooLargeError
 
 DEFAULT_MAX_SIZE = 1 << 30
@@ -124,11 +124,6 @@ class ContentStore(ABC):
     def quarantined(self, cid: str) -> bool:
         """Whether the store set aside a copy of ``cid`` that failed verification (reading it raises the mismatch)."""
         return False
-
-
-def local_cid(data: bytes) -> str:
-    """The CID pocfl writes for ``data`` (CIDv1, raw leaves, 256 KiB chunks)."""
-    return compute_cid(data)
 
 
 @contextmanager
