@@ -134,3 +134,28 @@ def test_no_pay_for_a_gain_inside_the_noise_exact_to_the_wei() -> None:
     diff = after - before
     expected = np.std(diff, ddof=1) / np.sqrt(diff.size)
     assert gain_noise_floor(w, unpaid.new_global, val, TRUST) == pytest.approx(expected, rel=1e-12)
+
+
+def test_skewed_honest_update_is_kept_at_the_floor_weight_and_a_flip_is_not() -> None:
+    """An update slightly against the reference (a trainer holding other classes) keeps a floor weight; one
+    clearly against it (a sign flip: below -0.5 median trusts) is an outlier; weights are capped at the median."""
+    rng = np.random.default_rng(0)
+    d = 200
+    ref = rng.normal(size=d)
+    ref /= np.linalg.norm(ref)
+
+    def with_cosine(c: float) -> NDArray[np.float64]:
+        noise = rng.normal(size=d)
+        noise -= (noise @ ref) * ref
+        return c * ref + np.sqrt(1 - c * c) * noise / np.linalg.norm(noise)
+
+    honest = [with_cosine(c) for c in (0.3, 0.4, 0.5, 0.6, 0.9)]
+    skewed, flipped = with_cosine(-0.05), -honest[2]
+    res = trust_aggregate(np.stack([*honest, skewed, flipped]), ref, TrustConfig())
+    assert res.outliers == (False,) * 6 + (True,)
+    med = float(np.median(np.maximum(res.trust, 0.0)))  # over every cluster, the outlier's as 0
+    w = np.asarray(res.weights) / res.weights[0] * res.trust[0]  # undo the normalisation: w[0] = trust 0.3
+    assert med == pytest.approx(0.4)
+    assert w[5] == pytest.approx(0.1 * med)  # floor
+    assert w[3] == pytest.approx(med) and w[4] == pytest.approx(med)  # capped
+    assert w[6] == 0.0
