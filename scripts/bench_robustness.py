@@ -160,6 +160,7 @@ class RunResult:
     active_weight: float = 0.0  # attacker_weight over the rounds in which the attack is on (sleeper: awake)
     active_pay: float = 0.0  # attackers' credits / total budget of those rounds
     active_rounds: float = 0.0  # how many rounds the attack was on (a mean over seeds after merge)
+    seed_accuracies: list[float] = field(default_factory=list)  # per seed, in seed order (set by merge)
 
 
 def _outlier_indices(raw: object, k: int) -> list[int]:
@@ -501,7 +502,15 @@ _ALIE = (
     "player), and its value is a function of the others' information; needs the honest updates of the round, "
     "which sealed projects hide"
 )
-_SPREAD = "within the seed-to-seed spread of the rule (see the per-seed lines)"
+_ALIE_WEIGHT = (
+    "the identical ALIE updates form one cluster that weighs as one median honest trainer (about 1/11 of the "
+    "weight); its direction is close to the honest mean, so the model is unharmed"
+)
+_LABEL_FLIP = (
+    "label-flipped updates of label-skewed trainers have cosines near 0 to the reference (median -0.06 median "
+    "trusts on the tuning seeds, Dirichlet 0.1), like skewed honest trainers'; those above -0.5 are kept at the "
+    "floor weight and some earn a positive value"
+)
 # (attack label, goal key) -> the measured cause of a miss; goal keys: acc_honest (acc < honest-only - 2),
 # acc_flower (acc < the best Flower rule), weight, pay, clean (clean accuracy below FedAvg), honest_flagged
 CAUSES: dict[tuple[str, str], str] = {
@@ -518,11 +527,31 @@ CAUSES: dict[tuple[str, str], str] = {
         "honest updates with a non-positive cosine to the reference (a trainer whose classes the validation step "
         "does not improve) are flagged; more frequent on label-skewed partitions"
     ),
-    ("sign_flip", "acc_honest"): _SPREAD,
-    ("label_flip", "weight"): _SPREAD,
-    ("label_flip", "pay"): _SPREAD,
-    ("scaling x10", "acc_flower"): _SPREAD,
+    ("alie", "weight"): _ALIE_WEIGHT,
+    ("alie_opt", "weight"): _ALIE_WEIGHT,
+    ("scaling x10", "acc_flower"): (
+        "scaled updates are honest updates times 10, so they carry their trainers' data; the trust rule drops them "
+        "as norm anomalies (as a perfect filter would: it stays at the honest-only level), while the coordinate "
+        "median keeps their direction"
+    ),
+    ("label_flip", "weight"): _LABEL_FLIP,
+    ("label_flip", "pay"): _LABEL_FLIP,
 }
+NOISE_Z = 2.0
+"""An accuracy shortfall whose paired mean over seeds is within NOISE_Z standard errors is reported as noise."""
+
+
+def paired_shortfall(ours: list[float], theirs: list[float]) -> str | None:
+    """``"-0.9 +- 0.6 over 3 seeds, not significant"`` when ours is below theirs by less than NOISE_Z paired
+    standard errors (the per-seed differences' std / sqrt(n)), else None (a real shortfall, or one seed)."""
+    d = 100 * (np.asarray(ours) - np.asarray(theirs))
+    if d.size < 2:
+        return None
+    se = float(np.std(d, ddof=1) / np.sqrt(d.size))
+    mean = float(np.mean(d))
+    if mean + NOISE_Z * se < 0:
+        return None
+    return f"{mean:+.1f} +- {se:.1f} pts paired over {d.size} seeds, not significant"
 
 
 def merge(runs: list[RunResult]) -> RunResult:
@@ -547,6 +576,7 @@ def merge(runs: list[RunResult]) -> RunResult:
         float(np.mean([r.active_weight for r in runs])),
         float(np.mean([r.active_pay for r in runs])),
         float(np.mean([r.active_rounds for r in runs])),
+        [r.accuracy for r in runs],
     )
 
 
@@ -616,8 +646,8 @@ def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_see
     ]
     footnotes: dict[tuple[str, str], tuple[int, list[str]]] = {}  # (label, cause) -> (number, goal keys)
 
-    def cite(label: str, key: str, text: str) -> str:
-        cause = CAUSES.get((label, key))
+    def cite(label: str, key: str, text: str, measured: str | None = None) -> str:
+        cause = measured or CAUSES.get((label, key))
         if cause is None:
             return f"{text} [no cause recorded]"
         number, keys = footnotes.setdefault((label, cause), (len(footnotes) + 1, []))
@@ -632,16 +662,22 @@ def goals(results: Results, labels: list[str], aggs: list[str], rule: str, n_see
         honest = N_TRAINERS - (0 if label == "none" else f)
         honest_rounds = res.flagged_honest / max(1, n_seeds * len(res.curve) * honest)
         missed = []
+        ours = res.seed_accuracies
         if label == "none":
             if res.accuracy < clean_fedavg - 0.005:
-                missed.append(cite(label, "clean", f"clean {100 * (clean_fedavg - res.accuracy):.1f} below FedAvg"))
+                noise = paired_shortfall(ours, [a - 0.005 for a in results[("none", "fedavg")].seed_accuracies])
+                missed.append(
+                    cite(label, "clean", f"clean {100 * (clean_fedavg - res.accuracy):.1f} below FedAvg", noise)
+                )
             if honest_rounds > 0.02:
                 missed.append(cite(label, "honest_flagged", "honest flagged"))
         else:
             if res.accuracy < honest_only - 0.02:
-                missed.append(cite(label, "acc_honest", "acc < honest-only - 2"))
+                noise = paired_shortfall(ours, [a - 0.02 for a in results[HONEST_ONLY].seed_accuracies])
+                missed.append(cite(label, "acc_honest", "acc < honest-only - 2", noise))
             if res.accuracy < best_acc - 1e-9:  # a tie is not a miss
-                missed.append(cite(label, "acc_flower", f"acc < {best}"))
+                noise = paired_shortfall(ours, results[(label, best)].seed_accuracies)
+                missed.append(cite(label, "acc_flower", f"acc < {best}", noise))
             if res.active_weight > 0.05:  # while attacking: a sleeper's honest rounds are not attacker weight/pay
                 missed.append(cite(label, "weight", "weight"))
             if res.active_pay > 0.01:
