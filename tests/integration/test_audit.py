@@ -23,7 +23,7 @@ from aggregator.inputs import global_model, round_hyperparams
 from aggregator.node import AggregatorNode, RoundOutcome
 from aggregator.round import RoundDecision, decide_round
 from pocfl.audit import AuditMismatchError, AuditResult, audit_project
-from pocfl.audit_report import write_audit_report
+from pocfl.audit.report import write_audit_report
 from pocfl.chain.backends import Chain
 from pocfl.cli.main import app
 from pocfl.manifest import ModelInfo, ProjectManifest, TrainingConfig, ValidationInfo

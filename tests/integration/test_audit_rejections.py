@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from aggregator.inputs import ValidatedUpdate, validate_submission
 from pocfl.audit import AuditMismatchError, WrongStoreError
+from pocfl.audit.evidence import Evidence, EvidenceError, load_evidence, write_evidence
 from pocfl.chain.backends import Chain
 from pocfl.cli.main import app
-from pocfl.evidence import Evidence, EvidenceError, load_evidence, write_evidence
 from pocfl.market import SubmittedUpdate
 from pocfl.store import EmbeddedStore
 from tests.helpers import Env

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pocfl import audit_report
 from pocfl.audit import AuditResult
-from pocfl.audit_report import REPORT_FILES, write_audit_report
+from pocfl.audit import report as audit_report
+from pocfl.audit.report import REPORT_FILES, write_audit_report
 from pocfl.errors import ConfigError
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 from aggregator.report import RoundReport, SubmissionEntry
-from pocfl.audit import MESSAGE_LIMIT, VALUE_LIMIT, RoundAudit, SubmissionAudit, _Auditor
+from pocfl.audit import MESSAGE_LIMIT, VALUE_LIMIT, RoundAudit, SubmissionAudit
+from pocfl.audit.reports import check_report
+from pocfl.audit.result import ProjectRef
+from pocfl.audit.run import finish_round
 from pocfl.market import SubmittedUpdate
 
 MARKET = "0x" + "11" * 20
@@ -54,24 +57,22 @@ def hostile_report() -> RoundReport:
 
 
 def test_a_hostile_report_yields_bounded_ascii_differences() -> None:
-    audit = _Auditor.__new__(_Auditor)
-    audit.project_id, audit.chain_id, audit.address = 1, 31337, MARKET
-    audit.differences, audit.warnings = [], []
+    ref = ProjectRef(project_id=1, chain_id=31337, market=MARKET)
     r = 0
     u = SubmittedUpdate(0, TRAINER, "bafy", b"\x01" * 32, b"\x02" * 32, 1)
     posted = RoundAudit(r, "posted", "posted", model_cid="bafy-model", hyperparams_hash="0x" + "33" * 32)
     posted.submissions.append(SubmissionAudit(0, TRAINER, "bafy", "0x" + "01" * 32, posted_score=1))
 
-    audit._check_report(r, hostile_report(), posted, [u], [], b"\x04" * 32)
-    audit._finish(posted, 0, "the report's submissions differ from the chain's")
+    differences = check_report(ref, r, hostile_report(), posted, [u], b"\x04" * 32)
+    warnings = finish_round(posted, bool(differences), "the report's submissions differ from the chain's")
 
-    fields = {d.field for d in audit.differences}
+    fields = {d.field for d in differences}
     assert {"report", "digest", "model_cid", "hyperparams_hash", "hyperparams", "submissions"} <= fields
-    texts = [d.message for d in audit.differences] + audit.warnings + posted.notes + [posted.unverifiable or ""]
+    texts = [d.message for d in differences] + warnings + posted.notes + [posted.unverifiable or ""]
     for text in texts:  # the report's text comes through escaped (the audit's own sentences may say "…")
         assert len(text) <= MESSAGE_LIMIT and text.isprintable(), text[:200]
         assert not any(c in text for c in "é\u202e\x1b\n"), text[:200]
-    for d in audit.differences:
+    for d in differences:
         for value in (d.posted, d.recomputed):
             # At most VALUE_LIMIT printable ASCII characters; JSON may double a backslash and adds two quotes.
             assert len(json.dumps(value)) <= 2 * VALUE_LIMIT + 2, str(value)[:200]

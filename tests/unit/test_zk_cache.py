@@ -240,7 +240,7 @@ def test_a_setup_from_before_manifests_is_adopted_by_its_owner(tmp_path: Path, f
 
 def test_the_audit_falls_back_to_a_private_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An unsafe cache folder never stops the audit from recomputing with the exact circuit."""
-    from pocfl.audit import _Auditor
+    from pocfl.audit.proofs import CircuitCache
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -253,12 +253,12 @@ def test_the_audit_falls_back_to_a_private_folder(monkeypatch: pytest.MonkeyPatc
         return SimpleNamespace(directory=cache_dir)
 
     monkeypatch.setattr(RoundCircuitSetup, "compiled_only", staticmethod(compiled_only))
-    audit = _Auditor.__new__(_Auditor)
-    audit.warnings, audit.zk_cache, audit._private_zk = [], shared, None
-    assert audit._compiled_circuit(0, SHAPE, SETTINGS) is not None
+    warnings: list[str] = []
+    circuits = CircuitCache(shared)
+    assert circuits.compiled(0, SHAPE, SETTINGS, warnings.append) is not None
     assert used and used[-1] != shared and _mode(used[-1]) == 0o700
-    assert any("writable by others" in w for w in audit.warnings)
+    assert any("writable by others" in w for w in warnings)
     private = used[-1]
-    del audit
+    del circuits
     gc.collect()
     assert not private.exists(), "the private folder goes with the audit"

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pocfl.audit import AuditResult, RoundAudit, short
+from pocfl.audit.result import AuditResult, RoundAudit, short
 from pocfl.errors import ConfigError
 
 WEI_PER_ETH = 10**18
@@ -234,6 +234,30 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
     """The audit as one self-contained HTML page (figures embedded as base64 PNG)."""
     parts: list[str] = []
     title = f"pocfl audit: project {result.project_id}"
+    parts += _summary(result, title)
+    parts += _findings(result)
+    parts += _trainer_table(result)
+    parts += _round_table(result)
+    parts += _figures(figures)
+    parts += _round_details(result)
+    parts.append(
+        "<h2>What was checked</h2><p>Every artifact was fetched by its CID and verified by the content store. For "
+        "each posted round: the report named by the on-chain reportHash, its submissions against the "
+        "UpdateSubmitted events, every update (sealed ones through their revealed plaintext and commitment), "
+        "decide_round recomputed with the chain-derived seeds, the new model's CID, the next hyper-parameters' "
+        "hash, and the payout rule against the TrainerCredited events; then the escrow and every trainer's "
+        "credits, claims and pending balance.</p>"
+    )
+    body = "\n".join(parts)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _summary(result: AuditResult, title: str) -> list[str]:
+    """The title, the verdict and the project's facts."""
+    parts: list[str] = []
     if result.ok:
         verdict = '<p class="ok">Every posted round was recomputed or checked: no difference.</p>'
         if result.unchecked:
@@ -269,6 +293,12 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
         ("content store", f"<code>{_e(result.store)}</code>"),
     ]
     parts.append(_table(["", ""], [[_e(k), v] for k, v in facts]))
+    return parts
+
+
+def _findings(result: AuditResult) -> list[str]:
+    """Every difference, unchecked rejection, evidence finding and warning."""
+    parts: list[str] = []
     if result.differences:
         items = "".join(f"<li><code>{_e(d.message)}</code></li>" for d in result.differences)
         parts.append(f'<h2 class="bad">Differences</h2><ul>{items}</ul>')
@@ -281,7 +311,12 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
     if result.warnings:
         items = "".join(f"<li>{_e(w)}</li>" for w in result.warnings)
         parts.append(f'<h2 class="warn">Not checked</h2><ul>{items}</ul>')
+    return parts
 
+
+def _trainer_table(result: AuditResult) -> list[str]:
+    """The payouts per trainer."""
+    parts: list[str] = []
     parts.append("<h2>Payouts per trainer</h2>")
     parts.append(
         "<p>Credited and recomputed: this project. Claimed and pending: the whole account (one <code>claim</code> "
@@ -321,7 +356,12 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
             numeric=range(1, 9),
         )
     )
+    return parts
 
+
+def _round_table(result: AuditResult) -> list[str]:
+    """One row per round."""
+    parts: list[str] = []
     parts.append("<h2>Rounds</h2>")
     parts.append(
         _table(
@@ -355,13 +395,23 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
             numeric=(0, 4, 5, 6, 7),
         )
     )
+    return parts
 
+
+def _figures(figures: dict[str, bytes]) -> list[str]:
+    """The figures, embedded as base64 PNG."""
+    parts: list[str] = []
     names = {"accuracy": "Accuracy", "contributions": "Contributions", "payouts": "Payouts"}
     parts.append("<h2>Figures</h2>")
     for key, png in figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<img alt="{_e(names.get(key, key))}" src="data:image/png;base64,{data}">')
+    return parts
 
+
+def _round_details(result: AuditResult) -> list[str]:
+    """Per round with submissions: its notes and one row per submission."""
+    parts: list[str] = []
     for r in result.rounds:
         if not r.submissions:
             continue
@@ -402,19 +452,7 @@ def render_html(result: AuditResult, figures: dict[str, bytes]) -> str:
                 numeric=(0, 4, 5, 9, 10),
             )
         )
-    parts.append(
-        "<h2>What was checked</h2><p>Every artifact was fetched by its CID and verified by the content store. For "
-        "each posted round: the report named by the on-chain reportHash, its submissions against the "
-        "UpdateSubmitted events, every update (sealed ones through their revealed plaintext and commitment), "
-        "decide_round recomputed with the chain-derived seeds, the new model's CID, the next hyper-parameters' "
-        "hash, and the payout rule against the TrainerCredited events; then the escrow and every trainer's "
-        "credits, claims and pending balance.</p>"
-    )
-    body = "\n".join(parts)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
-    )
+    return parts
 
 
 def _yes_no(value: bool | None) -> str | None:

@@ -9,11 +9,14 @@ accepted as posted:
   store (``pocfl audit --extra-ipfs``) and the trainers' evidence; when it is there and valid, the rejection is
   *disproved* (a difference). When nobody can read it, it is *unchecked*.
 - **a sealed update never revealed**: only the aggregator holds the key. The trainer's evidence
-  (:mod:`pocfl.evidence`) gives its plaintext; when it opens the on-chain commitment and validates, a rejection
+  (:mod:`pocfl.audit.evidence`) gives its plaintext; when it opens the on-chain commitment and validates, a rejection
   that claims the decrypted bytes were bad (``CorruptUpdateError`` and every other decoding reason: they are only
   reached after the commitment held, so the aggregator saw these very bytes) is disproved. Reasons about the
   envelope itself (:data:`ENVELOPE_ERRORS`) stay unchecked: the envelope may hold other bytes than the committed
   plaintext, and only the aggregator's key can tell.
+
+:class:`SubmissionReader` reads every submission of a posted round as the recomputation uses it and judges its
+posted status, handing these two kinds to the :class:`RejectionChecker`.
 
 Verdicts: ``confirmed`` (the audit rejects it too), ``disproved`` (a difference naming the round and the trainer)
 and ``unchecked`` (listed by the audit and a failure under ``--strict``; never a silent pass).
@@ -31,11 +34,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aggregator.inputs import NO_KEY_REASON, ValidatedUpdate, rejection_reason, validate_submission
-from aggregator.report import SubmissionEntry
+from aggregator.report import MAX_CID_BYTES, SubmissionEntry
+from pocfl.audit.evidence import Evidence, bounded
+from pocfl.audit.result import Findings, ProjectRef, SubmissionAudit
 from pocfl.errors import PocflError
-from pocfl.evidence import Evidence, bounded
 from pocfl.market import Market, SubmittedUpdate
-from pocfl.store import ContentStore, MemoryStore, StoreUnavailableError
+from pocfl.store import ContentStore, MemoryStore, StoreError, StoreUnavailableError
+from pocfl.untrusted import clip, quote
 from pocfl.updates import ModelSpec, decode_update, verify_commitment
 
 Vector = NDArray[np.float32]
@@ -293,3 +298,213 @@ class RejectionChecker:
             return Opened(True, decode_update(ev.plaintext, spec, kind="delta", max_size=max_size).vector(), None)
         except PocflError as exc:
             return Opened(True, None, bounded(rejection_reason(exc)))
+
+
+FEATURE_MISMATCH = "FeatureCommitmentMismatch"
+"""Rejection reason of an update that does not match its on-chain ``featureCommitment`` (proven projects)."""
+
+
+class SubmissionReader:
+    """Reads each submission of a posted round as the recomputation uses it, judging its posted status.
+
+    A plaintext update is validated from the audited store; a sealed one through the plaintext the aggregator
+    revealed (``plaintext_cid``: its commitment must hold), or the trainer's evidence; a posted rejection the
+    audited store alone cannot judge goes to the :class:`RejectionChecker`.
+
+    Parameters
+    ----------
+    ref, market
+        The audited project and marketplace (with its store).
+    checker
+        Re-checks the posted rejections (extra stores, trainers' evidence).
+    strict
+        Count a rejection that cannot be checked as a difference.
+    out
+        Where differences, warnings and unchecked rejections go.
+    """
+
+    def __init__(
+        self, ref: ProjectRef, market: Market, checker: RejectionChecker, *, strict: bool, out: Findings
+    ) -> None:
+        self.ref, self.market, self.checker, self.strict, self.out = ref, market, checker, strict, out
+
+    def read(
+        self,
+        r: int,
+        u: SubmittedUpdate,
+        entry: SubmissionEntry,
+        s: SubmissionAudit,
+        spec: ModelSpec,
+        max_size: int,
+        *,
+        proven: bool = False,
+    ) -> Vector | None:
+        """The update as the recomputation uses it; sets ``s.source`` and ``s.note``, records differences.
+
+        On a proven project a ``FeatureCommitmentMismatch`` rejection is checked later, against the features
+        (:func:`pocfl.audit.proofs.proven_flags`), so a valid update rejected for it is returned here without a
+        difference.
+        """
+        v = validate_submission(self.market, u, self.ref.project_id, r, spec, None, max_size)
+        vector, reason, encrypted = v.vector, v.reason, v.encrypted
+        posted_rejected = entry.status == "rejected"
+        posted_name = error_name(entry.reason) if posted_rejected else None
+        if encrypted != entry.encrypted and error_name(reason) not in AVAILABILITY_ERRORS:
+            self.out.diff(
+                r,
+                "encrypted",
+                f"the report says encrypted={quote(entry.encrypted)}, the stored update is "
+                f"{'an encryption envelope' if encrypted else 'plaintext'}",
+                index=u.index,
+                trainer=u.trainer,
+            )
+        mine = error_name(reason)
+        sealed_unrevealed = encrypted and reason == NO_KEY_REASON and entry.plaintext_cid is None
+        if posted_rejected and (sealed_unrevealed or posted_name in AVAILABILITY_ERRORS or mine in AVAILABILITY_ERRORS):
+            return self._recheck(r, u, entry, s, v, spec, max_size, proven=proven)
+        if sealed_unrevealed:
+            return self._sealed_accepted(r, u, s, spec, max_size)
+        if encrypted and reason == NO_KEY_REASON:
+            assert entry.plaintext_cid is not None
+            vector, reason = self._read_revealed(r, u, entry.plaintext_cid, s, spec, max_size)
+            if s.source == "unverifiable":
+                return None
+            mine = error_name(reason)
+        if vector is None and mine in AVAILABILITY_ERRORS:
+            s.source = "unverifiable"
+            s.note = f"cannot be read here ({reason}) but the aggregator accepted it"
+            return None
+        if vector is None:
+            self._rejected_too(r, u, entry, s, reason)
+            return None
+        if posted_rejected and not (proven and posted_name == FEATURE_MISMATCH):
+            self.out.diff(
+                r,
+                "status",
+                f"the aggregator rejected trainer {u.trainer}'s update, the audit accepts it: {quote(entry.reason)}",
+                index=u.index,
+                trainer=u.trainer,
+                posted=entry.reason,
+                recomputed="accepted",
+            )
+        return vector
+
+    def _rejected_too(
+        self, r: int, u: SubmittedUpdate, entry: SubmissionEntry, s: SubmissionAudit, reason: str | None
+    ) -> None:
+        """The audit rejects the update too: a difference unless the aggregator rejected it for the same reason."""
+        s.source = "rejected"
+        s.note = reason
+        posted_name = error_name(entry.reason)
+        if entry.status != "rejected":
+            self.out.diff(
+                r,
+                "status",
+                f"the aggregator accepted the update (status {quote(entry.status)}), the audit rejects it: {reason}",
+                index=u.index,
+                trainer=u.trainer,
+                posted=entry.status,
+                recomputed="rejected",
+            )
+        elif posted_name != error_name(reason):
+            self.out.diff(
+                r,
+                "status",
+                f"rejected for {posted_name}, the audit rejects it for {reason}",
+                index=u.index,
+                trainer=u.trainer,
+                posted=entry.reason,
+                recomputed=reason,
+            )
+
+    def _recheck(
+        self,
+        r: int,
+        u: SubmittedUpdate,
+        entry: SubmissionEntry,
+        s: SubmissionAudit,
+        first: ValidatedUpdate,
+        spec: ModelSpec,
+        max_size: int,
+        *,
+        proven: bool,
+    ) -> Vector | None:
+        """A rejection the audited store alone cannot judge: see :class:`RejectionChecker`."""
+        check = self.checker.check(r, u, entry, first, spec, max_size)
+        s.note = check.note
+        if proven and error_name(entry.reason) == FEATURE_MISMATCH and check.vector is not None:
+            s.source = "plaintext"
+            return check.vector  # judged against its featureCommitment by proofs.proven_flags
+        if check.verdict == "confirmed":
+            s.source = "rejected"
+            return None
+        if check.verdict == "unchecked":
+            s.source = "unchecked"
+            self.out.unchecked.append(f"round {r}, submission {u.index} (trainer {u.trainer}): {check.note}")
+            if self.strict:
+                self.out.diff(
+                    r, "unchecked", f"rejection cannot be checked: {check.note}", index=u.index, trainer=u.trainer
+                )
+            return None
+        s.source = "evidence" if first.encrypted or check.vector is None else "plaintext"
+        self.out.diff(
+            r,
+            "status",
+            f"false rejection: {check.note}",
+            index=u.index,
+            trainer=u.trainer,
+            posted=entry.reason,
+            recomputed="accepted" if check.vector is not None else "rejected",
+        )
+        return check.vector
+
+    def _sealed_accepted(
+        self, r: int, u: SubmittedUpdate, s: SubmissionAudit, spec: ModelSpec, max_size: int
+    ) -> Vector | None:
+        """A sealed update the aggregator kept but never revealed: recomputable only through trainer evidence."""
+        ev = self.checker.evidence_for(r, u)
+        if ev is not None:
+            opened = self.checker.open_evidence(r, u, ev, spec, max_size)
+            if opened.vector is not None:
+                s.source, s.note = "evidence", f"sealed, not revealed; read through the evidence {ev.where()}"
+                return opened.vector
+            self.out.warnings.append(
+                f"round {r}, submission {u.index}: evidence {ev.where()} not used: {opened.reason}"
+            )
+        s.source = "unverifiable"
+        s.note = "sealed to the aggregator and its plaintext was not revealed (no plaintext_cid)"
+        return None
+
+    def _read_revealed(
+        self, r: int, u: SubmittedUpdate, cid: str, s: SubmissionAudit, spec: ModelSpec, max_size: int
+    ) -> tuple[Vector | None, str | None]:
+        """A sealed update read through the plaintext the aggregator revealed: fetched, commitment checked, decoded.
+
+        Returns the vector or the rejection reason; ``s.source`` becomes ``revealed``, or ``unverifiable`` when the
+        plaintext cannot be read.
+        """
+        try:
+            plaintext = self.market.fetch(cid, max_size)
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            s.source = "unverifiable"
+            s.note = (
+                f"sealed; its revealed plaintext {clip(cid, MAX_CID_BYTES)} cannot be read: {rejection_reason(exc)}"
+            )
+            return None, None
+        s.source = "revealed"
+        s.note = f"plaintext {clip(cid, MAX_CID_BYTES)}"  # from the report: an honest CID comes back unchanged
+        try:
+            verify_commitment(
+                plaintext,
+                u.commitment,
+                chain_id=self.ref.chain_id,
+                market=self.ref.market,
+                project_id=self.ref.project_id,
+                round=r,
+                trainer=u.trainer,
+            )
+            return decode_update(plaintext, spec, kind="delta", max_size=max_size).vector(), None
+        except PocflError as exc:
+            return None, rejection_reason(exc)
