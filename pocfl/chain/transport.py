@@ -34,7 +34,7 @@ __all__ = ["chain_error", "node_errors", "request_error"]
 
 _FUNDS = ("insufficient funds", "cannot afford")
 _NONCE = ("nonce too low", "already known", "underpriced", "invalid transaction nonce")
-_CHAIN_MODULES = ("web3.", "eth_utils.", "eth_tester.", "eth.", "eth_account.", "requests.", "urllib3.", "aiohttp.")
+_CHAIN_MODULES = ("web3.", "eth_utils.", "eth_tester.", "eth.", "requests.", "urllib3.", "aiohttp.")
 
 
 def _first_line(exc: BaseException) -> str:
