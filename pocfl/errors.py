@@ -9,9 +9,17 @@
     ├── BuildError           the contract build failed (also a RuntimeError; pocfl.contracts.build)
     └── ChainError           anything the chain refused or failed at
         ├── ChainUnavailableError  nothing answers at the RPC URL (an outage: waited out by long-running commands)
+        │   └── ChainConnectionError  the node stopped answering during a call (dropped, refused, timed out)
+        ├── InsufficientFundsError  the sender cannot pay for the transaction (gas + value)
+        ├── NonceConflictError      another transaction of the sender took the nonce (raced, or already known)
+        ├── ChainRequestError       any other refusal of the node or of web3 (a malformed request, a node error)
         ├── ContractRevert   a named custom error of the contract (generated subclasses per error)
         ├── UnknownRevert    a revert without recognisable data
         └── TransactionFailedError  a mined transaction with status 0
+
+The transport errors (``ChainConnectionError``, ``InsufficientFundsError``, ``NonceConflictError``,
+``ChainRequestError``) are made in one place, :mod:`pocfl.chain.transport`, from the exceptions of web3, eth-tester
+and requests: no other code reads those libraries' messages or class names.
 """
 
 from __future__ import annotations
@@ -44,6 +52,22 @@ class ChainError(PocflError):
 
 class ChainUnavailableError(ChainError):
     """Nothing answers at the chain's RPC URL (refused, dropped, timed out): an outage, not a refusal."""
+
+
+class ChainConnectionError(ChainUnavailableError):
+    """The node stopped answering during a call (a dropped or refused connection, a timeout): an outage."""
+
+
+class InsufficientFundsError(ChainError):
+    """The sender's balance cannot pay for the transaction (gas + value); nothing was sent."""
+
+
+class NonceConflictError(ChainError):
+    """The node refused a transaction whose nonce another one of the same sender took (raced, or already known)."""
+
+
+class ChainRequestError(ChainError):
+    """The node or the web3 library refused a request for another reason (the message quotes it)."""
 
 
 class TransactionFailedError(ChainError):

@@ -689,9 +689,7 @@ def _fast_gas_estimate(state: Any, transaction: Any) -> int:
 
 def _fast_gas_estimates(chain: Chain) -> None:
     """Use :func:`_fast_gas_estimate` on the demo's own embedded chain (py-evm); other chains estimate natively."""
-    tester = getattr(chain, "_tester", None)
-    if tester is not None:
-        tester.backend.chain.gas_estimator = _fast_gas_estimate
+    chain.control.use_fast_gas_estimate(_fast_gas_estimate)
 
 
 # --- the run ----------------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pocfl.errors import PocflError  # noqa: E402
 from pocfl.fsutil import write_json_atomic  # noqa: E402
 from pocfl.procs import free_port  # noqa: E402  (after the sys.path fix-up)
 
@@ -86,7 +87,7 @@ FLOWER_ENV = {
 }
 
 
-class RunError(Exception):
+class RunError(PocflError, RuntimeError):
     """A setup step or a child process failed; the message says which and where its log is."""
 
 

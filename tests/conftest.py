@@ -57,8 +57,7 @@ def _fast_gas_estimate(state: Any, transaction: Any) -> int:
 def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
     """A chain per backend, shared by the session (anvil is started once and stopped at the end)."""
     opened = connect(None if request.param == "embedded" else "anvil")
-    if opened._tester is not None:
-        opened._tester.backend.chain.gas_estimator = _fast_gas_estimate
+    opened.control.use_fast_gas_estimate(_fast_gas_estimate)
     try:
         yield opened
     finally:

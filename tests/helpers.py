@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from eth_abi import encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_canonical_address
+from eth_utils import keccak
 from web3 import Web3
 
 from pocfl.chain.accounts import new_account
@@ -55,21 +55,12 @@ def isolated(chain: Chain) -> Iterator[None]:
 
 
 def set_balance(chain: Chain, address: str, wei: int) -> None:
-    """Give ``address`` an arbitrary balance (more than any dev account holds).
+    """Give ``address`` an arbitrary balance (more than any dev account holds): ``chain.control.set_balance``.
 
-    eth-tester has no RPC for it, so the py-evm state is edited and an empty block mined on top. A
-    snapshot must never be taken at that very block (reverting re-executes the snapshot block), so
-    mine at least one ordinary transaction afterwards.
+    On the embedded chain a snapshot must never be taken at the block that mines (see
+    :meth:`pocfl.chain.control.EmbeddedControl.set_balance`), so mine at least one ordinary transaction afterwards.
     """
-    if chain._tester is not None:
-        backend = chain._tester.backend
-        state = backend.chain.get_vm().state
-        state.set_balance(to_canonical_address(address), wei)
-        state.persist()
-        backend.chain.header = backend.chain.header.copy(state_root=state.state_root)
-        backend.mine_blocks()
-    else:
-        chain._rpc("anvil_setBalance", [Web3.to_checksum_address(address), hex(wei)])
+    chain.control.set_balance(address, wei)
     assert chain.w3.eth.get_balance(Web3.to_checksum_address(address)) == wei
 
 

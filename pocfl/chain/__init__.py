@@ -1,1 +1,1 @@
-"""Chain layer: connections, accounts, the typed marketplace client and revert decoding."""
+"""Chain layer: connections and their node control, typed transport errors, accounts, client, revert decoding."""

@@ -6,7 +6,8 @@
   ``--hardfork prague`` and stopped by PID (:class:`AnvilProcess`).
 - any JSON-RPC URL (a running anvil, Hardhat node or a public test chain).
 
-:func:`connect` opens any of them and returns a :class:`Chain`.
+:func:`connect` opens any of them and returns a :class:`Chain`; its ``control`` (:mod:`pocfl.chain.control`) drives
+the node's clock, snapshots and balances.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from web3 import HTTPProvider, Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import RPCResponse, Wei
 
+from pocfl.chain.control import ChainControl, EmbeddedControl, RpcControl
+from pocfl.chain.transport import node_errors
 from pocfl.errors import ChainError, ChainUnavailableError, ConfigError
 from pocfl.procs import free_port, stop_pid
 from pocfl.rpc import load_rpc_reply, node_chain_id
@@ -37,13 +40,18 @@ ChainKind = Literal["embedded", "rpc"]
 
 @dataclass
 class Chain:
-    """An open connection: the web3 handle plus the few node controls tests and demos need."""
+    """An open connection: the web3 handle, the common API, and the node's controls (``control``).
+
+    ``control`` (:class:`pocfl.chain.control.ChainControl`) moves the clock, snapshots, mines and sets balances:
+    :class:`~pocfl.chain.control.EmbeddedControl` on the embedded chain, :class:`~pocfl.chain.control.RpcControl`
+    on anvil/Hardhat (public chains refuse its methods). The methods below delegate the common ones.
+    """
 
     w3: Web3
     kind: ChainKind
+    control: ChainControl = field(repr=False)
     url: str | None = None
     anvil: AnvilProcess | None = None
-    _tester: Any = field(default=None, repr=False)
 
     @property
     def chain_id(self) -> int:
@@ -58,20 +66,11 @@ class Chain:
         """Move the chain's clock forward and mine a block; returns the new block timestamp.
 
         Works on the embedded chain and on anvil/Hardhat nodes (``evm_increaseTime``); public chains
-        refuse it.
+        refuse it (:class:`~pocfl.errors.ChainRequestError`).
         """
         if seconds < 0:
             raise ValueError("time only moves forward")
-        if self._tester is not None:
-            # eth-tester's time_travel(T) sets the *pending* block's time: it mines a block at T - 1 and
-            # is a no-op when T is already the pending time, so aim one second further.
-            if seconds > 0:
-                self._tester.time_travel(self.now() + seconds + 1)
-            else:
-                self._tester.mine_blocks()
-            return self.now()
-        self._rpc("evm_increaseTime", [seconds])
-        self._rpc("evm_mine", [])
+        self.control.increase_time(seconds)
         return self.now()
 
     def set_time(self, timestamp: int) -> int:
@@ -82,26 +81,16 @@ class Chain:
         """
         if timestamp <= self.now():
             raise ValueError(f"time only moves forward: the latest block is at {self.now()}, not before {timestamp}")
-        if self._tester is not None:
-            self._tester.time_travel(timestamp + 1)  # mines a block at T - 1 (see increase_time)
-            return self.now()
-        self._rpc("evm_setNextBlockTimestamp", [timestamp])
-        self._rpc("evm_mine", [])
+        self.control.set_time(timestamp)
         return self.now()
 
     def snapshot(self) -> Any:
         """Take a state snapshot (embedded chain, anvil, Hardhat)."""
-        if self._tester is not None:
-            return self._tester.take_snapshot()
-        return self._rpc("evm_snapshot", [])
+        return self.control.snapshot()
 
     def revert(self, snapshot_id: Any) -> None:
         """Return to a snapshot taken with :meth:`snapshot`."""
-        if self._tester is not None:
-            self._tester.revert_to_snapshot(snapshot_id)
-            return
-        if not self._rpc("evm_revert", [snapshot_id]):
-            raise ChainError(f"node refused to revert to snapshot {snapshot_id}")
+        self.control.revert(snapshot_id)
 
     def fund(self, address: str, wei: int) -> None:
         """Send ``wei`` from the node's first pre-funded (unlocked) account. Local chains only."""
@@ -109,20 +98,15 @@ class Chain:
         if not accounts:
             raise ChainError("this node has no unlocked dev account to fund from")
         to = Web3.to_checksum_address(address)
-        tx = self.w3.eth.send_transaction({"from": accounts[0], "to": to, "value": Wei(wei)})
-        self.w3.eth.wait_for_transaction_receipt(tx)
+        with node_errors():
+            tx = self.w3.eth.send_transaction({"from": accounts[0], "to": to, "value": Wei(wei)})
+            self.w3.eth.wait_for_transaction_receipt(tx)
 
     def close(self) -> None:
         """Stop the anvil process this connection started, if any."""
         if self.anvil is not None:
             self.anvil.stop()
             self.anvil = None
-
-    def _rpc(self, method: str, params: list[Any]) -> Any:
-        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-        if "error" in response:
-            raise ChainError(f"{method} failed: {response['error']}")
-        return response.get("result")
 
     def __enter__(self) -> Chain:
         return self
@@ -137,7 +121,7 @@ def embedded_chain() -> Chain:
 
     tester = EthereumTester(PyEVMBackend())
     w3 = Web3(EthereumTesterProvider(tester))
-    return Chain(w3=w3, kind="embedded", _tester=tester)
+    return Chain(w3=w3, kind="embedded", control=EmbeddedControl(tester))
 
 
 class ScreenedHTTPProvider(HTTPProvider):
@@ -170,7 +154,7 @@ def rpc_chain(url: str, timeout: float = 30.0) -> Chain:
         # an unreachable node is an outage the long-running commands wait out; a reply that is no chain's is not
         error = ChainUnavailableError if is_transient(exc) else ChainError
         raise error(f"no chain answers at {url} ({exc.__class__.__name__})", fix="chain-url") from exc
-    return Chain(w3=w3, kind="rpc", url=url)
+    return Chain(w3=w3, kind="rpc", control=RpcControl(w3), url=url)
 
 
 def connect(rpc: str | None) -> Chain:

@@ -24,6 +24,7 @@ from web3.types import Wei
 
 from pocfl.chain.backends import Chain
 from pocfl.chain.reverts import decode_revert
+from pocfl.chain.transport import node_errors
 from pocfl.chain.types import (
     ZERO_BYTES32,
     EventRecord,
@@ -81,37 +82,28 @@ class ContractClient:
         ------
         ContractRevert
             The contract's named error, on every backend.
+        InsufficientFundsError, NonceConflictError, ChainConnectionError
+            The node refused to take the transaction, or stopped answering (:mod:`pocfl.chain.transport`).
         TransactionFailedError
             A mined transaction with status 0 whose reason could not be recovered.
         """
         sender = Web3.to_checksum_address(self.sender)
         assert self.account is not None
-        tx_params: Any = {
-            "from": sender,
-            "value": value,
-            "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
-            "chainId": self.chain.chain_id,
-        }
-        try:
+        with node_errors():  # reverts, unpaid gas, raced nonces and lost nodes as typed errors
+            tx_params: Any = {
+                "from": sender,
+                "value": value,
+                "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
+                "chainId": self.chain.chain_id,
+            }
             if gas is None:
                 estimate = fn.estimate_gas({"from": sender, "value": Wei(value)})
                 gas = min(int(estimate * GAS_MARGIN), int(self.w3.eth.get_block("latest")["gasLimit"]))
             tx_params["gas"] = gas
             tx: Any = fn.build_transaction(tx_params)
-        except Exception as exc:
-            decoded = decode_revert(exc)
-            if decoded is not None:
-                raise decoded from None
-            raise
-        signed = self.account.sign_transaction(tx)
-        try:
+            signed = self.account.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            decoded = decode_revert(exc)
-            if decoded is not None:
-                raise decoded from None
-            raise
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
             raise self._explain_failure(tx, int(receipt["blockNumber"]), "0x" + bytes(tx_hash).hex())
         return Receipt(
@@ -139,13 +131,8 @@ class ContractClient:
 
     def call(self, fn: ContractFunction) -> Any:
         """Run a view function, decoding reverts."""
-        try:
+        with node_errors():
             return fn.call()
-        except Exception as exc:
-            decoded = decode_revert(exc)
-            if decoded is not None:
-                raise decoded from None
-            raise
 
     def _decode_logs(self, receipt: Any) -> Iterable[EventRecord]:
         records: list[EventRecord] = []

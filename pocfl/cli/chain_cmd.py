@@ -30,7 +30,7 @@ from pocfl.cli.state import (
     write_node,
 )
 from pocfl.deployment import state_dir
-from pocfl.errors import ChainError, ConfigError
+from pocfl.errors import ChainError, ChainRequestError, ConfigError
 from pocfl.rpc import node_chain_id, rpc_call
 
 if TYPE_CHECKING:
@@ -317,7 +317,7 @@ def advance(
                 after = chain.set_time(target)
             else:
                 after = before
-        except ChainError as exc:
+        except ChainRequestError as exc:
             raise ConfigError(
                 f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
             ) from None

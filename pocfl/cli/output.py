@@ -26,7 +26,13 @@ from rich.table import Table
 
 from pocfl.chain.types import jsonable
 from pocfl.cli.parse import WEI_PER_ETH
-from pocfl.errors import ChainError, PocflError
+from pocfl.errors import (
+    ChainConnectionError,
+    ChainRequestError,
+    InsufficientFundsError,
+    NonceConflictError,
+    PocflError,
+)
 
 if TYPE_CHECKING:
     pass
@@ -45,6 +51,8 @@ FIX_HINTS: dict[str, str] = {
     "leak into shell history): `export POCFL_PRIVATE_KEY=...` and drop --key",
     "signer": "this command sends a transaction: pass --key ENV_VAR or --keystore FILE",
     "market": "{message} (--market)",
+    "funds": "{message}: fund it (`pocfl chain fund ADDRESS --eth 10` on a local node) or sign with another "
+    "--key/--keystore",
 }
 """How the CLI words a library error's ``fix`` (:class:`pocfl.errors.PocflError`): its options, which library
 messages do not name. ``{message}`` is the library's message."""
@@ -63,7 +71,8 @@ def error_document(err: PocflError) -> dict[str, Any]:
 
     if isinstance(err, ContractRevert):
         return {"error": err.name, "message": error_message(err), "args": jsonable(err.as_dict())}
-    return {"error": type(err).__name__, "message": error_message(err), "args": {}}
+    name = "ChainError" if isinstance(err, _REPORTED_AS_CHAIN_ERROR) else type(err).__name__
+    return {"error": name, "message": error_message(err), "args": {}}
 
 
 def _console(stderr: bool) -> Console:
@@ -153,30 +162,19 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-_CHAIN_MODULES = ("web3", "eth_utils", "eth_tester", "eth.", "requests", "urllib3", "aiohttp")
-
-
 def translate(exc: Exception) -> PocflError | None:
-    """A :class:`ChainError` with a fix for node and library failures that reach the CLI untranslated.
+    """The typed chain error of a node or library failure that reached the CLI untyped (a call not wrapped).
 
-    Returns None for anything else (a bug: its traceback should be seen).
+    See :func:`pocfl.chain.transport.request_error`. None for anything else (a bug: its traceback should be seen).
     """
-    text = (str(exc).strip().splitlines() or [""])[0]
-    lowered = text.lower()
-    if "insufficient funds" in lowered or "cannot afford" in lowered:
-        return ChainError(
-            "the account cannot pay for this transaction (gas + value): fund it "
-            "(`pocfl chain fund ADDRESS --eth 10` on a local node) or sign with another --key/--keystore"
-        )
-    if "nonce too low" in lowered or "already known" in lowered or "underpriced" in lowered:
-        return ChainError(f"the node refused the transaction ({text}): another one from this account raced it; retry")
-    module = type(exc).__module__ + "."
-    connection = isinstance(exc, ConnectionError | TimeoutError) or "connection" in type(exc).__name__.lower()
-    if connection or type(exc).__name__ in ("Timeout", "TimeExhausted"):
-        return ChainError(f"lost the connection to the chain ({type(exc).__name__}): is the node still up?")
-    if module.startswith(_CHAIN_MODULES):
-        return ChainError(f"the chain refused the request ({type(exc).__name__}: {text})")
-    return None
+    from pocfl.chain.transport import request_error
+
+    return request_error(exc)
+
+
+_REPORTED_AS_CHAIN_ERROR = (InsufficientFundsError, NonceConflictError, ChainConnectionError, ChainRequestError)
+"""The transport errors the ``--json`` output names ``ChainError``, as it did before they were typed (scripts match
+the name); library callers catch the subclasses."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from pocfl.chain.backends import Chain, connect, embedded_chain
+from pocfl.chain.control import EmbeddedControl
 from pocfl.chain.reverts import ContractRevert, decode_revert_data
 from pocfl.chain.types import ZERO_ADDRESS, ProjectState, RoundPost, Submission
 from pocfl.contracts import MARKETPLACE, load_artifact
@@ -360,7 +361,9 @@ class EmbeddedDriver(Driver):
 
     def __init__(self, chain: Chain | None = None) -> None:
         self.chain = chain or embedded_chain()
-        self.tester = self.chain._tester
+        control = self.chain.control
+        assert isinstance(control, EmbeddedControl), "the embedded driver needs the embedded chain"
+        self.tester = control.tester
         self.accounts = [to_checksum_address(a) for a in self.tester.get_accounts()]
         self.chain_id = self.chain.chain_id
         # Run far ahead of the wall clock so each block is exactly one second after its parent.

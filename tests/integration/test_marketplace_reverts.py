@@ -608,7 +608,7 @@ def test_mined_late_submission_is_decoded_at_its_own_block_time(env: Env, runnin
     deadline = running.state().submission_deadline
     warp_to(env.chain, deadline - 1)
     if env.chain.kind == "rpc":
-        env.chain._rpc("evm_setNextBlockTimestamp", [deadline])  # eth-tester's next block is +1 s anyway
+        env.chain.control.rpc("evm_setNextBlockTimestamp", [deadline])  # eth-tester's next block is +1 s anyway
     with reverts(E.SubmissionWindowClosed, projectId=running.id, round=0, deadline=deadline, nowTimestamp=deadline):
         env.client(env.trainers[0]).submit(running.id, 0, "cid", b"\x01" * 32, gas=300_000)
 

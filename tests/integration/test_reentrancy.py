@@ -54,7 +54,7 @@ def failed_calls_to(trace: dict[str, Any], address: str) -> list[dict[str, Any]]
 def assert_reentry_hit_the_lock(env: Env, tx_hash: str) -> None:
     if env.chain.kind != "rpc":
         return  # eth-tester cannot trace; the balance checks stand on their own there
-    trace = env.chain._rpc("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])
+    trace = env.chain.control.rpc("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])
     failed = failed_calls_to(trace, env.market.address)
     assert len(failed) == 1
     assert isinstance(decode_revert_data(bytes.fromhex(failed[0]["output"][2:])), E.ReentrantCall)
