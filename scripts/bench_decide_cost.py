@@ -26,7 +26,7 @@ from aggregator.round import RoundConfig, RoundSeeds, decide_round, server_refer
 from pocfl.ml import initial_vector, load_digits_split  # noqa: E402
 
 
-def one(k: int, d: int, rule: str, repeats: int) -> tuple[float, int]:
+def one(k: int, d: int, rule: str, repeats: int) -> tuple[float, int, str]:
     hidden = max(1, round((d - 10) / 75))  # 64*h + h + h*10 + 10 parameters
     w = initial_vector(0, hidden=hidden)
     rng = np.random.default_rng(k)
@@ -38,9 +38,10 @@ def one(k: int, d: int, rule: str, repeats: int) -> tuple[float, int]:
     scale = float(np.linalg.norm(base)) / np.sqrt(base.size)
     updates = [(base + rng.normal(scale=scale, size=w.shape)).astype(np.float32) for _ in range(k)]
     times = []
+    used = ""
     for _ in range(repeats):
         started = time.perf_counter()
-        decide_round(
+        decision = decide_round(
             w,
             updates,
             validation=(x[:180], y[:180]),
@@ -49,7 +50,8 @@ def one(k: int, d: int, rule: str, repeats: int) -> tuple[float, int]:
             config=RoundConfig(rule=rule),  # type: ignore[arg-type]
         )
         times.append(time.perf_counter() - started)
-    return float(np.median(times)), int(w.size)
+        used = f"{decision.shapley_method} {decision.shapley_evaluations}"
+    return float(np.median(times)), int(w.size), used
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print("| K | d | flag rule (s) | trust rule (s) |")
-    print("|---:|---:|---:|---:|")
+    print("| K | d | flag rule (s) | trust rule (s) | flag: estimator, evaluations | trust: estimator, evaluations |")
+    print("|---:|---:|---:|---:|---|---|")
     for d in (int(float(x)) for x in args.dims.split(",")):
         for k in (int(x) for x in args.trainers.split(",")):
-            flag, size = one(k, d, "flag", args.repeats)
-            trust, _ = one(k, d, "trust", args.repeats)
-            print(f"| {k} | {size} | {flag:.2f} | {trust:.2f} |", flush=True)
+            flag, size, flag_used = one(k, d, "flag", args.repeats)
+            trust, _, trust_used = one(k, d, "trust", args.repeats)
+            print(f"| {k} | {size} | {flag:.2f} | {trust:.2f} | {flag_used} | {trust_used} |", flush=True)
     return 0
 
 
