@@ -57,7 +57,7 @@ def submissions_digest(
 class EventSnapshotClient(MarketplaceClient):
     """A read-only marketplace client whose events come from one log scan, pinned at one block.
 
-    The audit and the round-input helpers of :mod:`aggregator.inputs` ask for the same events many times (every
+    The audit and the round-input helpers of :mod:`pocfl.rounds.inputs` ask for the same events many times (every
     round re-reads ``RoundPosted``); a node scans its logs for each query. This client reads every marketplace
     log from ``from_block`` to the block that was latest when it was created, once (on first use), decodes them,
     and answers :meth:`events` from that list; view calls (project state, credits) run at that same block. Fast,

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aggregator import inputs
-from aggregator.report import RoundReport, bounded_reason
 from pocfl.audit.evidence import Evidence
 from pocfl.audit.history import (
     EventSnapshotClient,
@@ -42,6 +40,8 @@ from pocfl.chain.types import ProjectStatus
 from pocfl.errors import PocflError
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, report_cids
+from pocfl.rounds import inputs
+from pocfl.rounds.report import RoundReport, bounded_reason
 from pocfl.store import ContentStore, StoreUnavailableError
 from pocfl.untrusted import QUOTE_LIMIT, clip, quote
 
