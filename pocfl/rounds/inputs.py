@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from eth_abi.abi import encode
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
@@ -535,8 +536,35 @@ def prior_updates(
 
 
 def round_start_digest(chain_id: int, market: str, project_id: int, round_: int) -> bytes:
-    """The digest a round's hash chain starts from: ``keccak256(abi.encode(chainId, market, projectId, round))``."""
-    return keccak(encode(["uint256", "address", "uint256", "uint32"], [chain_id, market, project_id, round_]))
+    """The digest a round's hash chain starts from (the contract's ``_roundSeed``).
+
+    ``keccak256(abi.encode(chainId, market, projectId, round))``; ``market`` in any valid spelling.
+    """
+    return keccak(
+        encode(
+            ["uint256", "address", "uint256", "uint32"],
+            [chain_id, to_checksum_address(market), project_id, round_],
+        )
+    )
+
+
+def submissions_digest(
+    chain_id: int, market: str, project_id: int, round_: int, subs: Iterable[SubmittedUpdate]
+) -> bytes:
+    """The round's submissions digest as the contract folds it: a keccak hash chain over the submissions.
+
+    ``d_0 = round_start_digest(...)``; ``d_{i+1} = keccak256(abi.encode(d_i, trainer, commitment,
+    featureCommitment))``.
+    """
+    digest = round_start_digest(chain_id, market, project_id, round_)
+    for s in subs:
+        digest = keccak(
+            encode(
+                ["bytes32", "address", "bytes32", "bytes32"],
+                [digest, to_checksum_address(s.trainer), s.commitment, s.feature_commitment],
+            )
+        )
+    return digest
 
 
 def round_digest(market: Market, project_id: int, round_: int, *, from_block: int = 0) -> bytes:
