@@ -5,15 +5,17 @@ the chain (trainers store them and submit CID + commitment on chain); Flower onl
 from which global model, and runs the marketplace round once they replied:
 
 ``configure_train``
-    Asks every connected node for its trainer address (a ``query`` message, see :data:`ADDRESS_REQUEST`), keeps
-    the nodes whose address is registered in the project on chain, and sends each a ``train`` message with the
-    round, the global model's CID, the hyper-parameters and the submission deadline (no arrays).
+    Asks every connected node for its trainer address (a ``query`` message, see
+    :data:`pocfl.flower_keys.ADDRESS_REQUEST`), keeps the nodes whose address is registered in the project on
+    chain, and sends each a ``train`` message with the round, the global model's CID, the hyper-parameters and the
+    submission deadline (no arrays).
 ``aggregate_train``
     Calls :meth:`AggregatorNode.run_round` for the round (it waits for the submission deadline, reads the
     submissions from the chain, validates, scores, stores and posts), and returns the round's metrics. The
     replies themselves are only logged: what counts is what is on chain.
 
-Message contents (one :class:`~flwr.app.ConfigRecord` under the key :data:`RECORD`)::
+Message contents (one :class:`~flwr.app.ConfigRecord` under the key ``"pocfl"``; the keys are those of
+:mod:`pocfl.flower_keys`)::
 
     query  server -> node   {"request": "trainer-address", "project-id": int}
            node -> server   {"trainer": "0x..."}
@@ -51,26 +53,21 @@ from flwr.app import (
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
-from aggregator.inputs import global_model, round_hyperparams
 from aggregator.node import AggregatorNode, RoundOutcome
+from pocfl import flower_keys as fk
 from pocfl.chain.types import ProjectStatus
 from pocfl.errors import ConfigError
+from pocfl.rounds.inputs import global_model, round_hyperparams
 
 log = logging.getLogger(__name__)
-
-RECORD = "pocfl"
-"""Key of the :class:`ConfigRecord` every pocfl message carries."""
-
-ADDRESS_REQUEST = "trainer-address"
-"""``request`` of the query that asks a node for its trainer address."""
 
 DEFAULT_TIMEOUT = 3600.0
 
 
 def _config(message: Message) -> ConfigRecord | None:
-    if message.has_error() or RECORD not in message.content.config_records:
+    if message.has_error() or fk.RECORD not in message.content.config_records:
         return None
-    return message.content.config_records[RECORD]
+    return message.content.config_records[fk.RECORD]
 
 
 class MarketplaceStrategy(Strategy):
@@ -98,7 +95,7 @@ class MarketplaceStrategy(Strategy):
         pid = self.node.project_id
         queries = [
             grid.create_message(
-                RecordDict({RECORD: ConfigRecord({"request": ADDRESS_REQUEST, "project-id": pid})}),
+                RecordDict({fk.RECORD: ConfigRecord({fk.REQUEST: fk.ADDRESS_REQUEST, fk.PROJECT_ID: pid})}),
                 MessageType.QUERY,
                 node_id,
                 "pocfl-address",
@@ -108,7 +105,7 @@ class MarketplaceStrategy(Strategy):
         addresses: dict[int, str] = {}
         for reply in grid.send_and_receive(queries, timeout=self.query_timeout):
             record = _config(reply)
-            trainer = record.get("trainer") if record is not None else None
+            trainer = record.get(fk.TRAINER) if record is not None else None
             if isinstance(trainer, str):
                 addresses[reply.metadata.src_node_id] = trainer
         return addresses
@@ -146,18 +143,18 @@ class MarketplaceStrategy(Strategy):
         hyper = round_hyperparams(market, self.node.manifest, self.node.project_id, r, from_block=self.node.from_block)
         content = {
             **dict(config),
-            "project-id": self.node.project_id,
-            "round": r,
-            "market": self.node.client.address,
-            "chain-id": self.node.client.chain.chain_id,
-            "model-cid": model_cid,
-            "hyperparams": hyper.to_json(),
-            "submission-deadline": state.submission_deadline,
+            fk.PROJECT_ID: self.node.project_id,
+            fk.ROUND: r,
+            fk.MARKET: self.node.client.address,
+            fk.CHAIN_ID: self.node.client.chain.chain_id,
+            fk.MODEL_CID: model_cid,
+            fk.HYPERPARAMS: hyper.to_json(),
+            fk.SUBMISSION_DEADLINE: state.submission_deadline,
         }
         self.selected = self.registered_nodes(grid)
         log.info("round %s (Flower round %s): training on %s registered node(s)", r, server_round, len(self.selected))
         return [
-            grid.create_message(RecordDict({RECORD: ConfigRecord(content)}), MessageType.TRAIN, node_id, str(r))
+            grid.create_message(RecordDict({fk.RECORD: ConfigRecord(content)}), MessageType.TRAIN, node_id, str(r))
             for node_id in sorted(self.selected)
         ]
 

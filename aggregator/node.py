@@ -1,7 +1,7 @@
 """The aggregator node: follows a project on chain and posts each round, idempotently and resumably.
 
 After a round's submission window closes, :meth:`AggregatorNode.run_round` reads the round's ``UpdateSubmitted``
-events, fetches and validates every update (:func:`aggregator.inputs.validate_submission`: a bad update is a
+events, fetches and validates every update (:func:`pocfl.rounds.inputs.validate_submission`: a bad update is a
 rejection with its reason, never a crash), runs :func:`aggregator.round.decide_round`, encodes and stores the new
 global model, reveals the plaintexts of encrypted updates, stores the round report and posts the round.
 
@@ -32,8 +32,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aggregator.hyperparams import HyperParams
-from aggregator.inputs import (
+from aggregator.round import RoundConfig, RoundDecision, decide_round
+from aggregator.round_inputs import round_config, round_seeds
+from pocfl.chain.types import ProjectState, ProjectStatus, RoundPost
+from pocfl.errors import ChainError, ConfigError, PocflError
+from pocfl.fsutil import PRIVATE, write_json_atomic
+from pocfl.manifest import ProjectManifest
+from pocfl.market import Market, SubmittedUpdate, report_hash
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.inputs import (
     PRIOR_ROUNDS,
     PostedRound,
     RoundInputError,
@@ -47,19 +54,11 @@ from aggregator.inputs import (
     posted_report,
     posted_rounds,
     prior_updates,
-    round_config,
     round_digest,
     round_hyperparams,
-    round_seeds,
     validate_submission,
 )
-from aggregator.report import RoundReport, SubmissionEntry, bounded_reason
-from aggregator.round import RoundConfig, RoundDecision, decide_round
-from pocfl.chain.types import ProjectState, ProjectStatus, RoundPost
-from pocfl.errors import ChainError, ConfigError, PocflError
-from pocfl.fsutil import PRIVATE, write_json_atomic
-from pocfl.manifest import ProjectManifest
-from pocfl.market import Market, SubmittedUpdate, report_hash
+from pocfl.rounds.report import RoundReport, SubmissionEntry, bounded_reason
 from pocfl.store import compute_cid
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update
 from pocfl.waiting import (

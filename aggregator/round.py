@@ -20,7 +20,7 @@ the chain, never from the aggregator):
    validation gain is inside the validation noise (:func:`gain_noise_floor`) posts all scores 0: nobody is
    credited and the round budget stays in escrow for the owner.
 4. The next round's hyper-parameters follow from the validation-accuracy history
-   (:func:`aggregator.hyperparams.next_hyperparams`).
+   (:func:`pocfl.rounds.hyperparams.next_hyperparams`).
 
 Payout shares are not computed here: the contract computes them from the posted scores and flags, and
 :func:`pocfl.payouts.allocate` mirrors it to the wei.
@@ -37,10 +37,10 @@ from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
 from aggregator.flag import apply_decision, decision_from_flags, flag_aggregate
-from aggregator.hyperparams import HyperParamRule, HyperParams, next_hyperparams
 from aggregator.seeds import shapley_seed
 from aggregator.shapley import ScoringConfig, Status, Value, round_scores, to_int_scores
 from aggregator.trust import TrustConfig, TrustResult, trust_aggregate
+from pocfl.rounds.hyperparams import HyperParamRule, HyperParams, next_hyperparams
 
 Vector = NDArray[np.float32]
 SKETCH_SEED_DOMAIN = b"pocfl.sketch.seed.v1"

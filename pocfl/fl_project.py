@@ -15,7 +15,7 @@ Validation commitment
     ``numpy.save(..., allow_pickle=False)`` (NPY format, version chosen by numpy, 1.0 for these arrays) into one
     buffer, X first. Anyone can rebuild the recipe and check it. For a manifest whose ``validation.cid`` names a
     revealed NPZ file it is the sha256 of that file's bytes, which is what
-    :func:`aggregator.inputs.load_validation` checks against the chain.
+    :func:`pocfl.rounds.inputs.load_validation` checks against the chain.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def validation_commitment(manifest: ProjectManifest, store: ContentStore | Marke
     """
     info = manifest.validation
     if info.recipe is not None:
-        from aggregator.inputs import load_validation
+        from pocfl.rounds.inputs import load_validation
 
         x, y = load_validation(manifest, MemoryStore())  # a recipe reads nothing from the store
         return hashlib.sha256(validation_bytes(x, y)).digest()

@@ -21,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator.hyperparams import HyperParams  # noqa: E402
 from aggregator.round import RoundConfig, RoundSeeds, decide_round, server_reference  # noqa: E402
 from pocfl.ml import initial_vector, load_digits_split  # noqa: E402
+from pocfl.rounds.hyperparams import HyperParams  # noqa: E402
 
 
 def one(k: int, d: int, rule: str, repeats: int) -> tuple[float, int, str]:

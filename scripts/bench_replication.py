@@ -24,10 +24,10 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator.hyperparams import HyperParams  # noqa: E402
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round  # noqa: E402
 from pocfl.ml import dirichlet_partition, initial_vector, load_digits_split, local_train  # noqa: E402
 from pocfl.payouts import allocate  # noqa: E402
+from pocfl.rounds.hyperparams import HyperParams  # noqa: E402
 
 BUDGET = 10**18
 NOISES = (0.01, 0.1, 0.3, 0.5)

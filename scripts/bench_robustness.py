@@ -58,14 +58,14 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator.attacks import Attack, apply_attack, flip_labels  # noqa: E402
 from aggregator.baselines import aggregate as baseline_aggregate  # noqa: E402
 from aggregator.baselines import bulyan_max_f  # noqa: E402
-from aggregator.hyperparams import HyperParams  # noqa: E402
 from aggregator.round import RoundConfig, RoundSeeds, decide_round  # noqa: E402
 from aggregator.trust import TrustConfig  # noqa: E402
 from pocfl.ml import dirichlet_partition, evaluate, initial_vector, load_digits_split, local_train  # noqa: E402
 from pocfl.payouts import allocate  # noqa: E402
+from pocfl.rounds.hyperparams import HyperParams  # noqa: E402
+from pocfl.testing.attacks import Attack, apply_attack, flip_labels  # noqa: E402
 
 N_TRAINERS = 15
 ALPHA = 0.5

@@ -136,8 +136,8 @@ def _manifest_target() -> Target:
 
 
 def _report_target() -> Target:
-    from aggregator.hyperparams import HyperParams
-    from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport, SubmissionEntry
+    from pocfl.rounds.hyperparams import HyperParams
+    from pocfl.rounds.report import REPORT_MAX_SIZE, ReportError, RoundReport, SubmissionEntry
 
     hyper = HyperParams(round=0, learning_rate=0.1, local_epochs=2, batch_size=32).to_json()
     entries = tuple(
@@ -160,7 +160,7 @@ def _report_target() -> Target:
 
 
 def _hyperparams_target() -> Target:
-    from aggregator.hyperparams import HYPERPARAMS_MAX_SIZE, HyperParams, HyperParamsError
+    from pocfl.rounds.hyperparams import HYPERPARAMS_MAX_SIZE, HyperParams, HyperParamsError
 
     seed_text = HyperParams(round=3, learning_rate=0.05, local_epochs=2, batch_size=16).to_json()
     return Target(

@@ -737,8 +737,8 @@ class Run:
 
     def summarize(self, settled: dict[str, Any], started: float) -> dict[str, Any]:
         """Rounds, accuracy and payouts from the chain and the store, with the reconciliation checks."""
-        from aggregator.report import RoundReport
         from pocfl.market import Market
+        from pocfl.rounds.report import RoundReport
         from pocfl.store import open_store
 
         st = self.state()

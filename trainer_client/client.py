@@ -6,7 +6,7 @@
 1. checks the chain: the project is active, the account is registered, round ``r`` is the current round and its
    submission window is open; a round already submitted (seen in the ``UpdateSubmitted`` events or the local
    journal) is never submitted again, and a round whose window closed is skipped (``RoundStatus.LATE``);
-2. reads the round's public inputs the way the aggregator does (:mod:`aggregator.inputs`): the project manifest
+2. reads the round's public inputs the way the aggregator does (:mod:`pocfl.rounds.inputs`): the project manifest
    (verified by its CID), the global model (the last posted ``modelCid`` before ``r``, else the manifest's initial
    weights, decoded as ``weights`` against the manifest's model spec) and the hyper-parameters (``manifest.training``
    for round 0, else the last posted report's ``next_hyperparams``, checked against the on-chain hash);
@@ -43,15 +43,6 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from aggregator.attacks import Attack, copycat, flip_labels, free_rider, gaussian_noise, scaling, sign_flip
-from aggregator.hyperparams import HyperParams
-from aggregator.inputs import (
-    PostedRound,
-    global_model,
-    load_manifest,
-    posted_report,
-    round_hyperparams,
-)
 from pocfl.chain.contract_errors import AlreadySubmitted, SubmissionWindowClosed, WrongRound
 from pocfl.chain.types import ZERO_BYTES32, EventRecord, ProjectState, ProjectStatus
 from pocfl.errors import PocflError
@@ -59,7 +50,16 @@ from pocfl.fsutil import PRIVATE, write_json_atomic
 from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market
 from pocfl.ml.training import evaluate, local_train
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.inputs import (
+    PostedRound,
+    global_model,
+    load_manifest,
+    posted_report,
+    round_hyperparams,
+)
 from pocfl.store import compute_cid
+from pocfl.testing.attacks import Attack, copycat, flip_labels, free_rider, gaussian_noise, scaling, sign_flip
 from pocfl.updates import decode_update, encode_update, encrypt_update, update_commitment
 from pocfl.waiting import (
     Backoff,

@@ -3,7 +3,7 @@
 The update never travels in a Flower message: :meth:`TrainerClient.train_round` (the same call ``pocfl train``
 makes) stores it in the content store and submits its CID and commitment on chain; the reply carries only the
 receipt, so the aggregator scores what the chain records, never what Flower delivers. The message protocol is
-the one of :mod:`aggregator.flower_server` (one :class:`~flwr.app.ConfigRecord` under the key ``"pocfl"``)::
+the one of :mod:`pocfl.flower_keys` (one :class:`~flwr.app.ConfigRecord` under the key ``"pocfl"``)::
 
     query  server -> node   {"request": "trainer-address", "project-id": int}
            node -> server   {"trainer": "0x..", "project-id": int}
@@ -16,7 +16,7 @@ the one of :mod:`aggregator.flower_server` (one :class:`~flwr.app.ConfigRecord` 
 The train message's ``round`` is the **chain** round (Flower's ``server-round`` means nothing here; without
 ``round`` the project's current round is trained); ``project-id``, ``market`` and ``chain-id``, when present, must
 match this node's, else the reply is an error. The model CID and hyper-parameters the server sends are not used:
-the client derives both from the chain (:mod:`aggregator.inputs`), so a server cannot make it train on anything
+the client derives both from the chain (:mod:`pocfl.rounds.inputs`), so a server cannot make it train on anything
 else. Expected failures (project over, not registered, round not open in time, bad data or settings) come back as
 an error reply whose reason names the error.
 
@@ -50,15 +50,10 @@ from typing import Any
 from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from pocfl import flower_keys as fk
 from pocfl.errors import ConfigError, PocflError
 from trainer_client.client import RoundNotOpenError, RoundResult, RoundStatus, TrainerClient
 from trainer_client.data import load_private_data
-
-RECORD = "pocfl"
-"""Key of the :class:`ConfigRecord` every pocfl message carries (as in :mod:`aggregator.flower_server`)."""
-
-ADDRESS_REQUEST = "trainer-address"
-"""``request`` of the query that asks a node for its trainer address."""
 
 ERROR_CODE = 2
 """``flwr.common.constant.ErrorCode.CLIENT_APP_RAISED_EXCEPTION``: an expected failure, explained in the reason."""
@@ -173,15 +168,15 @@ def _record(msg: Message) -> ConfigRecord:
     if not msg.has_content():
         return ConfigRecord()
     records = msg.content.config_records
-    return records[RECORD] if RECORD in records else ConfigRecord()
+    return records[fk.RECORD] if fk.RECORD in records else ConfigRecord()
 
 
 def _check_addressed_to(record: ConfigRecord, client: TrainerClient) -> None:
     """Refuse a message meant for another project or deployment (a node wired to the wrong chain or contract)."""
     checks = (
-        ("project-id", client.project_id, lambda v: int(str(v))),
-        ("chain-id", client.chain_id, lambda v: int(str(v))),
-        ("market", client.market_address.lower(), lambda v: str(v).lower()),
+        (fk.PROJECT_ID, client.project_id, lambda v: int(str(v))),
+        (fk.CHAIN_ID, client.chain_id, lambda v: int(str(v))),
+        (fk.MARKET, client.market_address.lower(), lambda v: str(v).lower()),
     )
     for name, ours, parse in checks:
         if name in record and parse(record[name]) != ours:
@@ -202,18 +197,18 @@ def _train_round(client: TrainerClient, round_: int, wait_s: float) -> RoundResu
 def reply_content(result: RoundResult) -> RecordDict:
     """The reply's records for a round result (see the module docstring)."""
     fields: dict[str, ConfigRecordValues] = {
-        "trainer": result.trainer,
-        "project-id": result.project_id,
-        "round": result.round,
+        fk.TRAINER: result.trainer,
+        fk.PROJECT_ID: result.project_id,
+        fk.ROUND: result.round,
         "status": result.status.value,
-        "cid": result.cid or "",
+        fk.CID: result.cid or "",
         "commitment": "" if result.commitment is None else "0x" + result.commitment.hex(),
         "encrypted": bool(result.encrypted),
         "tx-hash": result.tx_hash or "",
         "message": result.message,
     }
     if result.status is RoundStatus.LATE:
-        fields["skipped"] = result.message
+        fields[fk.SKIPPED] = result.message
     metrics: dict[str, int | float | list[int] | list[float]] = {"num-examples": result.num_examples}
     for name, value in (
         ("update-norm", result.update_norm),
@@ -223,7 +218,7 @@ def reply_content(result: RoundResult) -> RecordDict:
     ):
         if value is not None:
             metrics[name] = float(value)
-    return RecordDict({RECORD: ConfigRecord(fields), "metrics": MetricRecord(metrics)})
+    return RecordDict({fk.RECORD: ConfigRecord(fields), "metrics": MetricRecord(metrics)})
 
 
 def _error(msg: Message, err: PocflError) -> Message:
@@ -236,13 +231,15 @@ def query(msg: Message, context: Context) -> Message:
     try:
         client = _client(context)
         record = _record(msg)
-        if record.get("request") != ADDRESS_REQUEST:
-            raise ConfigError(f"unknown query {str(record.get('request'))!r}; this node answers {ADDRESS_REQUEST!r}")
+        if record.get(fk.REQUEST) != fk.ADDRESS_REQUEST:
+            raise ConfigError(
+                f"unknown query {str(record.get(fk.REQUEST))!r}; this node answers {fk.ADDRESS_REQUEST!r}"
+            )
         _check_addressed_to(record, client)
     except PocflError as err:
         return _error(msg, err)
-    answer = ConfigRecord({"trainer": client.address, "project-id": client.project_id})
-    return Message(RecordDict({RECORD: answer}), reply_to=msg)
+    answer = ConfigRecord({fk.TRAINER: client.address, fk.PROJECT_ID: client.project_id})
+    return Message(RecordDict({fk.RECORD: answer}), reply_to=msg)
 
 
 @app.train()
@@ -252,7 +249,7 @@ def train(msg: Message, context: Context) -> Message:
         client = _client(context)
         record = _record(msg)
         _check_addressed_to(record, client)
-        round_ = int(str(record["round"])) if "round" in record else client.project().current_round
+        round_ = int(str(record[fk.ROUND])) if fk.ROUND in record else client.project().current_round
         result = _train_round(client, round_, float(setting(context, "pocfl-wait-s", DEFAULT_WAIT_S)))
     except PocflError as err:
         return _error(msg, err)

@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aggregator.inputs import PostedRound, posted_report
-from aggregator.report import SubmissionEntry
 from pocfl.audit.evidence import Evidence, EvidenceError, bounded, write_evidence
 from pocfl.chain.types import EventRecord
 from pocfl.errors import PocflError
 from pocfl.fsutil import PRIVATE, write_bytes_atomic
 from pocfl.market import Market
+from pocfl.rounds.inputs import PostedRound, posted_report
+from pocfl.rounds.report import SubmissionEntry
 from pocfl.updates import update_commitment
 from pocfl.waiting import is_transient
 

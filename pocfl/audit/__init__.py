@@ -2,7 +2,7 @@
 
 ``pocfl audit`` calls :func:`audit_project`. It trusts nothing but the chain's events and state and the bytes
 their CIDs and hashes name (every read is verified by the content store), and reads the round inputs with the
-same functions the aggregator node uses (:mod:`aggregator.inputs`), so an honest node and an auditor agree bit for
+same functions the aggregator node uses (:mod:`pocfl.rounds.inputs`), so an honest node and an auditor agree bit for
 bit. For each round it checks:
 
 1. **Report**: the object named by ``RoundPosted.reportHash`` is fetched by its CID (so its bytes are the ones the

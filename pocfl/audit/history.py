@@ -7,14 +7,10 @@ ledger look wrong. :func:`read_history` groups the project's events by round.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_abi.abi import encode
 from eth_utils.abi import event_abi_to_log_topic
-from eth_utils.crypto import keccak
-from web3 import Web3
 from web3.contract.contract import ContractFunction
 
 from pocfl.audit.result import Difference, Findings, ProjectRef, to_hex
@@ -25,39 +21,10 @@ from pocfl.errors import ConfigError
 from pocfl.market import Market, SubmittedUpdate
 
 
-def round_start_digest(chain_id: int, market: str, project_id: int, round_: int) -> bytes:
-    """The contract's ``_roundSeed``: ``keccak256(abi.encode(chainId, market, projectId, round))``."""
-    return keccak(
-        encode(
-            ["uint256", "address", "uint256", "uint32"],
-            [chain_id, Web3.to_checksum_address(market), project_id, round_],
-        )
-    )
-
-
-def submissions_digest(
-    chain_id: int, market: str, project_id: int, round_: int, subs: Iterable[SubmittedUpdate]
-) -> bytes:
-    """The round's submissions digest as the contract folds it: a keccak hash chain over the submissions.
-
-    ``d_0 = round_start_digest(...)``; ``d_{i+1} = keccak256(abi.encode(d_i, trainer, commitment,
-    featureCommitment))``.
-    """
-    digest = round_start_digest(chain_id, market, project_id, round_)
-    for s in subs:
-        digest = keccak(
-            encode(
-                ["bytes32", "address", "bytes32", "bytes32"],
-                [digest, Web3.to_checksum_address(s.trainer), s.commitment, s.feature_commitment],
-            )
-        )
-    return digest
-
-
 class EventSnapshotClient(MarketplaceClient):
     """A read-only marketplace client whose events come from one log scan, pinned at one block.
 
-    The audit and the round-input helpers of :mod:`aggregator.inputs` ask for the same events many times (every
+    The audit and the round-input helpers of :mod:`pocfl.rounds.inputs` ask for the same events many times (every
     round re-reads ``RoundPosted``); a node scans its logs for each query. This client reads every marketplace
     log from ``from_block`` to the block that was latest when it was created, once (on first use), decodes them,
     and answers :meth:`events` from that list; view calls (project state, credits) run at that same block. Fast,

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from aggregator.report import RoundReport
 from pocfl.audit.history import ProjectHistory
 from pocfl.audit.rejections import FEATURE_MISMATCH, error_name
 from pocfl.audit.result import Difference, Findings, ProjectRef, RoundAudit, short
@@ -27,6 +26,7 @@ from pocfl.chain.types import ZERO_ADDRESS
 from pocfl.errors import PocflError
 from pocfl.manifest import ProofConfig
 from pocfl.market import Market, SubmittedUpdate
+from pocfl.rounds.report import RoundReport
 from pocfl.untrusted import quote
 
 Vector = NDArray[np.float32]

@@ -2,7 +2,7 @@
 
 :func:`aggregator.round.decide_round` runs again with the seeds derived from the on-chain submissions digest,
 the same global model, hyper-parameters, accuracy history, prior updates and validation set, reading the round
-inputs with the functions the aggregator node uses (:mod:`aggregator.inputs`), so an honest node and an auditor
+inputs with the functions the aggregator node uses (:mod:`pocfl.rounds.inputs`), so an honest node and an auditor
 agree bit for bit. Outlier flags, integer scores and statuses must be equal bit for bit; Shapley values, weights,
 ratios, accuracies and losses equal to float precision; the new model re-encoded must have the posted
 ``modelCid``; the next hyper-parameters must hash to ``hyperparamsHash``; the payout rule
@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from aggregator import inputs
-from aggregator.hyperparams import HyperParams
-from aggregator.report import RoundReport
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round
+from aggregator.round_inputs import round_config
 from pocfl.audit.history import ProjectHistory
 from pocfl.audit.proofs import CircuitCache, proven_flags
 from pocfl.audit.rejections import RejectionChecker, SubmissionReader
@@ -31,6 +29,9 @@ from pocfl.errors import PocflError
 from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market
 from pocfl.payouts import allocate
+from pocfl.rounds import inputs
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.report import RoundReport
 from pocfl.store import StoreUnavailableError, compute_cid
 from pocfl.untrusted import quote
 from pocfl.updates import ModelSpec, encode_update
@@ -172,7 +173,7 @@ class RoundRecomputer:
             )
         history = inputs.accuracy_history(self.market, pid, r, from_block=start)
         prior = inputs.prior_updates(self.market, manifest, pid, r, from_block=start)
-        config = inputs.round_config(manifest)
+        config = round_config(manifest)
         proof_cfg = manifest.proof if int(h.state.params.verifier, 16) != 0 else None
         if proof_cfg is not None:
             # Proven rounds post scores on the circuit's fixed-point grid.

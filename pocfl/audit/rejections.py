@@ -1,7 +1,7 @@
 """Re-checking the rejections a round report posts: a censoring aggregator must not pass the audit.
 
 An aggregator decides alone which updates it rejects. Most reasons are facts about public bytes, which the audit
-re-derives with the node's own :func:`aggregator.inputs.validate_submission`. Two kinds are not, and were once
+re-derives with the node's own :func:`pocfl.rounds.inputs.validate_submission`. Two kinds are not, and were once
 accepted as posted:
 
 - **availability** (``ObjectNotFoundError``, ``StoreUnavailableError``, ``CidMismatchError``): the aggregator
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from aggregator.inputs import NO_KEY_REASON, ValidatedUpdate, rejection_reason, validate_submission
-from aggregator.report import MAX_CID_BYTES, SubmissionEntry
 from pocfl.audit.evidence import Evidence, bounded
 from pocfl.audit.result import Findings, ProjectRef, SubmissionAudit
 from pocfl.errors import PocflError
 from pocfl.market import Market, SubmittedUpdate
+from pocfl.rounds.inputs import NO_KEY_REASON, ValidatedUpdate, rejection_reason, validate_submission
+from pocfl.rounds.report import MAX_CID_BYTES, SubmissionEntry
 from pocfl.store import ContentStore, MemoryStore, StoreError, StoreUnavailableError
 from pocfl.untrusted import clip, quote
 from pocfl.updates import ModelSpec, decode_update, verify_commitment

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from aggregator.hyperparams import HyperParams
-from aggregator.report import REPORT_MAX_SIZE, ReportError, RoundReport
 from aggregator.round import RoundConfig
 from pocfl.audit.result import Difference, Findings, ProjectRef, RoundAudit, error_text, same_hex, to_hex
 from pocfl.chain.types import ZERO_BYTES32, EventRecord
 from pocfl.errors import PocflError
 from pocfl.market import Market, SubmittedUpdate, report_cids
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.report import REPORT_MAX_SIZE, ReportError, RoundReport
 from pocfl.store import StoreUnavailableError
 from pocfl.untrusted import quote
 

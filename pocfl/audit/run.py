@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aggregator import inputs
-from aggregator.report import RoundReport, bounded_reason
 from pocfl.audit.evidence import Evidence
 from pocfl.audit.history import (
     EventSnapshotClient,
@@ -20,7 +18,6 @@ from pocfl.audit.history import (
     RoundEvents,
     check_round_events,
     read_history,
-    submissions_digest,
 )
 from pocfl.audit.ledger import check_budget, check_escrow, check_posted_credits, trainer_ledgers
 from pocfl.audit.proofs import CircuitCache, check_proof_flag
@@ -42,6 +39,8 @@ from pocfl.chain.types import ProjectStatus
 from pocfl.errors import PocflError
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, report_cids
+from pocfl.rounds import inputs
+from pocfl.rounds.report import RoundReport, bounded_reason
 from pocfl.store import ContentStore, StoreUnavailableError
 from pocfl.untrusted import QUOTE_LIMIT, clip, quote
 
@@ -291,7 +290,7 @@ class _Audit:
         )
         audit.submissions = [SubmissionAudit(u.index, u.trainer, u.cid, to_hex(u.commitment)) for u in subs]
         # the submissions digest, as the contract folds it
-        digest = submissions_digest(history.chain_id, history.address, history.project_id, r, subs)
+        digest = inputs.submissions_digest(history.chain_id, history.address, history.project_id, r, subs)
         audit.submissions_digest = to_hex(digest)
         found = Findings(history.project_id)
         found.extend(check_round_events(history, r, digest))

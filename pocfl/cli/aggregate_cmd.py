@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 def _zk_setup(market: Any, project: int, cache: Path | None, note: Callable[[str], None]) -> Any:
     """The circuit setup of a proven project (None for a project without a verifier)."""
-    from aggregator.inputs import load_manifest
+    from pocfl.rounds.inputs import load_manifest
 
     state = market.client.project(project)
     if int(state.params.verifier, 16) == 0:

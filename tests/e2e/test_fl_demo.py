@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner
 from web3.middleware.base import Web3Middleware
 
-from aggregator.report import RoundReport
 from pocfl.chain.accounts import new_account
 from pocfl.chain.backends import Chain, connect
 from pocfl.chain.client import MarketplaceClient
@@ -27,6 +26,7 @@ from pocfl.fl_project import create_fl_project, make_manifest, validation_commit
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market
 from pocfl.payouts import allocate
+from pocfl.rounds.report import RoundReport
 from pocfl.store import EmbeddedStore, MemoryStore, compute_cid
 from pocfl.updates import decode_update, is_encrypted
 from tests.e2e.conftest import Actors, Cli

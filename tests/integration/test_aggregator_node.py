@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from aggregator.hyperparams import HyperParams
-from aggregator.inputs import NO_KEY_REASON, global_model, round_hyperparams
 from aggregator.node import AggregatorNode, RoundOutcome
-from aggregator.report import REASON_LIMIT, RoundReport
 from pocfl.chain.contract_errors import NotRegistered, SubmissionWindowClosed, WrongRound
 from pocfl.errors import ConfigError
 from pocfl.manifest import ModelInfo, ProjectManifest, TrainingConfig, ValidationInfo
@@ -24,6 +21,9 @@ from pocfl.ml.data import load_digits_split
 from pocfl.ml.model import initial_vector
 from pocfl.ml.training import local_train
 from pocfl.payouts import allocate
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.inputs import NO_KEY_REASON, global_model, round_hyperparams
+from pocfl.rounds.report import REASON_LIMIT, RoundReport
 from pocfl.store import EmbeddedStore, compute_cid
 from pocfl.updates import (
     EncryptionKeyPair,
@@ -435,6 +435,7 @@ def test_the_flower_server_app_trains_only_registered_nodes_and_posts_each_round
     from flwr.serverapp import Grid
 
     from aggregator import flower_server
+    from pocfl import flower_keys
     from pocfl.updates import decode_update
 
     s = make_setup(env, tmp_path, trainers=3)
@@ -444,7 +445,7 @@ def test_the_flower_server_app_trains_only_registered_nodes_and_posts_each_round
 
     def answer(msg: Message) -> Message | None:
         node = msg.metadata.dst_node_id
-        config = dict(msg.content.config_records[flower_server.RECORD])
+        config = dict(msg.content.config_records[flower_keys.RECORD])
         if msg.metadata.message_type == MessageType.QUERY:
             return Message(RecordDict({"pocfl": ConfigRecord({"trainer": nodes[node]})}), reply_to=msg)
         trained.append((node, config))

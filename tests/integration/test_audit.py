@@ -19,7 +19,6 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner
 
-from aggregator.inputs import global_model, round_hyperparams
 from aggregator.node import AggregatorNode, RoundOutcome
 from aggregator.round import RoundDecision, decide_round
 from pocfl.audit import AuditMismatchError, AuditResult, audit_project
@@ -31,6 +30,7 @@ from pocfl.market import Market
 from pocfl.ml.data import load_digits_split
 from pocfl.ml.model import initial_vector
 from pocfl.ml.training import local_train
+from pocfl.rounds.inputs import global_model, round_hyperparams
 from pocfl.store import EmbeddedStore
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update, encrypt_update, update_commitment
 from tests.helpers import Env, standard_params, warp_to

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from aggregator.inputs import ValidatedUpdate, validate_submission
 from pocfl.audit import AuditMismatchError, WrongStoreError
 from pocfl.audit.evidence import Evidence, EvidenceError, load_evidence, write_evidence
 from pocfl.chain.backends import Chain
 from pocfl.cli.main import app
 from pocfl.market import SubmittedUpdate
+from pocfl.rounds.inputs import ValidatedUpdate, validate_submission
 from pocfl.store import EmbeddedStore
 from tests.helpers import Env
 from tests.integration.test_audit import Project, differences, make_project

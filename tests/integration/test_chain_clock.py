@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregator.hyperparams import HyperParams
 from aggregator.node import AggregatorNode
 from pocfl.chain.backends import AnvilProcess, Chain, rpc_chain
 from pocfl.chain.client import MarketplaceClient
@@ -27,6 +26,7 @@ from pocfl.manifest import ModelInfo, ProjectManifest, ValidationInfo
 from pocfl.market import Market
 from pocfl.ml.model import initial_vector
 from pocfl.procs import free_port
+from pocfl.rounds.hyperparams import HyperParams
 from pocfl.store import MemoryStore, StoreUnavailableError
 from pocfl.updates import encode_update
 from pocfl.waiting import DeadlineTooCloseError

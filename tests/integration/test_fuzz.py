@@ -30,8 +30,8 @@ def test_deep_nesting_never_reaches_the_parser_whatever_the_recursion_limit() ->
         import struct, sys
         import pocfl.market  # imports py_ecc, which sets the recursion limit to 100,000
         assert sys.getrecursionlimit() >= 100_000, sys.getrecursionlimit()
-        from aggregator.hyperparams import HyperParams
-        from aggregator.report import RoundReport
+        from pocfl.rounds.hyperparams import HyperParams
+        from pocfl.rounds.report import RoundReport
         from pocfl.manifest import ProjectManifest
         from pocfl.updates import ModelSpec, decode_update, read_safetensors
         from zk.onchain import load_round_proof

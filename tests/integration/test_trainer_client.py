@@ -17,13 +17,13 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from numpy.typing import NDArray
 
-from aggregator.hyperparams import HyperParams
-from aggregator.report import RoundReport, SubmissionEntry
 from pocfl.chain.client import MarketplaceClient
 from pocfl.chain.types import ProjectState
 from pocfl.manifest import ModelInfo, ProjectManifest, TrainingConfig, ValidationInfo
 from pocfl.market import Market
 from pocfl.ml.model import initial_vector
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.report import RoundReport, SubmissionEntry
 from pocfl.store import ContentStore, MemoryStore, StoreUnavailableError, compute_cid
 from pocfl.updates import EncryptionKeyPair, decode_update, encode_update, is_encrypted
 from tests.helpers import Env, standard_params, warp_to

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from aggregator.inputs import ValidatedUpdate, global_model, validate_submission
 from aggregator.node import AggregatorNode
-from aggregator.report import RoundReport
 from pocfl.audit import audit_project
 from pocfl.errors import ConfigError
 from pocfl.manifest import ProjectManifest, ProofConfig
 from pocfl.market import Market, SubmittedUpdate
+from pocfl.rounds.inputs import ValidatedUpdate, global_model, validate_submission
+from pocfl.rounds.report import RoundReport
 from pocfl.updates import decode_update
 from tests.helpers import Env, warp_to
 from tests.integration.test_aggregator_node import BUDGET, Setup, make_setup

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.attacks import (
+from pocfl.testing.attacks import (
     ATTACK_PARAMS,
     Attack,
     alie,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from aggregator.report import RoundReport, SubmissionEntry
 from pocfl.audit import MESSAGE_LIMIT, VALUE_LIMIT, RoundAudit, SubmissionAudit
 from pocfl.audit.reports import check_report
 from pocfl.audit.result import ProjectRef
 from pocfl.audit.run import finish_round
 from pocfl.market import SubmittedUpdate
+from pocfl.rounds.report import RoundReport, SubmissionEntry
 
 MARKET = "0x" + "11" * 20
 TRAINER = "0x" + "22" * 20

@@ -1,4 +1,4 @@
-"""The next-round hyper-parameter rule and its canonical encoding/hash (aggregator.hyperparams)."""
+"""The next-round hyper-parameter rule and its canonical encoding/hash (pocfl.rounds.hyperparams)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from eth_hash.auto import keccak as eth_hash_keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.hyperparams import (
+from pocfl.rounds.hyperparams import (
     HyperParamRule,
     HyperParams,
     Trend,

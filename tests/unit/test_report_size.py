@@ -11,8 +11,10 @@ from typing import Any, get_args
 
 import pytest
 
-from aggregator.inputs import HISTORY_ROUNDS
-from aggregator.report import (
+from aggregator.round import RoundConfig, _status_name
+from aggregator.shapley import Method, Status
+from pocfl.rounds.inputs import HISTORY_ROUNDS
+from pocfl.rounds.report import (
     CONFIG_MAX_JSON,
     MAX_CID_BYTES,
     MAX_SUBMISSIONS,
@@ -25,8 +27,6 @@ from aggregator.report import (
     SubmissionEntry,
     bounded_reason,
 )
-from aggregator.round import RoundConfig, _status_name
-from aggregator.shapley import Method, Status
 
 CONTRACT = Path(__file__).resolve().parents[2] / "contracts" / "PocMarketplace.sol"
 LONG_FLOAT = -1.2345678901234567e-300  # 24 characters, as long as a float's repr gets

@@ -50,8 +50,8 @@ def test_rounds_never_checked_do_not_pile_up(tmp_path: Path) -> None:
 def test_a_store_outage_is_waited_out_not_filed_as_a_complaint(
     monkeypatch: pytest.MonkeyPatch, transient: bool
 ) -> None:
-    from aggregator.report import ReportError
     from pocfl.chain.types import EventRecord
+    from pocfl.rounds.report import ReportError
     from pocfl.store.errors import StoreUnavailableError
     from trainer_client import self_check
 

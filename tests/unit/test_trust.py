@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from aggregator.attacks import flip_labels
-from aggregator.hyperparams import HyperParams
 from aggregator.round import RoundConfig, RoundDecision, RoundSeeds, decide_round, gain_noise_floor
 from aggregator.trust import TrustConfig, trust_aggregate
 from pocfl.ml import dirichlet_partition, initial_vector, load_digits_split, local_train
 from pocfl.ml.training import sample_losses
 from pocfl.payouts import allocate
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.testing.attacks import flip_labels
 
 HYPER = HyperParams(round=0, learning_rate=0.1, local_epochs=2, batch_size=16)
 TRUST = RoundConfig(rule="trust")

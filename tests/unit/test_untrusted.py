@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.hyperparams import HyperParams, HyperParamsError
-from aggregator.report import ReportError, RoundReport
 from pocfl.manifest import ManifestError, ProjectManifest
+from pocfl.rounds.hyperparams import HyperParams, HyperParamsError
+from pocfl.rounds.report import ReportError, RoundReport
 from pocfl.untrusted import (
     ELLIPSIS,
     QUOTE_LIMIT,

@@ -1,15 +1,17 @@
-"""A round's public inputs, read from the chain and the content store (the aggregator node and ``pocfl audit``).
+"""A round's public inputs, read from the chain and the content store (the node, the trainer, ``pocfl audit``).
 
-Everything :func:`aggregator.round.decide_round` needs comes from here, so the node that posts a round and the
-auditor that recomputes it read the same inputs the same way:
+Everything :func:`aggregator.round.decide_round` needs comes from here (its settings and seeds through
+:mod:`aggregator.round_inputs`, which builds the decision's own types from these), so the node that posts a round
+and the auditor that recomputes it read the same inputs the same way:
 
-- the project manifest (:func:`load_manifest`) and what follows from it: the model spec, the round settings
-  (:func:`round_config`) and the validation set (:func:`load_validation`);
+- the project manifest (:func:`load_manifest`) and what follows from it: the model spec and the validation set
+  (:func:`load_validation`);
 - the round's submissions, fetched, verified and decoded one by one (:func:`validate_submission`; every problem
   with an update becomes a rejection reason, never an exception);
-- the round's starting global model (:func:`global_model`), seeds (:func:`round_seeds`), hyper-parameters
-  (:func:`round_hyperparams`), validation-accuracy history (:func:`accuracy_history`) and earlier aggregate
-  deltas (:func:`prior_updates`), all derived from earlier ``RoundPosted`` events and the reports they name.
+- the round's starting global model (:func:`global_model`), submissions digest (:func:`round_digest`, from which
+  :func:`aggregator.round_inputs.round_seeds` derives the seeds), hyper-parameters (:func:`round_hyperparams`),
+  validation-accuracy history (:func:`accuracy_history`) and earlier aggregate deltas (:func:`prior_updates`),
+  all derived from earlier ``RoundPosted`` events and the reports they name.
 
 Rules the node and the auditor share:
 
@@ -26,26 +28,24 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast, get_args
 
 import numpy as np
 from eth_abi.abi import encode
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from numpy.typing import NDArray
 
-from aggregator.hyperparams import HyperParams
-from aggregator.report import REPORT_MAX_SIZE as REPORT_MAX_SIZE  # re-exported, as before
-from aggregator.report import ReportError, RoundReport, bounded_reason
-from aggregator.round import RoundConfig, RoundSeeds
-from aggregator.shapley import Method, ScoringConfig
 from pocfl.chain.types import ZERO_BYTES32, EventRecord, ProjectParams, ProjectState
 from pocfl.errors import PocflError
 from pocfl.manifest import MANIFEST_MAX_SIZE as MANIFEST_MAX_SIZE  # re-exported: the audit reads it here
 from pocfl.manifest import ManifestError, ProjectManifest
 from pocfl.market import Market, SubmittedUpdate
+from pocfl.rounds.hyperparams import HyperParams
+from pocfl.rounds.report import REPORT_MAX_SIZE as REPORT_MAX_SIZE  # re-exported, as before
+from pocfl.rounds.report import ReportError, RoundReport, bounded_reason
 from pocfl.store import ContentStore, StoreUnavailableError, compute_cid
 from pocfl.updates import (
     ENVELOPE_OVERHEAD,
@@ -113,27 +113,6 @@ def load_manifest(market_or_store: Market | ContentStore, project: ProjectState 
         return ProjectManifest.from_json(data)
     except ManifestError as exc:
         raise ManifestError(f"{cid}: {exc}") from exc
-
-
-def round_config(manifest: ProjectManifest) -> RoundConfig:
-    """The :class:`RoundConfig` a project's manifest fixes (what both the node and the auditor run with).
-
-    Raises
-    ------
-    ManifestError
-        An aggregation setting has a value :func:`decide_round` does not know.
-    """
-    agg = manifest.aggregation
-    if agg.validation_metric not in ("neg_loss", "accuracy"):
-        raise ManifestError(f"aggregation.validation_metric {agg.validation_metric!r}: expected neg_loss or accuracy")
-    if agg.shapley_method not in get_args(Method):
-        raise ManifestError(f"aggregation.shapley_method {agg.shapley_method!r}: expected one of {get_args(Method)}")
-    return RoundConfig(
-        sketch_dim=agg.sketch_dim,
-        metric="accuracy" if agg.validation_metric == "accuracy" else "neg_loss",
-        scoring=ScoringConfig(method=cast(Method, agg.shapley_method), max_evaluations=agg.shapley_max_evaluations),
-        n_classes=manifest.model.n_classes,
-    )
 
 
 def parse_recipe(recipe: str) -> tuple[str, dict[str, str]]:
@@ -553,12 +532,39 @@ def prior_updates(
     return deltas
 
 
-# --- seeds ----------------------------------------------------------------------------------------------------
+# --- digests ----------------------------------------------------------------------------------------------------
 
 
 def round_start_digest(chain_id: int, market: str, project_id: int, round_: int) -> bytes:
-    """The digest a round's hash chain starts from: ``keccak256(abi.encode(chainId, market, projectId, round))``."""
-    return keccak(encode(["uint256", "address", "uint256", "uint32"], [chain_id, market, project_id, round_]))
+    """The digest a round's hash chain starts from (the contract's ``_roundSeed``).
+
+    ``keccak256(abi.encode(chainId, market, projectId, round))``; ``market`` in any valid spelling.
+    """
+    return keccak(
+        encode(
+            ["uint256", "address", "uint256", "uint32"],
+            [chain_id, to_checksum_address(market), project_id, round_],
+        )
+    )
+
+
+def submissions_digest(
+    chain_id: int, market: str, project_id: int, round_: int, subs: Iterable[SubmittedUpdate]
+) -> bytes:
+    """The round's submissions digest as the contract folds it: a keccak hash chain over the submissions.
+
+    ``d_0 = round_start_digest(...)``; ``d_{i+1} = keccak256(abi.encode(d_i, trainer, commitment,
+    featureCommitment))``.
+    """
+    digest = round_start_digest(chain_id, market, project_id, round_)
+    for s in subs:
+        digest = keccak(
+            encode(
+                ["bytes32", "address", "bytes32", "bytes32"],
+                [digest, to_checksum_address(s.trainer), s.commitment, s.feature_commitment],
+            )
+        )
+    return digest
 
 
 def round_digest(market: Market, project_id: int, round_: int, *, from_block: int = 0) -> bytes:
@@ -570,14 +576,6 @@ def round_digest(market: Market, project_id: int, round_: int, *, from_block: in
     return round_start_digest(market.client.chain.chain_id, market.client.address, project_id, round_)
 
 
-def round_seeds(
-    market: Market, project_id: int, round_: int, *, digest: bytes | None = None, from_block: int = 0
-) -> RoundSeeds:
-    """:meth:`RoundSeeds.derive` of the round, from its final submissions digest (read when not given)."""
-    d = digest if digest is not None else round_digest(market, project_id, round_, from_block=from_block)
-    return RoundSeeds.derive(market.client.chain.chain_id, market.client.address, project_id, round_, d)
-
-
 def accepted_vectors(validated: Sequence[ValidatedUpdate]) -> list[Vector | None]:
-    """The ``updates`` argument of :func:`decide_round`: each accepted vector, None for each rejection."""
+    """The ``updates`` argument of :func:`~aggregator.round.decide_round`: each accepted vector, None if rejected."""
     return [v.vector for v in validated]

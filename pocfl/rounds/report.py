@@ -16,8 +16,8 @@ import types
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, get_args, get_origin, get_type_hints
 
-from aggregator.hyperparams import HYPERPARAMS_MAX_SIZE
 from pocfl.errors import PocflError
+from pocfl.rounds.hyperparams import HYPERPARAMS_MAX_SIZE
 from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
 
 REPORT_FORMAT = "pocfl-round-report/1"

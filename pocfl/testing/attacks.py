@@ -1,5 +1,8 @@
 """Attack suite: how Byzantine, lazy or dishonest trainers corrupt a round (pure NumPy, seeded).
 
+For simulations and benchmarks: the trainer client's ``--attack`` options (a trainer that misbehaves on purpose,
+as the demo and the robustness benchmark run them) and ``scripts/bench_robustness.py`` use it.
+
 Model-poisoning attacks take the ``(K, d)`` matrix of the updates every trainer *would* send if honest
 (attackers' rows included: an attacker trains on its own data too) and the indices of the attackers,
 and return a new matrix whose attacker rows are replaced; honest rows are never touched and the input

@@ -1,4 +1,4 @@
-"""aggregator.inputs without a chain: recipes, validation sets, round settings, submission validation."""
+"""pocfl.rounds.inputs without a chain: recipes, validation sets, round settings, submission validation."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregator.inputs import (
+from aggregator.round_inputs import round_config
+from pocfl.manifest import AggregationConfig, ManifestError, ModelInfo, ProjectManifest, ValidationInfo
+from pocfl.market import Market, SubmittedUpdate
+from pocfl.ml.data import load_digits_split
+from pocfl.rounds.inputs import (
     NO_KEY_REASON,
     ValidationSetError,
     load_validation,
     parse_recipe,
-    round_config,
     round_start_digest,
     validate_submission,
 )
-from aggregator.report import REASON_LIMIT
-from pocfl.manifest import AggregationConfig, ManifestError, ModelInfo, ProjectManifest, ValidationInfo
-from pocfl.market import Market, SubmittedUpdate
-from pocfl.ml.data import load_digits_split
+from pocfl.rounds.report import REASON_LIMIT
 from pocfl.store import MemoryStore, compute_cid
 from pocfl.updates import EncryptionKeyPair, ModelSpec, encode_update, encrypt_update, update_commitment
 from pocfl.updates.format import FINGERPRINT_KEY, FORMAT_KEY, FORMAT_NAME, KIND_KEY, MAX_EXTRA_HEADER

@@ -1,0 +1,1 @@
+"""For simulations and benchmarks only: nothing a production node runs imports this package."""
