@@ -524,8 +524,9 @@ CAUSES: dict[tuple[str, str], str] = {
         "mix differs from the owner's validation set"
     ),
     ("none", "honest_flagged"): (
-        "honest updates with a non-positive cosine to the reference (a trainer whose classes the validation step "
-        "does not improve) are flagged; more frequent on label-skewed partitions"
+        "honest updates clearly against the reference (cosine at or below -0.5 median trusts) are flagged: a trainer "
+        "whose classes the owner's validation step does not improve, or, on a hard task (synthetic, 35 % accuracy), "
+        "a reference step that is itself mostly noise"
     ),
     ("alie", "weight"): _ALIE_WEIGHT,
     ("alie_opt", "weight"): _ALIE_WEIGHT,
