@@ -226,47 +226,24 @@ def decide_round(
     method, evaluations = "none", 0
     tr: TrustResult | None = None
     if accepted:
-        matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
         if outlier_flags is not None and len(outlier_flags) != n:
             raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
         flags = None if outlier_flags is None else [bool(outlier_flags[i]) for i in accepted]
+        matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
         if flags is None and config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES and reference is None:
             reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
-        fa_outliers, fa_weights, fa_ratios, aggregate, tr = _filter(matrix, flags, reference, seeds, config)
-        new_global = (g + aggregate).astype(np.float32)
 
         def utility(v: NDArray[np.floating]) -> float:
             accuracy, loss = evaluate(np.asarray(v, dtype=np.float32))
             return accuracy if config.metric == "accuracy" else -loss
 
-        priors = [np.asarray(p, dtype=np.float64) for p in prior_updates]
-        if tr is not None:
-            scoring = replace(config.scoring, value=config.contribution)
-            scored = _cluster_scores(g.astype(np.float64), tr, utility, seeds.shapley, priors, scoring)
-            if config.trust.drop_negative:
-                fa_outliers, fa_weights, aggregate, scored = _drop_negative(tr, scored)
-                new_global = (g + aggregate).astype(np.float32)
-        else:
-            rs = round_scores(
-                g.astype(np.float64),
-                [row.astype(np.float64) for row in matrix],
-                utility,
-                seeds.shapley,
-                outliers=fa_outliers,
-                weights=fa_weights,
-                prior_updates=priors,
-                config=config.scoring,
-            )
-            values_ = tuple(float(v) for v in rs.values)
-            scored = _Scored(rs.scores, values_, rs.screening.status, rs.result.method, rs.result.evaluations)
-        method, evaluations = scored.method, scored.evaluations
+        part = _decide_accepted(g, matrix, flags, reference, utility, seeds, prior_updates, config)
+        new_global, tr = (g + part.aggregate).astype(np.float32), part.trust
+        method, evaluations = part.scored.method, part.scored.evaluations
         for j, i in enumerate(accepted):
-            outliers[i] = fa_outliers[j]
-            weights[i] = fa_weights[j]
-            ratios[i] = fa_ratios[j]
-            scores[i] = int(scored.scores[j])
-            values[i] = float(scored.values[j])
-            statuses[i] = "outlier" if fa_outliers[j] else _status_name(scored.status[j])
+            outliers[i], weights[i], ratios[i] = part.outliers[j], part.weights[j], part.ratios[j]
+            scores[i], values[i] = int(part.scored.scores[j]), float(part.scored.values[j])
+            statuses[i] = "outlier" if part.outliers[j] else _status_name(part.scored.status[j])
     accuracy, loss = evaluate(new_global)
     history = [*accuracy_history, accuracy]
     gain = accuracy - acc_before if config.metric == "accuracy" else loss_before - loss
@@ -295,6 +272,52 @@ def decide_round(
         gain=float(gain),
         noise_floor=float(floor),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _Accepted:
+    """The decision over the accepted updates, in their order."""
+
+    outliers: list[bool]
+    weights: list[float]
+    ratios: list[float]
+    aggregate: NDArray[np.float32]
+    scored: _Scored
+    trust: TrustResult | None
+
+
+def _decide_accepted(
+    g: NDArray[np.float32],
+    matrix: NDArray[np.float32],
+    flags: list[bool] | None,
+    reference: NDArray[np.floating] | None,
+    utility: Callable[[NDArray[np.floating]], float],
+    seeds: RoundSeeds,
+    prior_updates: Sequence[NDArray[np.floating]],
+    config: RoundConfig,
+) -> _Accepted:
+    """Filter, aggregate and score the accepted updates (:func:`decide_round`, steps 2 and 3)."""
+    outliers, weights, ratios, aggregate, tr = _filter(matrix, flags, reference, seeds, config)
+    priors = [np.asarray(p, dtype=np.float64) for p in prior_updates]
+    if tr is not None:
+        scoring = replace(config.scoring, value=config.contribution)
+        scored = _cluster_scores(g.astype(np.float64), tr, utility, seeds.shapley, priors, scoring)
+        if config.trust.drop_negative:
+            outliers, weights, aggregate, scored = _drop_negative(tr, scored)
+        return _Accepted(outliers, weights, ratios, aggregate, scored, tr)
+    rs = round_scores(
+        g.astype(np.float64),
+        [row.astype(np.float64) for row in matrix],
+        utility,
+        seeds.shapley,
+        outliers=outliers,
+        weights=weights,
+        prior_updates=priors,
+        config=config.scoring,
+    )
+    values = tuple(float(v) for v in rs.values)
+    scored = _Scored(rs.scores, values, rs.screening.status, rs.result.method, rs.result.evaluations)
+    return _Accepted(outliers, weights, ratios, aggregate, scored, None)
 
 
 def gain_noise_floor(
