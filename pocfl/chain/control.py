@@ -84,9 +84,11 @@ class EmbeddedControl:
     def increase_time(self, seconds: int) -> None:
         """Move the clock forward and mine a block."""
         # eth-tester's time_travel(T) sets the *pending* block's time: it mines a block at T - 1 and is a no-op when
-        # T is already the pending time, so aim one second further.
+        # T is already the pending time, so aim one second further. The pending block can already be later than
+        # that (after a revert to a snapshot, or an idle chain): never travel back, just go one second past it.
         if seconds > 0:
-            self.tester.time_travel(self.latest_timestamp() + seconds + 1)
+            pending = int(self.tester.get_block_by_number("pending")["timestamp"])
+            self.tester.time_travel(max(self.latest_timestamp() + seconds + 1, pending + 1))
         else:
             self.tester.mine_blocks()
 

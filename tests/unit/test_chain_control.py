@@ -160,3 +160,15 @@ def test_request_error_types_other_library_failures_only() -> None:
 def test_typed_errors_are_pocfl_chain_errors() -> None:
     for cls in (InsufficientFundsError, NonceConflictError, ChainConnectionError, ChainRequestError):
         assert issubclass(cls, ChainError) and issubclass(cls, PocflError)
+
+
+def test_increase_time_when_the_pending_block_is_ahead() -> None:
+    """eth-tester's pending block can be stamped later than ``latest + seconds`` (CI saw it on a long run, with
+    the embedded chain's latest block 100 s behind the wall clock): moving the clock on must not travel back."""
+    chain = embedded_chain()
+    assert isinstance(chain.control, EmbeddedControl)
+    backend = chain.control.tester.backend
+    before = chain.now()
+    backend.chain.header = backend.chain.header.copy(timestamp=before + 500)  # the pending block's stamp
+    chain.control.increase_time(100)
+    assert chain.now() >= before + 100
