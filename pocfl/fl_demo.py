@@ -36,22 +36,24 @@ import copy
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from web3.middleware.base import Web3Middleware
 
+from pocfl.chain.gas import fast_gas_estimate
+from pocfl.chain.logs import LogIndex
 from pocfl.chain.types import ZERO_ADDRESS, ProjectParams, ProjectStatus, Receipt
 from pocfl.demo import PartyBalance
 from pocfl.errors import ConfigError, PocflError
 from pocfl.manifest import TrainingConfig
 from pocfl.store import ContentStore, EmbeddedStore, compute_cid, open_store
-from pocfl.store.base import DEFAULT_MAX_SIZE
+from pocfl.store.timed import TimedStore
 
 if TYPE_CHECKING:
     from aggregator.node import AggregatorNode
@@ -462,6 +464,10 @@ class Stopwatch:
         """Per JSON-RPC method sent to the chain (cache misses): ``[count, seconds]``."""
         self.logs = LogIndex()
 
+    def add_store(self, seconds: float) -> None:
+        """Count ``seconds`` spent in one content-store call (the :class:`~pocfl.store.timed.TimedStore` hook)."""
+        self.store += seconds
+
     def snapshot(self) -> tuple[float, float]:
         """``(store, chain)`` seconds so far."""
         return self.store, self.chain
@@ -469,67 +475,6 @@ class Stopwatch:
     def invalidate(self) -> None:
         """Forget every cached read (the chain changed)."""
         self.cache.clear()
-
-
-def _block_number(value: Any, latest: int) -> int:
-    """A JSON-RPC block parameter (int, hex string or tag) as a number."""
-    if value is None or value in ("latest", "pending", "safe", "finalized"):
-        return latest
-    if value == "earliest":
-        return 0
-    return int(value, 16) if isinstance(value, str) else int(value)
-
-
-def _topic_matches(wanted: Any, topic: str | None) -> bool:
-    if wanted is None:
-        return True
-    if topic is None:
-        return False
-    options = wanted if isinstance(wanted, list | tuple) else [wanted]
-    return any(str(o).lower() == topic.lower() for o in options)
-
-
-class LogIndex:
-    """Every log of the chain, fetched once per block range, answering ``eth_getLogs`` filters locally.
-
-    eth-tester answers ``eth_getLogs`` by walking every block in the range and rebuilding each receipt (with a
-    pure-Python signature recovery), so the same query gets slower as the chain grows; a node with a log index
-    (anvil, geth) does not. The index asks the chain only for the blocks it has not seen (``fromBlock`` = one
-    past the last indexed block) and filters by block range, address and topics as the JSON-RPC spec says.
-    """
-
-    def __init__(self) -> None:
-        self.logs: list[dict[str, Any]] = []
-        self.synced = -1
-
-    def query(self, criteria: dict[str, Any], make_request: Callable[[Any, Any], Any]) -> Any:
-        """Answer one ``eth_getLogs`` request (the same response shape the chain gives)."""
-        head = make_request("eth_blockNumber", [])
-        if not isinstance(head, dict) or "error" in head:
-            return head
-        latest = _block_number(head["result"], 0)
-        if latest > self.synced:
-            fresh = make_request("eth_getLogs", [{"fromBlock": hex(self.synced + 1), "toBlock": hex(latest)}])
-            if not isinstance(fresh, dict) or "error" in fresh:
-                return fresh
-            self.logs += list(fresh["result"])
-            self.synced = latest
-        low = _block_number(criteria.get("fromBlock"), latest)
-        high = _block_number(criteria.get("toBlock"), latest)
-        address = criteria.get("address")
-        addresses = {a.lower() for a in ([address] if isinstance(address, str) else address or [])}
-        topics = list(criteria.get("topics") or [])
-        found = []
-        for log in self.logs:
-            number = _block_number(log["blockNumber"], latest)
-            if not low <= number <= high or (addresses and str(log["address"]).lower() not in addresses):
-                continue
-            have = list(log.get("topics") or [])
-            if len(topics) > len(have) and any(t is not None for t in topics[len(have) :]):
-                continue
-            if all(_topic_matches(t, have[i] if i < len(have) else None) for i, t in enumerate(topics)):
-                found.append(copy.deepcopy(log))
-        return {"jsonrpc": "2.0", "id": head.get("id"), "result": found}
 
 
 READ_ONLY_METHODS = frozenset(
@@ -550,65 +495,6 @@ READ_ONLY_METHODS = frozenset(
     }
 )
 """JSON-RPC methods whose answers the demo's read cache may reuse until the chain changes."""
-
-
-class TimedStore(ContentStore):
-    """A content store that adds the time of every call to a :class:`Stopwatch` (reads stay verified)."""
-
-    def __init__(self, inner: ContentStore, watch: Stopwatch) -> None:
-        self.inner = inner
-        self.watch = watch
-        self.location = inner.location
-
-    def _timed(self, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn()
-        finally:
-            self.watch.store += time.perf_counter() - t0
-
-    def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
-        """Store bytes (timed)."""
-        return str(self._timed(lambda: self.inner.put_bytes(data)))
-
-    def put_file(self, path: str | Path) -> str:
-        """Store a file (timed)."""
-        return str(self._timed(lambda: self.inner.put_file(path)))
-
-    def get_bytes(self, cid: str, *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
-        """Verified bytes of ``cid`` (timed)."""
-        data: bytes = self._timed(lambda: self.inner.get_bytes(cid, max_size=max_size))
-        return data
-
-    def get_file(self, cid: str, dest: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> Path:
-        """Fetch into a file, verified (timed)."""
-        path: Path = self._timed(lambda: self.inner.get_file(cid, dest, max_size=max_size))
-        return path
-
-    def _put_bytes(self, data: bytes) -> str:  # pragma: no cover - put_bytes is overridden
-        return self.inner.put_bytes(data)
-
-    def _put_stream(self, stream: BinaryIO) -> str:  # pragma: no cover - put_file is overridden
-        return self.inner.put_bytes(stream.read())
-
-    def _read(self, cid: str, max_size: int) -> Iterator[bytes]:  # pragma: no cover - get_* are overridden
-        yield self.inner.get_bytes(cid, max_size=max_size)
-
-    def has(self, cid: str) -> bool:
-        """Whether the store holds ``cid`` (timed)."""
-        return bool(self._timed(lambda: self.inner.has(cid)))
-
-    def pin(self, cid: str) -> None:
-        """Pin ``cid`` (timed)."""
-        self._timed(lambda: self.inner.pin(cid))
-
-    def quarantined(self, cid: str) -> bool:
-        """Whether the wrapped store set aside a bad copy of ``cid``."""
-        return self.inner.quarantined(cid)
-
-    def close(self) -> None:
-        """Close the wrapped store."""
-        self.inner.close()
 
 
 def _plain_filter(params: Any) -> bool:
@@ -663,33 +549,9 @@ def _chain_timer(watch: Stopwatch) -> type[Web3Middleware]:
     return ChainTimer
 
 
-def _fast_gas_estimate(state: Any, transaction: Any) -> int:
-    """py-evm gas estimate from two runs instead of a bisection of a dozen (the test suite's estimator).
-
-    One run at the block gas limit finds a revert (raised as the default does) or the gas consumed; a second run
-    confirms that figure suffices, else the default bisection decides. Only the estimate changes (the gas limit
-    of the transaction), never execution or the fee, which is ``gasUsed * price``.
-    """
-    from eth.estimators.gas import _get_computation_error, binary_gas_search_intrinsic_tolerance
-    from eth.vm.spoof import SpoofTransaction
-
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0))
-    finally:
-        state.revert(snapshot)
-    if computation.is_error:
-        raise computation.error
-    needed = int(state.gas_limit - computation.get_gas_remaining())
-    retry: Any = SpoofTransaction(transaction, gas=needed)
-    if _get_computation_error(state, retry) is None:
-        return needed
-    return int(binary_gas_search_intrinsic_tolerance(state, transaction))
-
-
 def _fast_gas_estimates(chain: Chain) -> None:
-    """Use :func:`_fast_gas_estimate` on the demo's own embedded chain (py-evm); other chains estimate natively."""
-    chain.control.use_fast_gas_estimate(_fast_gas_estimate)
+    """Use :func:`pocfl.chain.gas.fast_gas_estimate` on the demo's own embedded chain; others estimate natively."""
+    chain.control.use_fast_gas_estimate(fast_gas_estimate)
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -743,7 +605,7 @@ def run_fl_demo(
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pocfl-fl-demo-")))
         inner: ContentStore = EmbeddedStore(work / "store") if ipfs is None else open_store(ipfs)
         stack.callback(inner.close)
-        store = TimedStore(inner, watch)
+        store = TimedStore(inner, watch.add_store)
         say.stage(f"connecting to the {rpc or 'embedded'} chain; files go to {inner.location}")
         chain = connect(rpc)
         stack.callback(chain.close)
@@ -1192,7 +1054,6 @@ __all__ = [
     "FlEntry",
     "FlRound",
     "Stopwatch",
-    "TimedStore",
     "TrainerInfo",
     "group_of",
     "run_fl_demo",

@@ -11,12 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from eth.estimators.gas import _get_computation_error, binary_gas_search_intrinsic_tolerance
-from eth.vm.spoof import SpoofTransaction
 from eth_account.signers.local import LocalAccount
 
 from pocfl.chain.backends import Chain, connect
 from pocfl.chain.client import MarketplaceClient
+from pocfl.chain.gas import fast_gas_estimate
 from tests.helpers import ACCOUNT_FUNDS, Env, Project, create_project, deploy_env, isolated
 
 KNOWN_BACKENDS = ("embedded", "anvil")
@@ -31,33 +30,11 @@ def _selected_backends() -> list[str]:
     return chosen
 
 
-def _fast_gas_estimate(state: Any, transaction: Any) -> int:
-    """py-evm gas estimator that runs a transaction twice instead of a dozen times.
-
-    The default bisects the gas limit, re-executing every estimate ~10 times in pure Python, which
-    doubles the cost of each eth-tester transaction. One run at the block gas limit finds a revert
-    (raised exactly as the default does) or the gas consumed before refunds; a second run confirms
-    that figure suffices, else the default search decides. Only the estimate changes, never execution.
-    """
-    maximum = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(maximum)
-    finally:
-        state.revert(snapshot)
-    if computation.is_error:
-        raise computation.error
-    needed = int(state.gas_limit - computation.get_gas_remaining())
-    if _get_computation_error(state, SpoofTransaction(transaction, gas=needed)) is None:
-        return needed
-    return int(binary_gas_search_intrinsic_tolerance(state, transaction))
-
-
 @pytest.fixture(scope="session", params=_selected_backends())
 def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
     """A chain per backend, shared by the session (anvil is started once and stopped at the end)."""
     opened = connect(None if request.param == "embedded" else "anvil")
-    opened.control.use_fast_gas_estimate(_fast_gas_estimate)
+    opened.control.use_fast_gas_estimate(fast_gas_estimate)
     try:
         yield opened
     finally:

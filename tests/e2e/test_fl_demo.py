@@ -1,6 +1,6 @@
 """``pocfl demo``: a real federated-learning project (8 trainers, 2 attackers, 1 free rider) reconciles to the wei,
 pays honest trainers only, learns, and leaves every file it stored verifiable; plus ``pocfl project manifest`` and
-``pocfl project create --manifest``, and the demo's ``eth_getLogs`` index."""
+``pocfl project create --manifest``."""
 
 from __future__ import annotations
 
@@ -8,26 +8,20 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from web3.middleware.base import Web3Middleware
 
-from pocfl.chain.accounts import new_account
-from pocfl.chain.backends import Chain, connect
-from pocfl.chain.client import MarketplaceClient
-from pocfl.chain.types import ProjectParams
 from pocfl.cli.main import app
-from pocfl.fl_demo import FlDemoConfig, FlDemoResult, LogIndex
-from pocfl.fl_project import create_fl_project, make_manifest, validation_commitment
+from pocfl.fl_demo import FlDemoConfig, FlDemoResult
+from pocfl.fl_project import validation_commitment
 from pocfl.manifest import ProjectManifest
-from pocfl.market import Market
 from pocfl.payouts import allocate
 from pocfl.rounds.report import RoundReport
-from pocfl.store import EmbeddedStore, MemoryStore, compute_cid
+from pocfl.store import EmbeddedStore, compute_cid
 from pocfl.updates import decode_update, is_encrypted
 from tests.e2e.conftest import Actors, Cli
 
@@ -211,70 +205,6 @@ def test_the_demo_exits_nonzero_when_something_does_not_reconcile(monkeypatch: p
     assert "mismatch" in result.stdout and "the contract still holds 1 wei" in result.stdout
     as_json = CliRunner().invoke(app, ["demo", "--json"])
     assert as_json.exit_code == 1 and json.loads(as_json.stdout)["reconciled"] is False
-
-
-@pytest.fixture
-def embedded() -> Iterator[Chain]:
-    chain = connect("embedded")
-    try:
-        yield chain
-    finally:
-        chain.close()
-
-
-def raw_requests(chain: Chain) -> Callable[[str, Any], Any]:
-    """The JSON-RPC request function below web3's middleware, as the demo's chain timer sees it."""
-    captured: list[Callable[[str, Any], Any]] = []
-
-    class Capture(Web3Middleware):
-        def wrap_make_request(self, make_request: Any) -> Any:
-            captured.append(make_request)
-            return make_request
-
-    chain.w3.middleware_onion.inject(Capture, name="capture", layer=0)
-    chain.w3.eth.block_number  # noqa: B018 - builds the middleware onion
-    return captured[-1]
-
-
-def test_the_log_index_answers_like_the_chain(embedded: Chain) -> None:
-    owner = new_account()
-    embedded.fund(owner.address, 100 * ETH)
-    client, _ = MarketplaceClient.deploy(embedded, owner)
-    market = Market(client, MemoryStore())
-    manifest, _ = make_manifest("t", seed=0, hidden=4, store=market)
-    for project_id in (1, 2):
-        params = ProjectParams(
-            aggregator=owner.address,
-            start_time=embedded.now() + 100,
-            num_rounds=1,
-            submission_window=10,
-            aggregation_window=10,
-            min_trainers=1,
-            max_trainers=3,
-            initial_model_cid="",
-        )
-        assert create_fl_project(market, params, ETH, manifest)[0] == project_id
-        client.register(project_id)
-    raw = raw_requests(embedded)
-    index = LogIndex()
-    everything = raw("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "latest"}])["result"]
-    created, registered, *_ = dict.fromkeys(log["topics"][0] for log in everything)
-    one = "0x" + (1).to_bytes(32, "big").hex()
-    filters: list[dict[str, Any]] = [
-        {"fromBlock": "0x0", "toBlock": "latest"},
-        {"fromBlock": "0x0", "toBlock": "latest", "address": client.address},
-        {"fromBlock": "0x0", "toBlock": "latest", "address": [client.address.lower()], "topics": [created]},
-        {"fromBlock": "0x0", "toBlock": "latest", "topics": [[created, registered], one]},
-        {"fromBlock": "0x0", "toBlock": "latest", "topics": [None, one]},
-        {"fromBlock": hex(embedded.w3.eth.block_number), "toBlock": "latest"},
-        {"fromBlock": "0x2", "toBlock": "0x3"},
-        {"fromBlock": "0x0", "toBlock": "latest", "address": "0x" + "11" * 20},
-    ]
-    for criteria in filters:
-        direct = raw("eth_getLogs", [criteria])["result"]
-        indexed = index.query(criteria, raw)["result"]
-        assert indexed == direct, criteria
-    assert index.synced == embedded.w3.eth.block_number
 
 
 def test_project_manifest_then_create_with_it(cli: Cli, actors: Actors, pocfl_home: Path) -> None:
