@@ -180,13 +180,13 @@ def trust_aggregate(updates: NDArray[np.floating], reference: NDArray[np.floatin
     heads = _representatives(cluster, trust, [norms[i] > 0 for i in range(k)])
     median = float(np.median(norms[heads])) if heads else 0.0
     ratios = norms / median if median > 0 else np.zeros(k)
-    floor = config.min_trust * float(np.median(np.maximum(trust[heads], 0.0))) if heads else 0.0
+    med_trust = float(np.median(np.maximum(trust[heads], 0.0))) if heads else 0.0
+    floor = config.min_trust * med_trust
     outliers = (ratios > config.max_norm_ratio) | (trust <= floor) | (norms == 0)
     bound = config.clip_ratio * median
     scale = np.where(norms > bound, bound / safe, 1.0)
     clipped = u * scale[:, None]
     share = trust if config.trust_weighted else np.ones(k)
-    med_trust = float(np.median(np.maximum(trust[heads], 0.0))) if heads else 0.0
     if config.cap_trust and heads:
         share = np.minimum(share, med_trust)
     share = np.maximum(share, config.weight_floor * med_trust)
