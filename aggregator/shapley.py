@@ -131,7 +131,7 @@ def _coefficients(n: int, value: Value = "shapley") -> Vector:
     )
 
 
-def _shapley_of_table(u: Vector, n: int, value: Value = "shapley") -> Vector:
+def _semivalues_of_table(u: Vector, n: int, value: Value = "shapley") -> Vector:
     """Exact Shapley (or Banzhaf) values of a game given as ``u[mask]`` for all ``2**n`` masks.
 
     Each player's sum is done with :func:`math.fsum` (correctly rounded, so independent of order).
@@ -162,7 +162,7 @@ def exact_shapley(utility: CachedUtility, value: Value = "shapley") -> ShapleyRe
         raise ShapleyError(f"exact Shapley needs 2**N evaluations; N={n} > {EXACT_MAX_PLAYERS}, use gtg_shapley")
     start = utility.evaluations
     u = np.array([utility.of_mask(m) for m in range(1 << n)], dtype=np.float64)
-    return ShapleyResult(_shapley_of_table(u, n, value), utility.evaluations - start, 0, "exact")
+    return ShapleyResult(_semivalues_of_table(u, n, value), utility.evaluations - start, 0, "exact")
 
 
 def leave_one_out(utility: CachedUtility) -> ShapleyResult:
@@ -450,7 +450,7 @@ def surrogate_shapley(
         table[1:] = _aggregation_features(np.arange(1, 1 << n, dtype=np.int64), n, w) @ theta
     for mask, known_value in truth.items():
         table[mask] = known_value
-    return ShapleyResult(_shapley_of_table(table, n, value), meter.used, 0, "surrogate")
+    return ShapleyResult(_semivalues_of_table(table, n, value), meter.used, 0, "surrogate")
 
 
 def _half_coalition(rng: np.random.Generator, n: int) -> int:
@@ -497,27 +497,23 @@ def banzhaf_msr(
     utilities: list[float] = []
     values, converged = np.zeros(n, dtype=np.float64), False
     while not converged and len(rows) < max_evaluations:
-        for _ in range(min(batch, max_evaluations - len(rows))):
+        for _ in range(min(batch, max_evaluations - len(rows))):  # draws <= budget: the meter never refuses
             mask = _half_coalition(rng, n)
-            try:
-                utilities.append(meter(mask))
-            except _BudgetExhausted:
-                return ShapleyResult(_msr_values(rows, utilities)[0], meter.used, 0, "msr", converged=False)
+            utilities.append(meter(mask))
             rows.append([bool(mask >> i & 1) for i in range(n)])
-        values, errors = _msr_values(rows, utilities)
+        values, errors = _msr_values(rows, utilities, n)
         converged = len(rows) >= 2 * batch and float(np.max(errors)) <= rel_tol * float(np.max(np.abs(values)))
     return ShapleyResult(values, meter.used, 0, "msr", converged=converged)
 
 
-def _msr_values(rows: list[list[bool]], utilities: list[float]) -> tuple[Vector, Vector]:
+def _msr_values(rows: list[list[bool]], utilities: list[float], n: int) -> tuple[Vector, Vector]:
     """Per player, the MSR estimate and its standard error.
 
     The estimate is the mean utility of the sampled coalitions with the player minus that of those without it;
     the error is ``inf`` while either side has fewer than two samples.
     """
-    member = np.asarray(rows, dtype=bool)
+    member = np.asarray(rows, dtype=bool).reshape(len(rows), n)
     u = np.asarray(utilities, dtype=np.float64)
-    n = member.shape[1] if member.ndim == 2 else 0
     values, errors = np.zeros(n, dtype=np.float64), np.full(n, np.inf)
     for i in range(n):
         inside, outside = u[member[:, i]], u[~member[:, i]]
