@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +44,7 @@ from aggregator.seeds import shapley_seed  # noqa: E402
 from aggregator.shapley import (  # noqa: E402
     ScoringConfig,
     ShapleyResult,
+    banzhaf_msr,
     exact_shapley,
     gtg_shapley,
     leave_one_out,
@@ -173,6 +175,16 @@ def estimators(budget: int, gtg_tol: float = GTG_TOL) -> dict[str, Estimator]:
     }
 
 
+def banzhaf_estimators(budget: int) -> dict[str, Estimator]:
+    """The trust rule's estimators of Banzhaf values (the truth is exact Banzhaf)."""
+    return {
+        "leave-one-out": lambda u, s: leave_one_out(u),
+        f"msr, no stopping (<= {budget})": lambda u, s: banzhaf_msr(u, s, max_evaluations=budget, rel_tol=0.0),
+        f"surrogate (<= {budget})": lambda u, s: surrogate_shapley(u, s, max_evaluations=budget, value="banzhaf"),
+        "msr, default (<= 1024, stops at 10 % SE)": lambda u, s: banzhaf_msr(u, s),
+    }
+
+
 def sampler_seed(data_seed: int, k: int) -> bytes:
     digest = int.to_bytes(0xB0 + k, 32, "big")
     return shapley_seed(31337, MARKETPLACE, data_seed, k, digest)
@@ -193,12 +205,18 @@ class Score:
 
 
 def evaluate(
-    data_seeds: list[int], sampler_seeds: int, n: int, metric: str, warm: int, ests: dict[str, Estimator]
+    data_seeds: list[int],
+    sampler_seeds: int,
+    n: int,
+    metric: str,
+    warm: int,
+    ests: dict[str, Estimator],
+    value: Literal["shapley", "banzhaf"] = "shapley",
 ) -> dict[str, Score]:
     scores = {name: Score([], [], [], []) for name in ["exact", *ests]}
     for ds in data_seeds:
         fresh = utility_of(make_round(ds, n, warm), metric)
-        exact = exact_shapley(fresh())
+        exact = exact_shapley(fresh(), value)
         scores["exact"].add(exact.values, exact.values, exact.evaluations)
         for name, est in ests.items():
             deterministic = name.startswith(("leave-one-out", "singleton"))
@@ -340,6 +358,14 @@ def main() -> None:
         for n in ns:
             res = evaluate(seeds, args.sampler_seeds, n, metric, args.warm_rounds, estimators(args.budget))
             rows += [(name, metric, n, s) for name, s in res.items()]
+    print(table(rows))
+    print()
+    rows = []
+    for n in (8, 10):
+        ests = banzhaf_estimators(args.budget)
+        res = evaluate(seeds, args.sampler_seeds, n, "loss", args.warm_rounds, ests, "banzhaf")
+        rows += [(name, "loss", n, res[name]) for name in res]
+    print("Banzhaf values (the trust rule's scores), against exact Banzhaf:")
     print(table(rows))
     print()
     attacks, cos = attack_table(seeds, 10, args.warm_rounds)
