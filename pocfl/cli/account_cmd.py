@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from pocfl.cli.output import Output, error_message, eth_wei, guarded, kv_table
-from pocfl.cli.session import PASSWORD_ENV, DeploymentOpt, JsonOpt, KeyOpt, KeystoreOpt, MarketOpt, RpcOpt, Session
+from pocfl.cli.session import (
+    PASSWORD_ENV,
+    JsonOpt,
+    Session,
+    connected,
+)
 from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
 
@@ -97,45 +102,41 @@ def encryption_key(
 
 @app.command("show")
 @guarded
+@connected()
 def show(
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Show the account's address, ETH balance and claimable marketplace credits."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        account = s.account()
-        chain = s.chain()
-        balance = int(chain.w3.eth.get_balance(account.address))
-        credits: int | None = None
-        note = ""
-        try:
-            credits = s.market(signer=False).credits(account.address)
-        except ConfigError as exc:
-            note = error_message(exc)
-        document: dict[str, Any] = {
-            "address": account.address,
-            "chain_id": chain.chain_id,
-            "balance_wei": balance,
-            "credits_wei": credits,
-        }
+    account = s.account()
+    chain = s.chain()
+    balance = int(chain.w3.eth.get_balance(account.address))
+    credits: int | None = None
+    note = ""
+    try:
+        credits = s.market(signer=False).credits(account.address)
+    except ConfigError as exc:
+        note = error_message(exc)
+    document: dict[str, Any] = {
+        "address": account.address,
+        "chain_id": chain.chain_id,
+        "balance_wei": balance,
+        "credits_wei": credits,
+    }
+    if note:
+        document["note"] = note
+
+    def human() -> None:
+        rows: list[tuple[str, Any]] = [
+            ("address", account.address),
+            ("chain id", chain.chain_id),
+            ("balance", eth_wei(balance)),
+            ("claimable", eth_wei(credits) if credits is not None else "unknown (no deployment)"),
+        ]
+        s.out.table(kv_table(rows))
         if note:
-            document["note"] = note
+            s.out.note(note)
+        elif credits:
+            s.out.note("withdraw them with `pocfl claim`")
 
-        def human() -> None:
-            rows: list[tuple[str, Any]] = [
-                ("address", account.address),
-                ("chain id", chain.chain_id),
-                ("balance", eth_wei(balance)),
-                ("claimable", eth_wei(credits) if credits is not None else "unknown (no deployment)"),
-            ]
-            s.out.table(kv_table(rows))
-            if note:
-                s.out.note(note)
-            elif credits:
-                s.out.note("withdraw them with `pocfl claim`")
-
-        s.out.result(document, human)
+    s.out.result(document, human)

@@ -18,16 +18,9 @@ from rich.table import Table
 
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
-    DeadlineMarginOpt,
-    DeploymentOpt,
-    IpfsOpt,
-    JsonOpt,
-    KeyOpt,
-    KeystoreOpt,
-    MarketOpt,
-    RpcOpt,
     Session,
     chain_now,
+    connected,
 )
 from pocfl.errors import ConfigError
 from pocfl.untrusted import clip
@@ -56,6 +49,7 @@ def _zk_setup(market: Any, project: int, cache: Path | None, note: Callable[[str
 
 
 @guarded
+@connected(store=True, deadline=True)
 def aggregate(
     project: Annotated[int, typer.Option("--project", min=1, metavar="ID", help="Project id.")],
     rounds: Annotated[
@@ -111,14 +105,8 @@ def aggregate(
         bool,
         typer.Option("--fail-overdue/--no-fail-overdue", help="Fail a round whose aggregation window closed unposted."),
     ] = True,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
-    deadline_margin: DeadlineMarginOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Aggregator: post a project's rounds (validate updates, score, aggregate, store, post).
 
@@ -131,53 +119,48 @@ def aggregate(
     if follow and rounds is not None:
         raise ConfigError("give --rounds N or --follow, not both")
     keypair = EncryptionKeyPair.load(decrypt_key) if decrypt_key is not None else None
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
-        # started during an outage, wait for the chain and the store instead of exiting (--follow does the same)
-        sm = start_when_up("connect to the chain", s.store_market, say=s.out.note)
-        sender = sm.client.sender
-        aggregator = start_when_up(
-            "read the project", lambda: sm.client.project(project), say=s.out.note
-        ).params.aggregator
-        if sender.lower() != aggregator.lower():
-            raise ConfigError(
-                f"{sender} is not the aggregator of project {project} ({aggregator}): sign with its key "
-                "(--key ENV_VAR or --keystore FILE)"
-            )
-        outcomes: list[RoundOutcome] = []
-        with s.out.status("loading the round circuit") as update:
-            zk_setup = start_when_up(
-                "read the manifest", lambda: _zk_setup(sm, project, zk_cache, update), say=s.out.note
-            )
-        with _progress(s.out) as progress:
-            node = start_when_up(
-                "start the aggregator (project, manifest)",
-                lambda: AggregatorNode(
-                    sm,
-                    project,
-                    keypair=keypair,
-                    state_dir=state_dir or pocfl_home() / "aggregator",
-                    validation_file=validation,
-                    from_block=s.from_block,
-                    clock=lambda: chain_now(s.chain()),
-                    poll=poll,
-                    progress=progress,
-                    zk_setup=zk_setup,
-                ),
-                say=s.out.note,
-            )
-            if keypair is None and node.manifest.aggregator_public_key:
-                s.out.warn("no --decrypt-key: updates sealed to the aggregator's key will be rejected")
+    # started during an outage, wait for the chain and the store instead of exiting (--follow does the same)
+    sm = start_when_up("connect to the chain", s.store_market, say=s.out.note)
+    sender = sm.client.sender
+    aggregator = start_when_up("read the project", lambda: sm.client.project(project), say=s.out.note).params.aggregator
+    if sender.lower() != aggregator.lower():
+        raise ConfigError(
+            f"{sender} is not the aggregator of project {project} ({aggregator}): sign with its key "
+            "(--key ENV_VAR or --keystore FILE)"
+        )
+    outcomes: list[RoundOutcome] = []
+    with s.out.status("loading the round circuit") as update:
+        zk_setup = start_when_up("read the manifest", lambda: _zk_setup(sm, project, zk_cache, update), say=s.out.note)
+    with _progress(s.out) as progress:
+        node = start_when_up(
+            "start the aggregator (project, manifest)",
+            lambda: AggregatorNode(
+                sm,
+                project,
+                keypair=keypair,
+                state_dir=state_dir or pocfl_home() / "aggregator",
+                validation_file=validation,
+                from_block=s.from_block,
+                clock=lambda: chain_now(s.chain()),
+                poll=poll,
+                progress=progress,
+                zk_setup=zk_setup,
+            ),
+            say=s.out.note,
+        )
+        if keypair is None and node.manifest.aggregator_public_key:
+            s.out.warn("no --decrypt-key: updates sealed to the aggregator's key will be rejected")
 
-            def done(outcome: RoundOutcome) -> None:
-                if not s.out.as_json:
-                    _print_outcome(s.out, outcome)
+        def done(outcome: RoundOutcome) -> None:
+            if not s.out.as_json:
+                _print_outcome(s.out, outcome)
 
-            outcomes = node.follow(until_finished=follow, rounds=rounds, fail_overdue=fail_overdue, on_round=done)
-        if not outcomes:
-            state = start_when_up("read the project", node.state, say=s.out.note)
-            s.out.note(f"project {project} is {state.status.name.lower()}: no round to post")
-        if s.out.as_json:
-            s.out.json({"project_id": project, "rounds": [o.to_json() for o in outcomes]})
+        outcomes = node.follow(until_finished=follow, rounds=rounds, fail_overdue=fail_overdue, on_round=done)
+    if not outcomes:
+        state = start_when_up("read the project", node.state, say=s.out.note)
+        s.out.note(f"project {project} is {state.status.name.lower()}: no round to post")
+    if s.out.as_json:
+        s.out.json({"project_id": project, "rounds": [o.to_json() for o in outcomes]})
 
 
 class _ProgressSink:

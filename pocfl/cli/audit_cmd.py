@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pocfl.cli.output import Output, eth, guarded
-from pocfl.cli.session import DeploymentOpt, IpfsOpt, JsonOpt, MarketOpt, RpcOpt, Session
+from pocfl.cli.session import Session, connected
 
 if TYPE_CHECKING:
     from pocfl.audit import AuditResult
@@ -31,6 +31,7 @@ VERDICT_COLOURS = {"verified": "green", "mismatch": "red", "unverifiable": "yell
 
 
 @guarded
+@connected(sign=False, store=True)
 def audit(
     project_id: Annotated[
         int, typer.Option("--project", min=1, metavar="ID", help="The project to audit.", show_default=False)
@@ -83,11 +84,8 @@ def audit(
             show_default=False,
         ),
     ] = None,
-    rpc: RpcOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Recompute every posted round of a project from public data and reconcile its payouts to the wei.
 
@@ -105,41 +103,40 @@ def audit(
 
     out_dir = out if out is not None else state_dir() / "audit" / f"project-{project_id}"
     proofs = [load_evidence(path) for path in evidence or []]  # a bad file is the auditor's to fix: fail first
-    with Session(rpc, json_out=json_out, deployment=deployment, market=market, ipfs=ipfs) as s:
-        sm = s.store_market(signer=False)
-        extra = [open_store(spec) for spec in extra_ipfs or []]
-        try:
-            with s.out.status(f"auditing project {project_id}") as update:
-                result = audit_project(
-                    sm,
-                    project_id,
-                    validation_file=validation,
-                    from_block=s.from_block,
-                    strict=strict,
-                    progress=update,
-                    extra_stores=extra,
-                    evidence=proofs,
-                )
-        finally:
-            for store in extra:
-                store.close()
-        files = write_audit_report(result, out_dir)
-        document = result.to_json()
-        document["files"] = {
-            "out": str(files.out_dir),
-            "html": str(files.html),
-            "json": str(files.json),
-            "figures": [str(p) for p in files.figures],
-        }
-        mismatch = AuditMismatchError(project_id, result.differences, result) if result.differences else None
-        if mismatch is not None:
-            document["error"] = "AuditMismatchError"
-            document["message"] = str(mismatch)
-        s.out.result(document, lambda: _human(s.out, result, files))
-        if mismatch is not None:
-            if not s.out.as_json:
-                s.out.fail(mismatch)
-            raise typer.Exit(1)
+    sm = s.store_market(signer=False)
+    extra = [open_store(spec) for spec in extra_ipfs or []]
+    try:
+        with s.out.status(f"auditing project {project_id}") as update:
+            result = audit_project(
+                sm,
+                project_id,
+                validation_file=validation,
+                from_block=s.from_block,
+                strict=strict,
+                progress=update,
+                extra_stores=extra,
+                evidence=proofs,
+            )
+    finally:
+        for store in extra:
+            store.close()
+    files = write_audit_report(result, out_dir)
+    document = result.to_json()
+    document["files"] = {
+        "out": str(files.out_dir),
+        "html": str(files.html),
+        "json": str(files.json),
+        "figures": [str(p) for p in files.figures],
+    }
+    mismatch = AuditMismatchError(project_id, result.differences, result) if result.differences else None
+    if mismatch is not None:
+        document["error"] = "AuditMismatchError"
+        document["message"] = str(mismatch)
+    s.out.result(document, lambda: _human(s.out, result, files))
+    if mismatch is not None:
+        if not s.out.as_json:
+            s.out.fail(mismatch)
+        raise typer.Exit(1)
 
 
 def _human(out: Output, result: AuditResult, files: AuditFiles) -> None:

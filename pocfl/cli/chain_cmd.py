@@ -11,15 +11,7 @@ import typer
 
 from pocfl.cli.output import Output, eth, eth_wei, guarded, kv_table, utc
 from pocfl.cli.parse import parse_address, parse_eth
-from pocfl.cli.session import (
-    DeploymentOpt,
-    JsonOpt,
-    KeyOpt,
-    KeystoreOpt,
-    MarketOpt,
-    RpcOpt,
-    Session,
-)
+from pocfl.cli.session import JsonOpt, Session, connected
 from pocfl.cli.state import (
     NodeRecord,
     is_anvil,
@@ -232,41 +224,37 @@ def status(json_out: JsonOpt = False) -> None:
 
 @app.command("fund")
 @guarded
+@connected()
 def fund(
     address: Annotated[
         str | None, typer.Argument(help="Account to fund. Default: the --key/--keystore account.", show_default=False)
     ] = None,
     amount: Annotated[str, typer.Option("--eth", help="Amount of ETH to send (decimal).")] = "10",
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Send ETH to an account from the node's pre-funded dev account (local nodes only)."""
     wei = parse_eth(amount, "--eth")
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        to = parse_address(address, "ADDRESS") if address else s.account().address
-        chain = s.chain()
-        if s.throwaway:
-            s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the funds vanish when this command exits")
-        if not chain.w3.eth.accounts:
-            raise ConfigError(
-                f"{s.rpc} has no unlocked dev account: `pocfl chain fund` works on local nodes "
-                "(`pocfl chain up`); on public chains use a faucet"
-            )
-        try:
-            chain.fund(to, wei)
-        except ChainError:
-            raise
-        except Exception as exc:
-            raise ChainError(f"the node refused to fund {to}: {exc}") from None
-        balance = int(chain.w3.eth.get_balance(to))  # type: ignore[arg-type]
-        s.out.result(
-            {"address": to, "funded_wei": wei, "balance_wei": balance},
-            lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(balance)}."),
+    to = parse_address(address, "ADDRESS") if address else s.account().address
+    chain = s.chain()
+    if s.throwaway:
+        s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the funds vanish when this command exits")
+    if not chain.w3.eth.accounts:
+        raise ConfigError(
+            f"{s.rpc} has no unlocked dev account: `pocfl chain fund` works on local nodes "
+            "(`pocfl chain up`); on public chains use a faucet"
         )
+    try:
+        chain.fund(to, wei)
+    except ChainError:
+        raise
+    except Exception as exc:
+        raise ChainError(f"the node refused to fund {to}: {exc}") from None
+    balance = int(chain.w3.eth.get_balance(to))  # type: ignore[arg-type]
+    s.out.result(
+        {"address": to, "funded_wei": wei, "balance_wei": balance},
+        lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(balance)}."),
+    )
 
 
 ADVANCE_POINTS = ("start", "submission-close", "aggregation-close")
@@ -274,6 +262,7 @@ ADVANCE_POINTS = ("start", "submission-close", "aggregation-close")
 
 @app.command("advance")
 @guarded
+@connected()
 def advance(
     seconds: Annotated[
         int | None, typer.Argument(min=0, help="Seconds to move the clock forward.", show_default=False)
@@ -292,12 +281,8 @@ def advance(
     project: Annotated[
         int | None, typer.Option("--project", min=1, metavar="ID", help="The project of --to POINT.")
     ] = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Move a local node's clock forward and mine a block (local nodes only).
 
@@ -306,30 +291,29 @@ def advance(
     """
     if (seconds is None) == (to is None):
         raise ConfigError("give SECONDS or --to POINT|TIMESTAMP (one of them)")
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        chain = s.chain()
-        before = chain.now()
-        target = before + seconds if seconds is not None else _target(s, str(to), project)
-        try:
-            if seconds is not None:
-                after = chain.increase_time(seconds)
-            elif target > before:
-                after = chain.set_time(target)
-            else:
-                after = before
-        except ChainRequestError as exc:
-            raise ConfigError(
-                f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
-            ) from None
-        document = {"before": before, "timestamp": after, "advanced": after - before, "target": target}
+    chain = s.chain()
+    before = chain.now()
+    target = before + seconds if seconds is not None else _target(s, str(to), project)
+    try:
+        if seconds is not None:
+            after = chain.increase_time(seconds)
+        elif target > before:
+            after = chain.set_time(target)
+        else:
+            after = before
+    except ChainRequestError as exc:
+        raise ConfigError(
+            f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
+        ) from None
+    document = {"before": before, "timestamp": after, "advanced": after - before, "target": target}
 
-        def human() -> None:
-            if after == before and seconds is None:
-                s.out.print(f"Chain time {utc(before)} is already at or past {utc(target)}; not moved.")
-            else:
-                s.out.print(f"Chain time is now {utc(after)} (+{after - before} s).")
+    def human() -> None:
+        if after == before and seconds is None:
+            s.out.print(f"Chain time {utc(before)} is already at or past {utc(target)}; not moved.")
+        else:
+            s.out.print(f"Chain time is now {utc(after)} (+{after - before} s).")
 
-        s.out.result(document, human)
+    s.out.result(document, human)
 
 
 def _target(s: Session, to: str, project: int | None) -> int:

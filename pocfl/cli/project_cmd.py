@@ -33,15 +33,10 @@ from pocfl.cli.parse import (
     stored_cid,
 )
 from pocfl.cli.session import (
-    DeadlineMarginOpt,
-    DeploymentOpt,
     IpfsOpt,
     JsonOpt,
-    KeyOpt,
-    KeystoreOpt,
-    MarketOpt,
-    RpcOpt,
     Session,
+    connected,
 )
 from pocfl.errors import ConfigError
 from pocfl.fsutil import write_bytes_atomic
@@ -64,6 +59,7 @@ ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
 
 @app.command("create")
 @guarded
+@connected(store=True)
 def create(
     aggregator: Annotated[
         str,
@@ -129,13 +125,8 @@ def create(
             show_default=False,
         ),
     ] = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Create a project and escrow its reward budget (you become its owner).
 
@@ -170,77 +161,76 @@ def create(
     stake_wei = parse_eth(stake, "--stake")
     model_file = existing_file(initial_model, "--initial-model") if initial_model is not None else None
     project_manifest = _read_manifest(manifest) if manifest is not None else None
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
-        sm = s.store_market()
-        m = sm.client
+    sm = s.store_market()
+    m = sm.client
+    if project_manifest is not None:
+        from pocfl.fl_project import validation_commitment as manifest_commitment
+        from pocfl.store import compute_cid
+
+        stored_cid(sm.store, project_manifest.model.initial_weights_cid, "model.initial_weights_cid", "FILE")
+        model_cid = compute_cid(project_manifest.to_json())
+        expected = manifest_commitment(project_manifest, sm)
+        if commitment not in (ZERO_BYTES32, expected):
+            raise ConfigError(
+                f"the validation commitment 0x{commitment.hex()} is not the manifest's validation set's "
+                f"0x{expected.hex()}"
+            )
+        commitment = expected
+        _check_proof_config(sm.client, project_manifest, verifier_address, max_trainers)
+    elif initial_model_cid is not None:
+        model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
+    else:
+        model_cid = sm.publish(_present(model_file))
+    start = start_time if start_time is not None else s.now() + int(start_in or 0)
+    params = ProjectParams(
+        aggregator=agg,
+        start_time=start,
+        num_rounds=rounds,
+        submission_window=submission_window,
+        aggregation_window=aggregation_window,
+        min_trainers=min_trainers,
+        max_trainers=max_trainers,
+        initial_model_cid=model_cid,
+        registration_mode=RegistrationMode.ALLOWLIST if allowlist else RegistrationMode.OPEN,
+        stake=stake_wei,
+        validation_set_commitment=commitment,
+        verifier=verifier_address,
+    )
+    with s.out.status("creating the project"):
         if project_manifest is not None:
-            from pocfl.fl_project import validation_commitment as manifest_commitment
-            from pocfl.store import compute_cid
+            from pocfl.fl_project import create_fl_project
 
-            stored_cid(sm.store, project_manifest.model.initial_weights_cid, "model.initial_weights_cid", "FILE")
-            model_cid = compute_cid(project_manifest.to_json())
-            expected = manifest_commitment(project_manifest, sm)
-            if commitment not in (ZERO_BYTES32, expected):
-                raise ConfigError(
-                    f"the validation commitment 0x{commitment.hex()} is not the manifest's validation set's "
-                    f"0x{expected.hex()}"
-                )
-            commitment = expected
-            _check_proof_config(sm.client, project_manifest, verifier_address, max_trainers)
-        elif initial_model_cid is not None:
-            model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
+            project_id, receipt = create_fl_project(sm, params, budget_amount, project_manifest)
         else:
-            model_cid = sm.publish(_present(model_file))
-        start = start_time if start_time is not None else s.now() + int(start_in or 0)
-        params = ProjectParams(
-            aggregator=agg,
-            start_time=start,
-            num_rounds=rounds,
-            submission_window=submission_window,
-            aggregation_window=aggregation_window,
-            min_trainers=min_trainers,
-            max_trainers=max_trainers,
-            initial_model_cid=model_cid,
-            registration_mode=RegistrationMode.ALLOWLIST if allowlist else RegistrationMode.OPEN,
-            stake=stake_wei,
-            validation_set_commitment=commitment,
-            verifier=verifier_address,
-        )
-        with s.out.status("creating the project"):
-            if project_manifest is not None:
-                from pocfl.fl_project import create_fl_project
+            project_id, receipt = m.create_project(params, budget_amount)
+    allow_receipt = None
+    if allowed:
+        with s.out.status(f"allowlisting {len(allowed)} trainers"):
+            allow_receipt = m.allow_trainers(project_id, allowed)
+    now = s.now()
+    document: dict[str, Any] = {
+        "project_id": project_id,
+        "owner": m.sender,
+        "initial_model_cid": model_cid,
+        "store": sm.store.location,
+        "budget_wei": budget_amount,
+        "round_budget_wei": budget_amount // rounds,
+        "params": params.to_json(),
+        "allowlist": allowed,
+        "tx": tx_doc(receipt),
+    }
+    if allow_receipt is not None:
+        document["allow_tx"] = tx_doc(allow_receipt)
 
-                project_id, receipt = create_fl_project(sm, params, budget_amount, project_manifest)
-            else:
-                project_id, receipt = m.create_project(params, budget_amount)
-        allow_receipt = None
+    def human() -> None:
+        s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(budget_amount)}")
+        s.out.print(f"Initial model {escape(model_cid)} (in {escape(sm.store.location)}).")
+        s.out.print(f"Registration closes and round 0 opens at {when(start, now)}.")
         if allowed:
-            with s.out.status(f"allowlisting {len(allowed)} trainers"):
-                allow_receipt = m.allow_trainers(project_id, allowed)
-        now = s.now()
-        document: dict[str, Any] = {
-            "project_id": project_id,
-            "owner": m.sender,
-            "initial_model_cid": model_cid,
-            "store": sm.store.location,
-            "budget_wei": budget_amount,
-            "round_budget_wei": budget_amount // rounds,
-            "params": params.to_json(),
-            "allowlist": allowed,
-            "tx": tx_doc(receipt),
-        }
-        if allow_receipt is not None:
-            document["allow_tx"] = tx_doc(allow_receipt)
+            s.out.print(f"Allowlisted {len(allowed)} trainers.")
+        s.out.print(f"Trainers join with `pocfl register {project_id}`; see `pocfl project status {project_id}`.")
 
-        def human() -> None:
-            s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(budget_amount)}")
-            s.out.print(f"Initial model {escape(model_cid)} (in {escape(sm.store.location)}).")
-            s.out.print(f"Registration closes and round 0 opens at {when(start, now)}.")
-            if allowed:
-                s.out.print(f"Allowlisted {len(allowed)} trainers.")
-            s.out.print(f"Trainers join with `pocfl register {project_id}`; see `pocfl project status {project_id}`.")
-
-        s.out.result(document, human)
+    s.out.result(document, human)
 
 
 def _present(path: Path | None) -> Path:
@@ -434,39 +424,35 @@ def _summary(st: ProjectState, now: int) -> dict[str, Any]:
 
 @app.command("list")
 @guarded
+@connected()
 def list_projects(
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """List every project of the marketplace."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        m = s.market(signer=False)
-        now = s.now()
-        projects = [m.project(i) for i in range(1, m.project_count() + 1)]
+    m = s.market(signer=False)
+    now = s.now()
+    projects = [m.project(i) for i in range(1, m.project_count() + 1)]
 
-        def human() -> None:
-            if not projects:
-                s.out.print("No projects yet: create one with `pocfl project create`.")
-                return
-            table = Table("id", "owner", "phase", "budget (ETH)", "escrow (ETH)", "round", "trainers", "starts")
-            for st in projects:
-                table.add_row(
-                    str(st.project_id),
-                    short(st.owner),
-                    escape(st.phase(now)),
-                    eth(st.budget),
-                    eth(st.escrow),
-                    f"{min(st.current_round + 1, st.params.num_rounds)}/{st.params.num_rounds}",
-                    f"{st.trainer_count} ({st.params.min_trainers}-{st.params.max_trainers})",
-                    relative(st.params.start_time, now),
-                )
-            s.out.table(table)
+    def human() -> None:
+        if not projects:
+            s.out.print("No projects yet: create one with `pocfl project create`.")
+            return
+        table = Table("id", "owner", "phase", "budget (ETH)", "escrow (ETH)", "round", "trainers", "starts")
+        for st in projects:
+            table.add_row(
+                str(st.project_id),
+                short(st.owner),
+                escape(st.phase(now)),
+                eth(st.budget),
+                eth(st.escrow),
+                f"{min(st.current_round + 1, st.params.num_rounds)}/{st.params.num_rounds}",
+                f"{st.trainer_count} ({st.params.min_trainers}-{st.params.max_trainers})",
+                relative(st.params.start_time, now),
+            )
+        s.out.table(table)
 
-        s.out.result({"now": now, "projects": [_summary(st, now) for st in projects]}, human)
+    s.out.result({"now": now, "projects": [_summary(st, now) for st in projects]}, human)
 
 
 def _time(timestamp: int, now: int) -> dict[str, Any]:
@@ -559,25 +545,20 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: C
 
 @app.command("status")
 @guarded
+@connected(store=True)
 def status(
     project_id: ProjectId,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Show a project: parameters, phase, deadlines, money, trainers, submissions and credits.
 
     For each CID listed (the current model, round models, current submissions) it says whether the content
     store holds it, without fetching.
     """
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
-        m = s.market(signer=False)
-        doc = _status_document(m, s, project_id, s.store())
-        s.out.result(doc, lambda: _render_status(s, doc))
+    m = s.market(signer=False)
+    doc = _status_document(m, s, project_id, s.store())
+    s.out.result(doc, lambda: _render_status(s, doc))
 
 
 def _fmt(t: dict[str, Any]) -> str:
@@ -656,56 +637,44 @@ def _render_status(s: Session, doc: dict[str, Any]) -> None:
 
 @app.command("allow")
 @guarded
+@connected(deadline=True)
 def allow(
     project_id: ProjectId,
     trainers: Annotated[list[str], typer.Argument(metavar="ADDRESS...", help="Trainers allowed to register.")],
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    deadline_margin: DeadlineMarginOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Allow trainers to register in an allowlist project (owner, before the start time)."""
     addresses = parse_addresses(trainers, "ADDRESS")
-    with Session(rpc, key, keystore, json_out, deployment, market, deadline_margin=deadline_margin) as s:
-        receipt = s.market().allow_trainers(project_id, addresses)
-        s.out.result(
-            {"project_id": project_id, "allowed": addresses, "tx": tx_doc(receipt)},
-            lambda: s.out.print(f"Allowed {len(addresses)} trainers in project {project_id}."),
-        )
+    receipt = s.market().allow_trainers(project_id, addresses)
+    s.out.result(
+        {"project_id": project_id, "allowed": addresses, "tx": tx_doc(receipt)},
+        lambda: s.out.print(f"Allowed {len(addresses)} trainers in project {project_id}."),
+    )
 
 
 @app.command("cancel")
 @guarded
+@connected(deadline=True)
 def cancel(
     project_id: ProjectId,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    deadline_margin: DeadlineMarginOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Cancel a project: the owner before it starts, anyone once it started undersubscribed."""
-    with Session(rpc, key, keystore, json_out, deployment, market, deadline_margin=deadline_margin) as s:
-        m = s.market()
-        receipt = m.cancel(project_id)
-        reason = CancelReason(int(receipt.event("ProjectCancelled").args["reason"])).name.lower()
-        st = m.project(project_id)
+    m = s.market()
+    receipt = m.cancel(project_id)
+    reason = CancelReason(int(receipt.event("ProjectCancelled").args["reason"])).name.lower()
+    st = m.project(project_id)
 
-        def human() -> None:
-            s.out.print(f"Cancelled project {project_id}.")
-            s.out.print(
-                f"The owner withdraws the escrow ({eth_wei(st.escrow)}) with `pocfl project withdraw {project_id}`;"
-            )
-            s.out.print(f"trainers get their stakes back with `pocfl release-stake {project_id}` then `pocfl claim`.")
-
-        s.out.result(
-            {"project_id": project_id, "reason": reason, "escrow_wei": st.escrow, "tx": tx_doc(receipt)}, human
+    def human() -> None:
+        s.out.print(f"Cancelled project {project_id}.")
+        s.out.print(
+            f"The owner withdraws the escrow ({eth_wei(st.escrow)}) with `pocfl project withdraw {project_id}`;"
         )
+        s.out.print(f"trainers get their stakes back with `pocfl release-stake {project_id}` then `pocfl claim`.")
+
+    s.out.result({"project_id": project_id, "reason": reason, "escrow_wei": st.escrow, "tx": tx_doc(receipt)}, human)
 
 
 def _settle(s: Session, view: MarketplaceClient, project_id: int) -> list[dict[str, Any]]:
@@ -744,79 +713,69 @@ def _settle(s: Session, view: MarketplaceClient, project_id: int) -> list[dict[s
 
 @app.command("finalize")
 @guarded
+@connected()
 def finalize(
     project_id: ProjectId,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Settle timeouts: fail the round the aggregator left overdue, cancel an undersubscribed project.
 
     Anyone may run it; it does nothing when nothing is overdue. Reports what the owner can withdraw.
     """
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        view = s.market(signer=False)
-        actions = _settle(s, view, project_id)
-        st = view.project(project_id)
-        now = s.now()
-        withdrawable = st.escrow if st.status in ENDED else 0
-        document = {
-            "project_id": project_id,
-            "actions": actions,
-            "status": st.status.name.lower(),
-            "phase": st.phase(now),
-            "current_round": st.current_round,
-            "escrow_wei": st.escrow,
-            "owner_withdrawable_wei": withdrawable,
-            "aggregation_deadline": st.aggregation_deadline,
-        }
+    view = s.market(signer=False)
+    actions = _settle(s, view, project_id)
+    st = view.project(project_id)
+    now = s.now()
+    withdrawable = st.escrow if st.status in ENDED else 0
+    document = {
+        "project_id": project_id,
+        "actions": actions,
+        "status": st.status.name.lower(),
+        "phase": st.phase(now),
+        "current_round": st.current_round,
+        "escrow_wei": st.escrow,
+        "owner_withdrawable_wei": withdrawable,
+        "aggregation_deadline": st.aggregation_deadline,
+    }
 
-        def human() -> None:
-            for a in actions:
-                if a["action"] == "fail_round":
-                    extra = " (two in a row: the project is cancelled)" if "cancelled" in a else ""
-                    s.out.print(f"Failed overdue round {a['round']}{extra}.")
-                else:
-                    s.out.print("Cancelled the project: it started with too few trainers.")
-            if not actions:
-                s.out.print("Nothing is overdue.")
-            s.out.print(f"Project {project_id} is {escape(st.phase(now))}.")
-            if st.status == ProjectStatus.ACTIVE and now >= st.params.start_time:
-                s.out.print(f"Round {st.current_round} results are due {when(st.aggregation_deadline, now)}.")
-            if withdrawable:
-                s.out.print(
-                    f"The owner can withdraw {eth_wei(withdrawable)} with `pocfl project withdraw {project_id}`."
-                )
-            elif st.status == ProjectStatus.ACTIVE:
-                s.out.print(f"The escrow of {eth_wei(st.escrow)} stays locked until the project ends.")
+    def human() -> None:
+        for a in actions:
+            if a["action"] == "fail_round":
+                extra = " (two in a row: the project is cancelled)" if "cancelled" in a else ""
+                s.out.print(f"Failed overdue round {a['round']}{extra}.")
+            else:
+                s.out.print("Cancelled the project: it started with too few trainers.")
+        if not actions:
+            s.out.print("Nothing is overdue.")
+        s.out.print(f"Project {project_id} is {escape(st.phase(now))}.")
+        if st.status == ProjectStatus.ACTIVE and now >= st.params.start_time:
+            s.out.print(f"Round {st.current_round} results are due {when(st.aggregation_deadline, now)}.")
+        if withdrawable:
+            s.out.print(f"The owner can withdraw {eth_wei(withdrawable)} with `pocfl project withdraw {project_id}`.")
+        elif st.status == ProjectStatus.ACTIVE:
+            s.out.print(f"The escrow of {eth_wei(st.escrow)} stays locked until the project ends.")
 
-        s.out.result(document, human)
+    s.out.result(document, human)
 
 
 @app.command("withdraw")
 @guarded
+@connected()
 def withdraw(
     project_id: ProjectId,
     to: Annotated[
         str | None, typer.Option(metavar="ADDRESS", help="Send the ether here instead of to the owner.")
     ] = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Owner: withdraw the escrow nobody earned once the project finished or was cancelled."""
     dest = parse_address(to, "--to") if to else None
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        m = s.market()
-        amount, receipt = m.withdraw_remaining(project_id, dest)
-        recipient = dest or m.sender
-        s.out.result(
-            {"project_id": project_id, "to": recipient, "amount_wei": amount, "tx": tx_doc(receipt)},
-            lambda: s.out.print(f"Withdrew {eth_wei(amount)} from project {project_id} to {recipient}."),
-        )
+    m = s.market()
+    amount, receipt = m.withdraw_remaining(project_id, dest)
+    recipient = dest or m.sender
+    s.out.result(
+        {"project_id": project_id, "to": recipient, "amount_wei": amount, "tx": tx_doc(receipt)},
+        lambda: s.out.print(f"Withdrew {eth_wei(amount)} from project {project_id} to {recipient}."),
+    )

@@ -27,15 +27,8 @@ from pocfl.cli.parse import (
     stored_cid,
 )
 from pocfl.cli.session import (
-    DeadlineMarginOpt,
-    DeploymentOpt,
-    IpfsOpt,
-    JsonOpt,
-    KeyOpt,
-    KeystoreOpt,
-    MarketOpt,
-    RpcOpt,
     Session,
+    connected,
 )
 from pocfl.errors import ConfigError, PocflError
 
@@ -59,6 +52,7 @@ RoundOpt = Annotated[
 
 @app.command("submit")
 @guarded
+@connected(store=True, deadline=True)
 def submit(
     project_id: ProjectId,
     update: Annotated[
@@ -98,14 +92,8 @@ def submit(
         str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the update's features (for proofs).")
     ] = None,
     round_: RoundOpt = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
-    deadline_margin: DeadlineMarginOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Trainer: store an update file and submit its CID and commitment for a round.
 
@@ -139,50 +127,49 @@ def submit(
                 )
         else:
             _check_update_file(plaintext, update)
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
-        sm = s.store_market()
-        m = sm.client
-        r = round_ if round_ is not None else m.project(project_id).current_round
-        computed = plaintext is not None and commit is None
-        if plaintext is None:
-            assert cid is not None and commit is not None
-            stored = stored_cid(sm.store, cid, "--cid", "--update FILE")
-            payload = sm.fetch(stored, max_size=max_payload())  # the whole object is there and intact
-            receipt = m.submit(project_id, r, stored, commit, features)
-        else:
-            if commit is None:
-                commit = update_commitment(
-                    plaintext,
-                    chain_id=s.chain().chain_id,
-                    market=m.address,
-                    project_id=project_id,
-                    round=r,
-                    trainer=m.sender,
-                )
-            payload = encrypt_update(plaintext, recipient) if recipient is not None else plaintext
-            stored, receipt = sm.submit_update(project_id, r, payload, commit, features)
-        encrypted = is_encrypted(payload)
-        index = int(receipt.event("UpdateSubmitted").args["index"])
-        document = {
-            "project_id": project_id,
-            "round": r,
-            "index": index,
-            "trainer": m.sender,
-            "cid": stored,
-            "size": len(payload),
-            "encrypted": encrypted,
-            "commitment": commit,
-            "commitment_computed": computed,
-            "store": sm.store.location,
-            "tx": tx_doc(receipt),
-        }
-        s.out.result(
-            document,
-            lambda: s.out.print(
-                f"Submitted {escape(stored)} ({len(payload)} bytes, {'encrypted' if encrypted else 'not encrypted'}) "
-                f"to project {project_id}, round {r} (#{index}); commitment 0x{commit.hex()}."
-            ),
-        )
+    sm = s.store_market()
+    m = sm.client
+    r = round_ if round_ is not None else m.project(project_id).current_round
+    computed = plaintext is not None and commit is None
+    if plaintext is None:
+        assert cid is not None and commit is not None
+        stored = stored_cid(sm.store, cid, "--cid", "--update FILE")
+        payload = sm.fetch(stored, max_size=max_payload())  # the whole object is there and intact
+        receipt = m.submit(project_id, r, stored, commit, features)
+    else:
+        if commit is None:
+            commit = update_commitment(
+                plaintext,
+                chain_id=s.chain().chain_id,
+                market=m.address,
+                project_id=project_id,
+                round=r,
+                trainer=m.sender,
+            )
+        payload = encrypt_update(plaintext, recipient) if recipient is not None else plaintext
+        stored, receipt = sm.submit_update(project_id, r, payload, commit, features)
+    encrypted = is_encrypted(payload)
+    index = int(receipt.event("UpdateSubmitted").args["index"])
+    document = {
+        "project_id": project_id,
+        "round": r,
+        "index": index,
+        "trainer": m.sender,
+        "cid": stored,
+        "size": len(payload),
+        "encrypted": encrypted,
+        "commitment": commit,
+        "commitment_computed": computed,
+        "store": sm.store.location,
+        "tx": tx_doc(receipt),
+    }
+    s.out.result(
+        document,
+        lambda: s.out.print(
+            f"Submitted {escape(stored)} ({len(payload)} bytes, {'encrypted' if encrypted else 'not encrypted'}) "
+            f"to project {project_id}, round {r} (#{index}); commitment 0x{commit.hex()}."
+        ),
+    )
 
 
 def max_payload() -> int:
@@ -210,6 +197,7 @@ def _check_update_file(data: bytes, path: Path) -> None:
 
 @app.command("post")
 @guarded
+@connected(store=True, deadline=True)
 def post(
     project_id: ProjectId,
     scores: Annotated[
@@ -257,14 +245,8 @@ def post(
         Path | None, typer.Option(metavar="FILE", help="Proof bytes for the project's verifier.")
     ] = None,
     round_: RoundOpt = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
-    deadline_margin: DeadlineMarginOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Aggregator: store the new model and the round report, post scores and outlier flags.
 
@@ -284,83 +266,82 @@ def post(
     proof = read_bytes(proof_file, "--proof-file") if proof_file else b""
     model_file = existing_file(model, "--model") if model is not None else None
     report_file = existing_file(report, "--report") if report is not None else None
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
-        sm = s.store_market()
-        m = sm.client
-        r = round_ if round_ is not None else m.project(project_id).current_round
-        submissions = [u.submission for u in sm.submitted_updates(project_id, r, from_block=s.from_block)]
-        n = len(submissions)
-        if flags is None:
-            flags = (False,) * n
-        if len(score_values) != n or len(flags) != n:
-            raise ConfigError(
-                f"round {r} of project {project_id} has {n} submissions but {len(score_values)} scores and "
-                f"{len(flags)} outlier flags: give one of each per submission, in submission order "
-                f"(see `pocfl round show {project_id} {r}`)"
-            )
-        # Refuse CIDs and hashes the store lacks before storing anything or sending a transaction.
-        model_ref = stored_cid(sm.store, model_cid, "--model-cid", "--model FILE") if model_cid else None
-        report_cid = _stored_report(sm.store, digest) if digest is not None else None
-        if model_file is not None and report_file is not None:
-            round_post, receipt = sm.post_round(
-                project_id,
-                r,
-                model=model_file,
-                report=report_file,
-                submissions=submissions,
-                scores=score_values,
-                outliers=flags,
-                hyperparams_hash=hyper,
-                proof=proof,
-            )
-            report_cid = _report_cid(sm.store, round_post.report_hash)
-        else:
-            if report_file is not None:
-                report_cid = sm.publish(report_file)
-            round_post = RoundPost(
-                model_cid=model_ref if model_ref is not None else sm.publish(_present(model_file)),
-                submissions=tuple(submissions),
-                scores=score_values,
-                outliers=flags,
-                report_hash=root_digest(report_cid) if report_cid is not None else (digest or ZERO_BYTES32),
-                hyperparams_hash=hyper,
-            )
-            receipt = m.post_round(project_id, r, round_post, proof)
-        posted = receipt.event("RoundPosted").args
-        credits = [
-            {
-                "trainer": str(e.args["trainer"]),
-                "score": int(e.args["score"]),
-                "outlier": bool(e.args["outlier"]),
-                "amount_wei": int(e.args["amount"]),
-            }
-            for e in receipt.events
-            if e.name == "TrainerCredited"
-        ]
-        finished = any(e.name == "ProjectFinished" for e in receipt.events)
-        document = {
-            "project_id": project_id,
-            "round": r,
-            "model_cid": round_post.model_cid,
-            "report_hash": round_post.report_hash,
-            "report_cid": report_cid,
-            "credited_wei": int(posted["credited"]),
-            "unallocated_wei": int(posted["unallocated"]),
-            "proven": bool(posted["proven"]),
-            "finished": finished,
-            "credits": credits,
-            "store": sm.store.location,
-            "tx": tx_doc(receipt),
+    sm = s.store_market()
+    m = sm.client
+    r = round_ if round_ is not None else m.project(project_id).current_round
+    submissions = [u.submission for u in sm.submitted_updates(project_id, r, from_block=s.from_block)]
+    n = len(submissions)
+    if flags is None:
+        flags = (False,) * n
+    if len(score_values) != n or len(flags) != n:
+        raise ConfigError(
+            f"round {r} of project {project_id} has {n} submissions but {len(score_values)} scores and "
+            f"{len(flags)} outlier flags: give one of each per submission, in submission order "
+            f"(see `pocfl round show {project_id} {r}`)"
+        )
+    # Refuse CIDs and hashes the store lacks before storing anything or sending a transaction.
+    model_ref = stored_cid(sm.store, model_cid, "--model-cid", "--model FILE") if model_cid else None
+    report_cid = _stored_report(sm.store, digest) if digest is not None else None
+    if model_file is not None and report_file is not None:
+        round_post, receipt = sm.post_round(
+            project_id,
+            r,
+            model=model_file,
+            report=report_file,
+            submissions=submissions,
+            scores=score_values,
+            outliers=flags,
+            hyperparams_hash=hyper,
+            proof=proof,
+        )
+        report_cid = _report_cid(sm.store, round_post.report_hash)
+    else:
+        if report_file is not None:
+            report_cid = sm.publish(report_file)
+        round_post = RoundPost(
+            model_cid=model_ref if model_ref is not None else sm.publish(_present(model_file)),
+            submissions=tuple(submissions),
+            scores=score_values,
+            outliers=flags,
+            report_hash=root_digest(report_cid) if report_cid is not None else (digest or ZERO_BYTES32),
+            hyperparams_hash=hyper,
+        )
+        receipt = m.post_round(project_id, r, round_post, proof)
+    posted = receipt.event("RoundPosted").args
+    credits = [
+        {
+            "trainer": str(e.args["trainer"]),
+            "score": int(e.args["score"]),
+            "outlier": bool(e.args["outlier"]),
+            "amount_wei": int(e.args["amount"]),
         }
+        for e in receipt.events
+        if e.name == "TrainerCredited"
+    ]
+    finished = any(e.name == "ProjectFinished" for e in receipt.events)
+    document = {
+        "project_id": project_id,
+        "round": r,
+        "model_cid": round_post.model_cid,
+        "report_hash": round_post.report_hash,
+        "report_cid": report_cid,
+        "credited_wei": int(posted["credited"]),
+        "unallocated_wei": int(posted["unallocated"]),
+        "proven": bool(posted["proven"]),
+        "finished": finished,
+        "credits": credits,
+        "store": sm.store.location,
+        "tx": tx_doc(receipt),
+    }
 
-        def human() -> None:
-            s.out.print(f"Posted round {r} of project {project_id}: credited {eth(int(posted['credited']))} ETH.")
-            s.out.print(f"model {escape(round_post.model_cid)}; report {escape(report_cid or 'none')}")
-            s.out.table(_credit_table(credits))
-            if finished:
-                s.out.print("That was the last round: the project is finished.")
+    def human() -> None:
+        s.out.print(f"Posted round {r} of project {project_id}: credited {eth(int(posted['credited']))} ETH.")
+        s.out.print(f"model {escape(round_post.model_cid)}; report {escape(report_cid or 'none')}")
+        s.out.table(_credit_table(credits))
+        if finished:
+            s.out.print("That was the last round: the project is finished.")
 
-        s.out.result(document, human)
+    s.out.result(document, human)
 
 
 def _present(path: Path | None) -> Path:
@@ -398,6 +379,7 @@ def _stored_report(store: ContentStore, digest: bytes) -> str | None:
 
 @app.command("fetch")
 @guarded
+@connected(store=True)
 def fetch(
     project_id: ProjectId,
     out_dir: Annotated[
@@ -417,13 +399,8 @@ def fetch(
         ),
     ] = None,
     round_: RoundOpt = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Fetch a round's updates into DIR, each verified against its CID and (once readable) its commitment.
 
@@ -440,55 +417,54 @@ def fetch(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--out: cannot create {out_dir}: {exc.strerror or exc}") from None
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
-        sm = s.store_market(signer=False)
-        r = round_ if round_ is not None else sm.client.project(project_id).current_round
-        updates = sm.submitted_updates(project_id, r, from_block=s.from_block)
-        chain_id = s.chain().chain_id
-        rows = [_fetch_one(sm, u, project_id, r, chain_id, out_dir, keypair) for u in updates]
-        failed = sum(1 for row in rows if not row["ok"])
-        document = {
-            "project_id": project_id,
-            "round": r,
-            "out": str(out_dir),
-            "store": sm.store.location,
-            "ok": len(rows) - failed,
-            "failed": failed,
-            "submissions": rows,
-        }
+    sm = s.store_market(signer=False)
+    r = round_ if round_ is not None else sm.client.project(project_id).current_round
+    updates = sm.submitted_updates(project_id, r, from_block=s.from_block)
+    chain_id = s.chain().chain_id
+    rows = [_fetch_one(sm, u, project_id, r, chain_id, out_dir, keypair) for u in updates]
+    failed = sum(1 for row in rows if not row["ok"])
+    document = {
+        "project_id": project_id,
+        "round": r,
+        "out": str(out_dir),
+        "store": sm.store.location,
+        "ok": len(rows) - failed,
+        "failed": failed,
+        "submissions": rows,
+    }
 
-        def human() -> None:
-            s.out.print(
-                f"[bold]Project {project_id}, round {r}[/bold]: {len(rows)} submissions from "
-                f"{escape(sm.store.location)} into {escape(str(out_dir))}: {len(rows) - failed} ok, {failed} failed"
+    def human() -> None:
+        s.out.print(
+            f"[bold]Project {project_id}, round {r}[/bold]: {len(rows)} submissions from "
+            f"{escape(sm.store.location)} into {escape(str(out_dir))}: {len(rows) - failed} ok, {failed} failed"
+        )
+        if not rows:
+            return
+        table = Table("#", "trainer", "cid", "size", "encrypted", "commitment", "status")
+        for row in rows:
+            status = "[green]ok[/green]" if row["ok"] else f"[red]{row['error']['error']}[/red] (below)"
+            table.add_row(
+                str(row["index"]),
+                short(row["trainer"]),
+                escape(row["cid"]),
+                "" if row["size"] is None else str(row["size"]),
+                _yes_no(row["encrypted"], "decrypted" if row["decrypted"] else "yes"),
+                "verified" if row["commitment_verified"] else ("not checked" if row["ok"] else "-"),
+                status,
             )
-            if not rows:
-                return
-            table = Table("#", "trainer", "cid", "size", "encrypted", "commitment", "status")
-            for row in rows:
-                status = "[green]ok[/green]" if row["ok"] else f"[red]{row['error']['error']}[/red] (below)"
-                table.add_row(
-                    str(row["index"]),
-                    short(row["trainer"]),
-                    escape(row["cid"]),
-                    "" if row["size"] is None else str(row["size"]),
-                    _yes_no(row["encrypted"], "decrypted" if row["decrypted"] else "yes"),
-                    "verified" if row["commitment_verified"] else ("not checked" if row["ok"] else "-"),
-                    status,
+        s.out.table(table)
+        for row in rows:
+            if not row["ok"]:
+                error = row["error"]
+                s.out.print(
+                    f"#{row['index']} ({row['trainer']}): [red]{error['error']}[/red]: {escape(error['message'])}"
                 )
-            s.out.table(table)
-            for row in rows:
-                if not row["ok"]:
-                    error = row["error"]
-                    s.out.print(
-                        f"#{row['index']} ({row['trainer']}): [red]{error['error']}[/red]: {escape(error['message'])}"
-                    )
-            if keypair is None and any(row["encrypted"] for row in rows):
-                s.out.print("Encrypted updates were written as stored: pass --decrypt-key FILE to open and check them.")
+        if keypair is None and any(row["encrypted"] for row in rows):
+            s.out.print("Encrypted updates were written as stored: pass --decrypt-key FILE to open and check them.")
 
-        s.out.result(document, human)
-        if failed:
-            raise typer.Exit(1)
+    s.out.result(document, human)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _fetch_one(
@@ -545,150 +521,139 @@ def _credit_table(credits: list[dict[str, Any]]) -> Table:
 
 @app.command("fail")
 @guarded
+@connected()
 def fail(
     project_id: ProjectId,
     round_: RoundOpt = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Anyone: mark a round failed once its aggregation deadline passed without results."""
-    with Session(rpc, key, keystore, json_out, deployment, market) as s:
-        m = s.market()
-        r = round_ if round_ is not None else m.project(project_id).current_round
-        receipt = m.fail_round(project_id, r)
-        cancelled = any(e.name == "ProjectCancelled" for e in receipt.events)
-        st = m.project(project_id)
-        s.out.result(
-            {
-                "project_id": project_id,
-                "round": r,
-                "cancelled": cancelled,
-                "status": st.status.name.lower(),
-                "tx": tx_doc(receipt),
-            },
-            lambda: s.out.print(
-                f"Failed round {r} of project {project_id}"
-                + ("; two failures in a row cancelled the project." if cancelled else ".")
-            ),
-        )
+    m = s.market()
+    r = round_ if round_ is not None else m.project(project_id).current_round
+    receipt = m.fail_round(project_id, r)
+    cancelled = any(e.name == "ProjectCancelled" for e in receipt.events)
+    st = m.project(project_id)
+    s.out.result(
+        {
+            "project_id": project_id,
+            "round": r,
+            "cancelled": cancelled,
+            "status": st.status.name.lower(),
+            "tx": tx_doc(receipt),
+        },
+        lambda: s.out.print(
+            f"Failed round {r} of project {project_id}"
+            + ("; two failures in a row cancelled the project." if cancelled else ".")
+        ),
+    )
 
 
 @app.command("show")
 @guarded
+@connected(store=True)
 def show(
     project_id: ProjectId,
     round_number: Annotated[
         int | None, typer.Argument(min=0, metavar="ROUND", help="Default: the current round.", show_default=False)
     ] = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = "POCFL_PRIVATE_KEY",
-    keystore: KeystoreOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    ipfs: IpfsOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Show a round: its submissions (CIDs, commitments) and, once posted, scores, outliers and credits.
 
     ``stored`` says whether the content store holds each CID (checked without fetching; ``null`` when the
     store cannot be asked).
     """
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs) as s:
-        m = s.market(signer=False)
-        store = s.store()
-        st = m.project(project_id)
-        r = round_number if round_number is not None else st.current_round
-        if r >= st.params.num_rounds:
-            raise ConfigError(f"project {project_id} has rounds 0 to {st.params.num_rounds - 1}, not {r}")
-        start = s.from_block
-        subs = sorted(
-            project_events(m, "UpdateSubmitted", start, projectId=project_id, round=r),
-            key=lambda e: int(e.args["index"]),
+    m = s.market(signer=False)
+    store = s.store()
+    st = m.project(project_id)
+    r = round_number if round_number is not None else st.current_round
+    if r >= st.params.num_rounds:
+        raise ConfigError(f"project {project_id} has rounds 0 to {st.params.num_rounds - 1}, not {r}")
+    start = s.from_block
+    subs = sorted(
+        project_events(m, "UpdateSubmitted", start, projectId=project_id, round=r),
+        key=lambda e: int(e.args["index"]),
+    )
+    posted = project_events(m, "RoundPosted", start, projectId=project_id, round=r)
+    failed = project_events(m, "RoundFailed", start, projectId=project_id, round=r)
+    # postRound emits one TrainerCredited per submission, in submission order.
+    credited = dict(enumerate(project_events(m, "TrainerCredited", start, projectId=project_id, round=r)))
+    if posted:
+        state = "posted"
+    elif failed:
+        state = "failed"
+    elif r == st.current_round and st.status == ProjectStatus.ACTIVE:
+        state = "open"
+    else:
+        state = "not reached"
+    rows: list[dict[str, Any]] = []
+    for e in subs:
+        row: dict[str, Any] = {
+            "index": int(e.args["index"]),
+            "trainer": str(e.args["trainer"]),
+            "cid": e.args["cid"],
+            "stored": store_holds(store, str(e.args["cid"])),
+            "commitment": e.args["commitment"],
+            "feature_commitment": e.args["featureCommitment"],
+        }
+        c = credited.get(int(e.args["index"]))
+        if c is not None:
+            row.update(score=int(c.args["score"]), outlier=bool(c.args["outlier"]), credited_wei=int(c.args["amount"]))
+        rows.append(row)
+    document: dict[str, Any] = {"project_id": project_id, "round": r, "state": state, "submissions": rows}
+    if posted:
+        a = posted[0].args
+        report_cid = _report_cid(store, bytes(a["reportHash"]))
+        document.update(
+            model_cid=a["modelCid"],
+            model_stored=store_holds(store, str(a["modelCid"])),
+            report_hash=a["reportHash"],
+            report_cid=report_cid,
+            report_stored=report_cid is not None if bytes(a["reportHash"]) != ZERO_BYTES32 else None,
+            hyperparams_hash=a["hyperparamsHash"],
+            credited_wei=int(a["credited"]),
+            unallocated_wei=int(a["unallocated"]),
+            proven=bool(a["proven"]),
         )
-        posted = project_events(m, "RoundPosted", start, projectId=project_id, round=r)
-        failed = project_events(m, "RoundFailed", start, projectId=project_id, round=r)
-        # postRound emits one TrainerCredited per submission, in submission order.
-        credited = dict(enumerate(project_events(m, "TrainerCredited", start, projectId=project_id, round=r)))
+    if failed:
+        document["failed_by"] = str(failed[0].args["caller"])
+
+    def human() -> None:
+        s.out.print(f"[bold]Project {project_id}, round {r}[/bold]: {state}, {len(rows)} submissions")
+        columns = ["#", "trainer", "cid", "stored", "commitment"]
         if posted:
-            state = "posted"
-        elif failed:
-            state = "failed"
-        elif r == st.current_round and st.status == ProjectStatus.ACTIVE:
-            state = "open"
-        else:
-            state = "not reached"
-        rows: list[dict[str, Any]] = []
-        for e in subs:
-            row: dict[str, Any] = {
-                "index": int(e.args["index"]),
-                "trainer": str(e.args["trainer"]),
-                "cid": e.args["cid"],
-                "stored": store_holds(store, str(e.args["cid"])),
-                "commitment": e.args["commitment"],
-                "feature_commitment": e.args["featureCommitment"],
-            }
-            c = credited.get(int(e.args["index"]))
-            if c is not None:
-                row.update(
-                    score=int(c.args["score"]), outlier=bool(c.args["outlier"]), credited_wei=int(c.args["amount"])
-                )
-            rows.append(row)
-        document: dict[str, Any] = {"project_id": project_id, "round": r, "state": state, "submissions": rows}
+            columns += ["score", "outlier", "credited (wei)"]
+        table = Table(*columns)
+        for row in rows:
+            cells = [
+                str(row["index"]),
+                short(row["trainer"]),
+                escape(row["cid"]),
+                _yes_no(row["stored"]),
+                short_hex(row["commitment"]),
+            ]
+            if posted:
+                cells += [
+                    str(row.get("score", "")),
+                    "yes" if row.get("outlier") else "no",
+                    str(row.get("credited_wei", 0)),
+                ]
+            table.add_row(*cells)
+        if rows:
+            s.out.table(table)
         if posted:
-            a = posted[0].args
-            report_cid = _report_cid(store, bytes(a["reportHash"]))
-            document.update(
-                model_cid=a["modelCid"],
-                model_stored=store_holds(store, str(a["modelCid"])),
-                report_hash=a["reportHash"],
-                report_cid=report_cid,
-                report_stored=report_cid is not None if bytes(a["reportHash"]) != ZERO_BYTES32 else None,
-                hyperparams_hash=a["hyperparamsHash"],
-                credited_wei=int(a["credited"]),
-                unallocated_wei=int(a["unallocated"]),
-                proven=bool(a["proven"]),
+            report = document["report_cid"] or ("none" if document["report_stored"] is None else "not stored")
+            s.out.print(
+                f"model {escape(str(document['model_cid']))} (stored: {_yes_no(document['model_stored'])}); "
+                f"report {escape(str(report))}; credited {eth(int(document['credited_wei']))} ETH, "
+                f"{document['unallocated_wei']} wei unallocated"
             )
         if failed:
-            document["failed_by"] = str(failed[0].args["caller"])
+            s.out.print(f"failed by {short(str(document['failed_by']))}: its budget stays in escrow")
 
-        def human() -> None:
-            s.out.print(f"[bold]Project {project_id}, round {r}[/bold]: {state}, {len(rows)} submissions")
-            columns = ["#", "trainer", "cid", "stored", "commitment"]
-            if posted:
-                columns += ["score", "outlier", "credited (wei)"]
-            table = Table(*columns)
-            for row in rows:
-                cells = [
-                    str(row["index"]),
-                    short(row["trainer"]),
-                    escape(row["cid"]),
-                    _yes_no(row["stored"]),
-                    short_hex(row["commitment"]),
-                ]
-                if posted:
-                    cells += [
-                        str(row.get("score", "")),
-                        "yes" if row.get("outlier") else "no",
-                        str(row.get("credited_wei", 0)),
-                    ]
-                table.add_row(*cells)
-            if rows:
-                s.out.table(table)
-            if posted:
-                report = document["report_cid"] or ("none" if document["report_stored"] is None else "not stored")
-                s.out.print(
-                    f"model {escape(str(document['model_cid']))} (stored: {_yes_no(document['model_stored'])}); "
-                    f"report {escape(str(report))}; credited {eth(int(document['credited_wei']))} ETH, "
-                    f"{document['unallocated_wei']} wei unallocated"
-                )
-            if failed:
-                s.out.print(f"failed by {short(str(document['failed_by']))}: its budget stays in escrow")
-
-        s.out.result(document, human)
+    s.out.result(document, human)
 
 
 def short_hex(value: Any) -> str:

@@ -20,9 +20,12 @@ prompt for keystores.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -48,6 +51,7 @@ __all__ = [
     "RpcOpt",
     "Session",
     "chain_now",
+    "connected",
 ]
 
 PANEL = "Connection and output"
@@ -176,3 +180,74 @@ class Session(Connection):
 
     def __enter__(self) -> Session:
         return self
+
+
+R = TypeVar("R")
+
+# The connection options in the order `--help` lists them, with their defaults; declared once, here.
+_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("rpc", RpcOpt, None),
+    ("key", KeyOpt, DEFAULT_KEY_ENV),
+    ("keystore", KeystoreOpt, None),
+    ("json_out", JsonOpt, False),
+    ("deployment", DeploymentOpt, None),
+    ("market", MarketOpt, None),
+    ("ipfs", IpfsOpt, None),
+    ("deadline_margin", DeadlineMarginOpt, None),
+)
+
+
+def connected(
+    *, sign: bool = True, store: bool = False, deadline: bool = False
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give a command the connection options and call it with the :class:`Session` they describe.
+
+    The command declares a keyword-only parameter ``s: Session`` instead of the options; this adds ``--rpc``,
+    ``--json``, ``--deployment`` and ``--market`` to its signature (what typer reads), with ``--key`` and
+    ``--keystore`` when it signs, ``--ipfs`` when it uses the content store and ``--deadline-margin`` when it sends
+    window-bound transactions. The session is closed when the command returns. Put :func:`guarded` above it: it
+    reads ``json_out`` to choose the error format.
+
+    Parameters
+    ----------
+    sign
+        The command signs transactions (``--key``, ``--keystore``).
+    store
+        The command uses the content store (``--ipfs``).
+    deadline
+        The command sends window-bound transactions (``--deadline-margin``).
+    """
+    skip = set() if sign else {"key", "keystore"}
+    skip |= set() if store else {"ipfs"}
+    skip |= set() if deadline else {"deadline_margin"}
+    options = [(name, hint, default) for name, hint, default in _OPTIONS if name not in skip]
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        own = inspect.signature(fn, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name != "s"]
+        params += [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint, default=default)
+            for name, hint, default in options
+        ]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> R:
+            given = {name: kwargs.pop(name, default) for name, _, default in options}
+            with Session(
+                given["rpc"],
+                given.get("key", DEFAULT_KEY_ENV),
+                given.get("keystore"),
+                given["json_out"],
+                given["deployment"],
+                given["market"],
+                given.get("ipfs"),
+                deadline_margin=given.get("deadline_margin"),
+            ) as session:
+                return fn(*args, s=session, **kwargs)
+
+        wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        # typer also reads the annotations: name the options, not the session the wrapper supplies as ``s``
+        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": own.return_annotation}
+        return wrapper
+
+    return decorate

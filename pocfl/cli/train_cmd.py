@@ -18,16 +18,8 @@ from rich.table import Table
 
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
-    DEFAULT_KEY_ENV,
-    DeadlineMarginOpt,
-    DeploymentOpt,
-    IpfsOpt,
-    JsonOpt,
-    KeyOpt,
-    KeystoreOpt,
-    MarketOpt,
-    RpcOpt,
     Session,
+    connected,
 )
 from pocfl.waiting import start_when_up
 
@@ -116,6 +108,7 @@ def _summary_table(summaries: list[RoundSummary]) -> Table:
 
 
 @guarded
+@connected(store=True, deadline=True)
 def train(
     project_id: Annotated[
         int, typer.Option("--project", min=1, metavar="ID", help="Project id (see `pocfl project list`).")
@@ -176,14 +169,8 @@ def train(
             show_default=False,
         ),
     ] = None,
-    rpc: RpcOpt = None,
-    key: KeyOpt = DEFAULT_KEY_ENV,
-    keystore: KeystoreOpt = None,
-    ipfs: IpfsOpt = None,
-    json_out: JsonOpt = False,
-    deployment: DeploymentOpt = None,
-    market: MarketOpt = None,
-    deadline_margin: DeadlineMarginOpt = None,
+    *,
+    s: Session,
 ) -> None:
     """Train on your private data and submit an update every round until the project ends.
 
@@ -198,74 +185,73 @@ def train(
 
     chosen_attack = parse_attack(attack)
     x, y = load_private_data(data, label_column=label_column)
-    with Session(rpc, key, keystore, json_out, deployment, market, ipfs, deadline_margin=deadline_margin) as s:
-        # started during an outage, wait for the chain and the store instead of exiting (the loop does the same)
-        m = start_when_up("connect to the chain", s.store_market, say=s.out.note)
-        state = start_when_up("read the project", lambda: m.client.project(project_id), say=s.out.note)
-        total = rounds if rounds is not None else max(state.params.num_rounds - state.current_round, 1)
-        s.out.note(
-            f"trainer {m.client.sender}, project {project_id}: {x.shape[0]} samples x {x.shape[1]} features"
-            + (f", attack {chosen_attack.value}" if chosen_attack is not None else "")
+    # started during an outage, wait for the chain and the store instead of exiting (the loop does the same)
+    m = start_when_up("connect to the chain", s.store_market, say=s.out.note)
+    state = start_when_up("read the project", lambda: m.client.project(project_id), say=s.out.note)
+    total = rounds if rounds is not None else max(state.params.num_rounds - state.current_round, 1)
+    s.out.note(
+        f"trainer {m.client.sender}, project {project_id}: {x.shape[0]} samples x {x.shape[1]} features"
+        + (f", attack {chosen_attack.value}" if chosen_attack is not None else "")
+    )
+    live = s.out.err.is_terminal
+    progress = (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=s.out.err,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
-        live = s.out.err.is_terminal
-        progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=s.out.err,
-                transient=False,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            )
-            if live
-            else None
-        )
-        rounds_task = progress.add_task("starting", total=total) if progress is not None else None
-        client = start_when_up(
-            "start the trainer",
-            lambda: TrainerClient(
-                m,
-                project_id,
-                x,
-                y,
-                seed=seed,
-                attack=chosen_attack,
-                state_dir=state_dir or default_state_dir(),
-                reporter=_reporter(s.out, progress, rounds_task),
-                from_block=s.from_block,
-            ),
-            say=s.out.note,
-        )
-        try:
-            if progress is not None:
-                with progress:
-                    summaries = client.run(rounds, poll=poll, max_wait=max_wait)
-            else:
+        if live
+        else None
+    )
+    rounds_task = progress.add_task("starting", total=total) if progress is not None else None
+    client = start_when_up(
+        "start the trainer",
+        lambda: TrainerClient(
+            m,
+            project_id,
+            x,
+            y,
+            seed=seed,
+            attack=chosen_attack,
+            state_dir=state_dir or default_state_dir(),
+            reporter=_reporter(s.out, progress, rounds_task),
+            from_block=s.from_block,
+        ),
+        say=s.out.note,
+    )
+    try:
+        if progress is not None:
+            with progress:
                 summaries = client.run(rounds, poll=poll, max_wait=max_wait)
-        except KeyboardInterrupt:
-            s.out.warn("interrupted; run the same command again to resume (no round is submitted twice)")
-            raise typer.Exit(130) from None
-        earned, claimable, final = start_when_up(
-            "read the final credits",
-            lambda: (client.earned(), m.client.credits(m.client.sender), m.client.project(project_id)),
-            say=s.out.note,
+        else:
+            summaries = client.run(rounds, poll=poll, max_wait=max_wait)
+    except KeyboardInterrupt:
+        s.out.warn("interrupted; run the same command again to resume (no round is submitted twice)")
+        raise typer.Exit(130) from None
+    earned, claimable, final = start_when_up(
+        "read the final credits",
+        lambda: (client.earned(), m.client.credits(m.client.sender), m.client.project(project_id)),
+        say=s.out.note,
+    )
+    document: dict[str, Any] = {
+        "project_id": project_id,
+        "trainer": m.client.sender,
+        "project_status": final.status.name.lower(),
+        "rounds": [item.to_json() for item in summaries],
+        "earned_wei": earned,
+        "claimable_wei": claimable,
+    }
+
+    def human() -> None:
+        s.out.table(_summary_table(summaries))
+        s.out.print(
+            f"Project {project_id} is {final.status.name.lower()}. Earned {eth(earned)} ETH here; "
+            f"{eth(claimable)} ETH claimable in all (withdraw with `pocfl claim`)."
         )
-        document: dict[str, Any] = {
-            "project_id": project_id,
-            "trainer": m.client.sender,
-            "project_status": final.status.name.lower(),
-            "rounds": [item.to_json() for item in summaries],
-            "earned_wei": earned,
-            "claimable_wei": claimable,
-        }
 
-        def human() -> None:
-            s.out.table(_summary_table(summaries))
-            s.out.print(
-                f"Project {project_id} is {final.status.name.lower()}. Earned {eth(earned)} ETH here; "
-                f"{eth(claimable)} ETH claimable in all (withdraw with `pocfl claim`)."
-            )
-
-        s.out.result(document, human)
+    s.out.result(document, human)
