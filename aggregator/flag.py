@@ -12,7 +12,7 @@ Gram form. Everything here is computed from the ``K x K`` Gram matrix: ``G = X^T
 ``D^1/2 G D^1/2`` (``D`` the IRLS weights). With eigenpairs ``(lambda_j, v_j)`` the orthonormal basis
 is ``Y = X C``, ``C = D^1/2 V_m Lambda_m^-1/2``, the coordinates of ``x_i`` in it are
 ``B = C^T G`` and ``rho_i = ||B[:, i]||^2``. No ``d x K`` SVD is ever taken. Because the decision only
-reads the Gram matrix, it runs unchanged on sketches (``aggregator.sketch``), which is what a circuit
+reads the Gram matrix, it runs unchanged on sketches (``pocfl.sketch``), which is what a circuit
 can reproduce.
 
 Choices (and why)
@@ -102,7 +102,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.sketch import sketch_updates
+from pocfl.sketch import sketch_updates
 
 __all__ = [
     "FlagDecision",
@@ -548,7 +548,7 @@ def flag_aggregate(
     z : float
         Outlier threshold on the robust z-scores.
     sketch_seed : bytes, optional
-        32-byte seed: decide from ``sketch_dim``-dimensional sketches (``aggregator.sketch``) and
+        32-byte seed: decide from ``sketch_dim``-dimensional sketches (``pocfl.sketch``) and
         apply the weights to the full updates.
     sketch_dim : int
         Sketch dimension ``k``.

@@ -10,7 +10,7 @@ the chain, never from the aggregator):
    validation set (:func:`server_reference`) gives every accepted update a trust (cosine); untrusted updates and
    norm anomalies are outliers, the rest are clipped, near-copies form clusters that enter as one update, and
    the aggregate is trust-weighted. Rule ``flag``: the Flag Aggregator (:func:`aggregator.flag.flag_aggregate`)
-   decides the outliers from a CountSketch of every accepted update (:mod:`aggregator.sketch`; the sketch seed
+   decides the outliers from a CountSketch of every accepted update (:mod:`pocfl.sketch`; the sketch seed
    comes from the round's final submissions digest, unknown while trainers can still submit). Proven projects
    pass the circuit's ``outlier_flags`` instead.
 3. Contribution values over the non-outliers (:func:`aggregator.shapley.round_scores`: free riders and copies

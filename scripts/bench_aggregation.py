@@ -33,7 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from aggregator.flag import flag_aggregate, flag_decide, gram_matrix
-from aggregator.sketch import sketch_updates
+from pocfl.sketch import sketch_updates
 
 K = 15
 F = 4  # attackers; Multi-Krum is told f = 4 and keeps K - f updates

@@ -857,9 +857,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # FA is under development: record which version the numbers are for (read before it is imported)
     versions = ", ".join(
-        f"{name} sha256 {hashlib.sha256((ROOT / 'aggregator' / name).read_bytes()).hexdigest()[:12]}"
-        for name in ("flag.py", "sketch.py")
-        if (ROOT / "aggregator" / name).exists()
+        f"{path.name} sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        for path in (ROOT / "aggregator" / "flag.py", ROOT / "pocfl" / "sketch.py")
+        if path.exists()
     )
     importlib.import_module("aggregator.flag")  # now, so the hashes above are of the code that runs
     per_seed = {}

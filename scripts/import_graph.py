@@ -2,11 +2,24 @@
 
 Builds the import graph of the packages pocfl, aggregator, trainer_client and zk with `ast`, counting
 every import: module level, inside functions (lazy imports) and under `if TYPE_CHECKING:`. Prints the
-import cycles (strongly connected components with more than one member) at three levels:
+import cycles (strongly connected components with more than one member) at four levels:
 
 - file: one node per module (``pocfl.chain.reverts``);
 - subpackage: one node per directory (``pocfl.chain``, ``pocfl`` for pocfl's top-level modules);
-- package: one node per top-level package (``pocfl``, ``aggregator``, ``trainer_client``, ``zk``).
+- package: one node per top-level package (``pocfl``, ``aggregator``, ``trainer_client``, ``zk``);
+- layer units: one node per unit of pyproject's layers contract (:func:`layer_unit`): ``pocfl core``,
+  ``pocfl.cli``, ``pocfl.audit``, ``pocfl demos`` (``pocfl.demo``, ``pocfl.fl_demo``), ``aggregator decision``,
+  ``aggregator shell`` (:data:`AGGREGATOR_SHELL`), ``trainer_client``, ``zk``. The target is no cycle here; with
+  ``--edges`` the whole unit graph is printed.
+
+What is left: no cycle at file level or among the layer units. The subpackage level has one, ``pocfl`` <->
+``pocfl.chain``, ``contracts``, ``ml``, ``rounds``, ``store``, ``updates`` (plus ``aggregator``, ``pocfl.audit``,
+``trainer_client`` and ``zk`` while the demos are top-level modules of pocfl), because the node ``pocfl`` merges
+pocfl's top-level modules, which are both the base the subpackages import (``errors``, ``fsutil``, ``untrusted``,
+``waiting``, ``procs``, ``rpc``, ``deployment``) and the composers that import them (``market``, ``manifest``,
+``connection``, ``fl_project``); with each top-level module a node of its own, the core has no cycle. The package
+level keeps its cycle by construction: the package pocfl holds both the core and the applications (CLI, audit,
+demos) that import aggregator, trainer_client and zk.
 
 With ``--sizes`` it also prints the largest functions and classes (lines, decorators excluded) and the
 total line count of the four packages.
@@ -26,6 +39,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("pocfl", "aggregator", "trainer_client", "zk")
+
+AGGREGATOR_SHELL = ("aggregator.node", "aggregator.flower_server", "aggregator.round_inputs")
+"""The modules of aggregator that do I/O (pyproject's layers contract puts them with the applications)."""
+
+POCFL_APPLICATIONS = {"cli": "pocfl.cli", "audit": "pocfl.audit", "demo": "pocfl demos", "fl_demo": "pocfl demos"}
+"""pocfl's children that are not core, by name (``demo`` covers a module and a package alike), and their unit."""
 
 
 def _modules() -> dict[str, Path]:
@@ -150,6 +169,17 @@ def _subpackage(name: str, graph_modules: dict[str, Path]) -> str:
     return name if _is_package(name, graph_modules) else name.rpartition(".")[0] or name
 
 
+def layer_unit(name: str) -> str:
+    """The layer unit of module `name` (the units of pyproject's layers contract; applications split by package)."""
+    top, _, rest = name.partition(".")
+    if top == "pocfl":
+        return POCFL_APPLICATIONS.get(rest.partition(".")[0], "pocfl core")
+    if top == "aggregator":
+        shell = any(name == m or name.startswith(m + ".") for m in AGGREGATOR_SHELL)
+        return "aggregator shell" if shell else "aggregator decision"
+    return top
+
+
 def _sizes(modules: dict[str, Path]) -> tuple[list[tuple[int, str]], list[tuple[int, str]], int]:
     functions: list[tuple[int, str]] = []
     classes: list[tuple[int, str]] = []
@@ -184,7 +214,7 @@ def _print_cycles(title: str, found: list[list[str]], graph: dict[str, set[str]]
 
 
 def main() -> None:
-    """Print the cycles at file, subpackage and package level (and the sizes with --sizes)."""
+    """Print the cycles at file, subpackage, package and layer-unit level (and the sizes with --sizes)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", action="store_true", help="also print the largest functions/classes and lines")
     parser.add_argument("--top", type=int, default=10, help="how many of the largest functions and classes")
@@ -198,6 +228,11 @@ def main() -> None:
     _print_cycles("file level", cycles(graph), graph, args.edges)
     _print_cycles("subpackage level", cycles(sub), sub, args.edges)
     _print_cycles("package level", cycles(top), top, args.edges)
+    units = collapse(graph, {n: layer_unit(n) for n in graph})
+    _print_cycles("layer units", cycles(units), units, args.edges)
+    if args.edges:
+        for src in sorted(units):
+            print(f"      {src} -> {', '.join(sorted(units[src])) or '(nothing)'}")
 
     if args.sizes:
         functions, classes, total = _sizes(modules)

@@ -4,7 +4,7 @@ Only the trainer holds the plaintext of a sealed update, so only it can show tha
 update without revealing it. After each posted round, :func:`check_treatment` reads the round report and looks
 at this trainer's entry: listed with the CID and commitment it submitted, not rejected, not flagged, and (sealed)
 revealed after the round so that anyone can recompute it. When
-something is wrong it returns one plain sentence and saves the evidence (:mod:`pocfl.audit.evidence`: the plaintext,
+something is wrong it returns one plain sentence and saves the evidence (:mod:`pocfl.rounds.evidence`: the plaintext,
 CID, commitment, round, project and the report's reason) into ``<state dir>/evidence/``, so that anyone can run
 ``pocfl audit --project P --evidence FILE``, which checks the plaintext against the on-chain commitment.
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pocfl.audit.evidence import Evidence, EvidenceError, bounded, write_evidence
 from pocfl.chain.types import EventRecord
 from pocfl.errors import PocflError
 from pocfl.fsutil import PRIVATE, write_bytes_atomic
 from pocfl.market import Market
+from pocfl.rounds.evidence import Evidence, EvidenceError, bounded, write_evidence
 from pocfl.rounds.inputs import PostedRound, posted_report
 from pocfl.rounds.report import SubmissionEntry
 from pocfl.updates import update_commitment

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.sketch import sketch
+from pocfl.sketch import sketch
 from zk.circuit import (
     AGREEMENT_ABS_FLOOR,
     AGREEMENT_REL_FLOOR,

@@ -33,10 +33,11 @@ Every difference is collected (an audit never stops at the first); :meth:`AuditR
 :class:`AuditMismatchError` listing them all.
 
 The package: :mod:`~pocfl.audit.history` (one event scan: the project's history), the checkers that each return
-their differences (:mod:`~pocfl.audit.reports` 1, :mod:`~pocfl.audit.rejections` and
-:mod:`~pocfl.audit.evidence` 2, :mod:`~pocfl.audit.recompute` 3, :mod:`~pocfl.audit.ledger` 4,
-:mod:`~pocfl.audit.proofs` 5), :mod:`~pocfl.audit.run` (the orchestration), :mod:`~pocfl.audit.result` (what an
-audit finds) and :mod:`~pocfl.audit.report` (the figures and the HTML page).
+their differences (:mod:`~pocfl.audit.reports` 1, :mod:`~pocfl.audit.rejections` 2, :mod:`~pocfl.audit.recompute`
+3, :mod:`~pocfl.audit.ledger` 4, :mod:`~pocfl.audit.proofs` 5), :mod:`~pocfl.audit.run` (the orchestration),
+:mod:`~pocfl.audit.result` (what an audit finds) and :mod:`~pocfl.audit.report` (the figures and the HTML page).
+The trainers' evidence files the rejections are judged with are :mod:`pocfl.rounds.evidence` (core: the trainer
+writes them, the audit reads them).
 """
 
 from pocfl.audit.result import (

@@ -9,7 +9,7 @@ accepted as posted:
   store (``pocfl audit --extra-ipfs``) and the trainers' evidence; when it is there and valid, the rejection is
   *disproved* (a difference). When nobody can read it, it is *unchecked*.
 - **a sealed update never revealed**: only the aggregator holds the key. The trainer's evidence
-  (:mod:`pocfl.audit.evidence`) gives its plaintext; when it opens the on-chain commitment and validates, a rejection
+  (:mod:`pocfl.rounds.evidence`) gives its plaintext; when it opens the on-chain commitment and validates, a rejection
   that claims the decrypted bytes were bad (``CorruptUpdateError`` and every other decoding reason: they are only
   reached after the commitment held, so the aggregator saw these very bytes) is disproved. Reasons about the
   envelope itself (:data:`ENVELOPE_ERRORS`) stay unchecked: the envelope may hold other bytes than the committed
@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from pocfl.audit.evidence import Evidence, bounded
 from pocfl.audit.result import Findings, ProjectRef, SubmissionAudit
 from pocfl.errors import PocflError
 from pocfl.market import Market, SubmittedUpdate
+from pocfl.rounds.evidence import Evidence, bounded
 from pocfl.rounds.inputs import NO_KEY_REASON, ValidatedUpdate, rejection_reason, validate_submission
 from pocfl.rounds.report import MAX_CID_BYTES, SubmissionEntry
 from pocfl.store import ContentStore, MemoryStore, StoreError, StoreUnavailableError

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pocfl.audit.evidence import Evidence
 from pocfl.audit.history import (
     EventSnapshotClient,
     ProjectHistory,
@@ -40,6 +39,7 @@ from pocfl.errors import PocflError
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market, report_cids
 from pocfl.rounds import inputs
+from pocfl.rounds.evidence import Evidence
 from pocfl.rounds.report import RoundReport, bounded_reason
 from pocfl.store import ContentStore, StoreUnavailableError
 from pocfl.untrusted import QUOTE_LIMIT, clip, quote
@@ -80,7 +80,7 @@ def audit_project(
     extra_stores
         Further stores where the audit looks for rejected updates the main store lacks.
     evidence
-        Trainers' evidence (:func:`pocfl.audit.evidence.load_evidence`): plaintexts that may disprove a rejection.
+        Trainers' evidence (:func:`pocfl.rounds.evidence.load_evidence`): plaintexts that may disprove a rejection.
 
     Returns
     -------

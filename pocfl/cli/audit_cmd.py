@@ -96,9 +96,9 @@ def audit(
     difference, e.g. "round 2, submission 3 (0xabc…): posted score 51234, recomputed 49870".
     """
     from pocfl.audit import AuditMismatchError, audit_project
-    from pocfl.audit.evidence import load_evidence
     from pocfl.audit.report import write_audit_report
     from pocfl.deployment import state_dir
+    from pocfl.rounds.evidence import load_evidence
     from pocfl.store import open_store
 
     out_dir = out if out is not None else state_dir() / "audit" / f"project-{project_id}"

@@ -17,10 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pocfl.audit import AuditMismatchError, WrongStoreError
-from pocfl.audit.evidence import Evidence, EvidenceError, load_evidence, write_evidence
 from pocfl.chain.backends import Chain
 from pocfl.cli.main import app
 from pocfl.market import SubmittedUpdate
+from pocfl.rounds.evidence import Evidence, EvidenceError, load_evidence, write_evidence
 from pocfl.rounds.inputs import ValidatedUpdate, validate_submission
 from pocfl.store import EmbeddedStore
 from tests.helpers import Env

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pocfl.audit.evidence import MAX_EVIDENCE_JSON, Evidence, EvidenceError, bounded, load_evidence, write_evidence
+from pocfl.rounds.evidence import MAX_EVIDENCE_JSON, Evidence, EvidenceError, bounded, load_evidence, write_evidence
 
 pytestmark = pytest.mark.unit
 

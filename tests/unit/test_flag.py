@@ -22,7 +22,7 @@ from aggregator.flag import (
     flag_subspace,
     gram_matrix,
 )
-from aggregator.sketch import sketch_updates
+from pocfl.sketch import sketch_updates
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Seeded CountSketch (aggregator.sketch): the specification, reproducibility, JL behaviour."""
+"""Seeded CountSketch (pocfl.sketch): the specification, reproducibility, JL behaviour."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.sketch import CHUNK, DOMAIN, sketch, sketch_hash, sketch_matrix, sketch_updates
+from pocfl.sketch import CHUNK, DOMAIN, sketch, sketch_hash, sketch_matrix, sketch_updates
 
 pytestmark = pytest.mark.unit
 

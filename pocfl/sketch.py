@@ -32,6 +32,10 @@ bytes in give the same bytes out on every IEEE-754 machine, whether one update o
 
 Security. The seed must be unpredictable until the updates are fixed: an update built with the seed
 known can hide an arbitrary direction in the null space of ``S`` (see ``aggregator.flag``).
+
+Core, not ``aggregator``: the Flag Aggregator (:mod:`aggregator.flag`) and the trainer's feature commitment
+(:mod:`zk.decision`) must sketch identically, and the trainer does not import ``aggregator``. Not in
+:mod:`pocfl.ml` either, whose ``__init__`` loads torch; this module needs numpy only.
 """
 
 from __future__ import annotations

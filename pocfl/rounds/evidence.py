@@ -14,6 +14,9 @@ files in its state folder:
 plaintext's sha256 to chain, market, project, round and trainer) and, for an unsealed update, against its CID.
 Evidence files are untrusted input: sizes are capped, the plaintext file must sit beside the JSON, and every text
 taken from them is bounded before it is printed.
+
+Core (:mod:`pocfl.rounds`), not :mod:`pocfl.audit`: the trainer client writes these files and imports no
+application.
 """
 
 from __future__ import annotations
