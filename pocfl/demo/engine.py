@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pocfl.chain.types import ZERO_ADDRESS, ZERO_BYTES32, ProjectParams, ProjectStatus, Receipt
 from pocfl.demo.config import AGGREGATION_WINDOW, ETH, FUNDING, ROUND_BUDGET, STAKE, START_IN, SUBMISSION_WINDOW
@@ -305,6 +305,23 @@ class DemoRun:
             objects=objects,
         )
 
-    def elapsed(self) -> float:
-        """Seconds since the run started."""
-        return time.monotonic() - self.t0
+    def project_fields(self, settled: Settlement) -> dict[str, Any]:
+        """The fields of :class:`~pocfl.demo.result.ProjectResult`, with every problem noted so far."""
+        return {
+            "chain": self.label,
+            "chain_id": self.chain.chain_id,
+            "market": self.client.address,
+            "project_id": self.project_id,
+            "budget": self.budget,
+            "stake": STAKE,
+            "parties": settled.parties,
+            "contract_balance": settled.contract_balance,
+            "final_status": settled.final_status,
+            "transactions": self.ledger.transactions,
+            "elapsed_s": time.monotonic() - self.t0,
+            "problems": tuple(self.ledger.problems),
+            "store": self.store_label,
+            "store_kept": self.store_kept,
+            "final_model_cid": settled.final_model_cid,
+            "objects": settled.objects,
+        }

@@ -59,6 +59,50 @@ class Settlement:
     objects: tuple[str, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProjectResult:
+    """What every demo reports of its project: where it ran, the money, the stored objects and the problems.
+
+    ``store`` is where the files went (``store_kept`` is false for the default temporary store, deleted
+    after the run); ``objects`` lists every CID the demo stored, all read back and re-hashed at the end.
+    """
+
+    chain: str
+    chain_id: int
+    market: str
+    project_id: int
+    budget: int
+    stake: int
+    parties: tuple[PartyBalance, ...]
+    contract_balance: int
+    final_status: str
+    transactions: int
+    elapsed_s: float
+    problems: tuple[str, ...] = ()
+    store: str = ""
+    store_kept: bool = False
+    final_model_cid: str = ""
+    objects: tuple[str, ...] = ()
+
+    @property
+    def reconciled(self) -> bool:
+        """Every credit, every balance, every stored file and the contract's final zero balance check out."""
+        return not self.problems
+
+    def _where_json(self) -> dict[str, Any]:
+        return {"chain": self.chain, "chain_id": self.chain_id, "market": self.market, "project_id": self.project_id}
+
+    def _money_json(self) -> dict[str, Any]:
+        return {
+            "budget_wei": self.budget,
+            "stake_wei": self.stake,
+            "final_status": self.final_status,
+            "contract_balance_wei": self.contract_balance,
+            "transactions": self.transactions,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
 # --- the scripted demo ------------------------------------------------------------------------------------------
 
 
@@ -155,55 +199,22 @@ class RoundOutcome:
         }
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    """Everything the scripted demo did and the numbers to check it.
+@dataclass(frozen=True, kw_only=True)
+class DemoResult(ProjectResult):
+    """Everything the scripted demo did and the numbers to check it (the common part: :class:`ProjectResult`)."""
 
-    ``store`` is where the files went (``store_kept`` is false for the default temporary store, deleted
-    after the run); ``objects`` lists every CID the demo stored, all read back and re-hashed at the end.
-    """
-
-    chain: str
-    chain_id: int
-    market: str
-    project_id: int
     num_rounds: int
-    budget: int
-    stake: int
     rounds: tuple[RoundOutcome, ...]
-    parties: tuple[PartyBalance, ...]
-    contract_balance: int
-    final_status: str
-    transactions: int
-    elapsed_s: float
-    problems: tuple[str, ...] = field(default_factory=tuple)
-    store: str = ""
-    store_kept: bool = False
     initial_model_cid: str = ""
-    final_model_cid: str = ""
-    objects: tuple[str, ...] = ()
-
-    @property
-    def reconciled(self) -> bool:
-        """Every credit, every balance, every stored file and the contract's final zero balance check out."""
-        return not self.problems
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable summary (amounts in wei, as integers)."""
         return {
             "reconciled": self.reconciled,
             "problems": list(self.problems),
-            "chain": self.chain,
-            "chain_id": self.chain_id,
-            "market": self.market,
-            "project_id": self.project_id,
+            **self._where_json(),
             "num_rounds": self.num_rounds,
-            "budget_wei": self.budget,
-            "stake_wei": self.stake,
-            "final_status": self.final_status,
-            "contract_balance_wei": self.contract_balance,
-            "transactions": self.transactions,
-            "elapsed_s": round(self.elapsed_s, 3),
+            **self._money_json(),
             "store": self.store,
             "store_kept": self.store_kept,
             "model_spec": {
@@ -332,43 +343,22 @@ class FlRound:
         }
 
 
-@dataclass(frozen=True)
-class FlDemoResult:
+@dataclass(frozen=True, kw_only=True)
+class FlDemoResult(ProjectResult):
     """Everything the federated-learning demo did and the numbers to check it (see :mod:`pocfl.demo.fl`)."""
 
-    chain: str
-    chain_id: int
-    market: str
-    project_id: int
     config: FlDemoConfig
-    budget: int
-    stake: int
     trainers: tuple[TrainerInfo, ...]
     rounds: tuple[FlRound, ...]
-    parties: tuple[PartyBalance, ...]
-    contract_balance: int
-    final_status: str
-    transactions: int
-    elapsed_s: float
     timings: dict[str, float]
     manifest_cid: str = ""
     initial_weights_cid: str = ""
-    final_model_cid: str = ""
     validation_commitment: str = ""
     chain_methods: dict[str, tuple[int, float]] = field(default_factory=dict)
-    store: str = ""
-    store_kept: bool = False
-    objects: tuple[str, ...] = ()
-    problems: tuple[str, ...] = field(default_factory=tuple)
     audit_ok: bool | None = None
     audit_warnings: tuple[str, ...] = ()
     verifier: dict[str, Any] | None = None
     """The deployed verifier pair of a ``--prove`` run (addresses, circuit, sizes)."""
-
-    @property
-    def reconciled(self) -> bool:
-        """Every credit, every balance, every stored file and the contract's final zero balance check out."""
-        return not self.problems
 
     def earned(self) -> dict[str, int]:
         """Wei each trainer was credited over all rounds."""
@@ -407,18 +397,10 @@ class FlDemoResult:
             "audit_warnings": list(self.audit_warnings),
             "problems": list(self.problems),
             "incentives_hold": self.incentives_hold,
-            "chain": self.chain,
-            "chain_id": self.chain_id,
-            "market": self.market,
-            "project_id": self.project_id,
+            **self._where_json(),
             "num_rounds": self.config.rounds,
             "config": self.config.to_json(),
-            "budget_wei": self.budget,
-            "stake_wei": self.stake,
-            "final_status": self.final_status,
-            "contract_balance_wei": self.contract_balance,
-            "transactions": self.transactions,
-            "elapsed_s": round(self.elapsed_s, 3),
+            **self._money_json(),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "chain_methods": {k: {"requests": n, "seconds": round(t, 4)} for k, (n, t) in self.chain_methods.items()},
             "store": self.store,

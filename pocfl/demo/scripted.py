@@ -314,25 +314,10 @@ class ScriptedScenario(Scenario[DemoResult]):
     def finish(self, run: DemoRun, settled: Settlement) -> DemoResult:
         """The rounds, the balances and the problems."""
         return DemoResult(
-            chain=run.label,
-            chain_id=run.chain.chain_id,
-            market=run.client.address,
-            project_id=run.project_id,
+            **run.project_fields(settled),
             num_rounds=self.rounds,
-            budget=run.budget,
-            stake=STAKE,
             rounds=tuple(self.outcomes),
-            parties=settled.parties,
-            contract_balance=settled.contract_balance,
-            final_status=settled.final_status,
-            transactions=settled.transactions,
-            elapsed_s=run.elapsed(),
-            problems=tuple(run.ledger.problems),
-            store=run.store_label,
-            store_kept=run.store_kept,
             initial_model_cid=self.model_cid,
-            final_model_cid=settled.final_model_cid,
-            objects=settled.objects,
         )
 
 
