@@ -21,7 +21,7 @@ from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import JsonOpt
 
 if TYPE_CHECKING:
-    from pocfl.demo import DemoReporter, DemoResult, FlDemoResult, FlRound
+    from pocfl.demo import DemoReporter, DemoResult, FlDemoResult, FlRound, ProjectResult
 
 _NUMERIC = ("round", "score", "credited (wei)", "expected (wei)")
 FL_DEFAULT_ROUNDS = 4
@@ -355,12 +355,7 @@ def _fl_verdict(out: Output, result: FlDemoResult) -> None:
     else:
         out.print("[yellow]Not every honest trainer out-earned the attackers and free riders in this run.[/yellow]")
     totals = {k: sum(r.timings.get(k, 0.0) for r in result.rounds) for k in ("train", "store", "aggregate", "chain")}
-    out.print(
-        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
-        f"{result.transactions} transactions in {result.elapsed_s:.1f} s (rounds: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
-        + ")."
-    )
+    out.print(_totals(result) + " (rounds: " + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items()) + ").")
     proven = [r for r in result.rounds if r.proven]
     if result.config.prove:
         times = [r.prove_seconds for r in proven if r.prove_seconds is not None]
@@ -376,8 +371,20 @@ def _fl_verdict(out: Output, result: FlDemoResult) -> None:
             f"Audit: every round recomputed from the chain and the store matches what was posted and paid "
             f"({result.timings.get('audit', 0.0):.1f} s; `pocfl audit` does the same on any chain)."
         )
+    _verdict(out, result, "Every credit and balance reconciles to the wei.")
+
+
+def _totals(result: ProjectResult) -> str:
+    return (
+        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
+        f"{result.transactions} transactions in {result.elapsed_s:.1f} s"
+    )
+
+
+def _verdict(out: Output, result: ProjectResult, reconciled: str) -> None:
+    """``reconciled`` in green, or every problem in red."""
     if result.reconciled:
-        out.print("[bold green]Every credit and balance reconciles to the wei.[/bold green]")
+        out.print(f"[bold green]{reconciled}[/bold green]")
     else:
         for problem in result.problems:
             out.print(f"[bold red]mismatch:[/bold red] {escape(problem)}")
@@ -469,12 +476,5 @@ def render(out: Output, result: DemoResult) -> None:
             "[green]yes[/green]" if p.reconciled else "[red]NO[/red]",
         )
     out.table(balances)
-    out.print(
-        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
-        f"{result.transactions} transactions in {result.elapsed_s:.1f} s."
-    )
-    if result.reconciled:
-        out.print("[bold green]Every balance reconciles to the wei.[/bold green]")
-    else:
-        for problem in result.problems:
-            out.print(f"[bold red]mismatch:[/bold red] {problem}")
+    out.print(_totals(result) + ".")
+    _verdict(out, result, "Every balance reconciles to the wei.")

@@ -9,11 +9,11 @@ transaction it sent added back, and its transaction count checked against its no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from eth_typing import HexStr
 
-from pocfl.demo.result import PartyBalance
+from pocfl.demo.result import PartyBalance, TrainerCredit
 from pocfl.errors import PocflError
 from pocfl.store import ContentStore, compute_cid
 
@@ -22,25 +22,6 @@ if TYPE_CHECKING:
 
     from pocfl.chain.backends import Chain
     from pocfl.chain.types import Receipt
-
-
-class Credit(Protocol):
-    """A trainer's credit in a posted round: what the contract paid and what the payout rule predicts."""
-
-    @property
-    def trainer(self) -> str:
-        """The trainer's name."""
-        ...
-
-    @property
-    def credited(self) -> int:
-        """Wei the contract credited (``TrainerCredited.amount``)."""
-        ...
-
-    @property
-    def expected(self) -> int:
-        """Wei :func:`pocfl.payouts.allocate` predicts."""
-        ...
 
 
 class Ledger:
@@ -75,7 +56,13 @@ class Ledger:
         return sum(len(v) for v in self.txs.values())
 
     def credit_round(
-        self, round_: int, credits: Sequence[Credit], events: int, submissions: int, credited: int, expected_total: int
+        self,
+        round_: int,
+        credits: Sequence[TrainerCredit],
+        events: int,
+        submissions: int,
+        credited: int,
+        expected_total: int,
     ) -> None:
         """Book a posted round's expected credits and note every credit that does not match.
 

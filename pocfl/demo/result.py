@@ -132,11 +132,10 @@ class StoredUpdate:
         }
 
 
-@dataclass(frozen=True)
-class CreditRow:
-    """One trainer's result in a posted round: the on-chain credit and the independently expected one."""
+@dataclass(frozen=True, kw_only=True)
+class TrainerCredit:
+    """One trainer's credit in a posted round: the contract's and the one :func:`pocfl.payouts.allocate` predicts."""
 
-    round: int
     trainer: str
     address: str
     score: int
@@ -151,6 +150,16 @@ class CreditRow:
         """Whether the contract credited exactly what :func:`pocfl.payouts.allocate` predicts."""
         return self.credited == self.expected
 
+    def _paid_json(self) -> dict[str, Any]:
+        return {"credited_wei": self.credited, "expected_wei": self.expected, "reconciled": self.reconciled}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreditRow(TrainerCredit):
+    """A trainer's credit in a posted scripted round (score and flag as the ``TrainerCredited`` event has them)."""
+
+    round: int
+
     def to_json(self) -> dict[str, Any]:
         """The credit's row of ``--json`` (amounts in wei)."""
         return {
@@ -158,9 +167,7 @@ class CreditRow:
             "address": self.address,
             "score": self.score,
             "outlier": self.outlier,
-            "credited_wei": self.credited,
-            "expected_wei": self.expected,
-            "reconciled": self.reconciled,
+            **self._paid_json(),
             "cid": self.cid,
             "encrypted": self.encrypted,
         }
@@ -250,28 +257,15 @@ class TrainerInfo:
         return group_of(self.role)
 
 
-@dataclass(frozen=True)
-class FlEntry:
-    """One trainer's submission in a posted round and its on-chain credit."""
+@dataclass(frozen=True, kw_only=True)
+class FlEntry(TrainerCredit):
+    """One trainer's submission in a posted federated-learning round (as its report has it) and its credit."""
 
-    trainer: str
-    address: str
     role: str
-    cid: str
-    encrypted: bool
     plaintext_cid: str | None
     status: str
-    outlier: bool
-    score: int
     value: float
     weight: float
-    credited: int
-    expected: int
-
-    @property
-    def reconciled(self) -> bool:
-        """Whether the contract credited exactly what :func:`pocfl.payouts.allocate` predicts."""
-        return self.credited == self.expected
 
     def to_json(self) -> dict[str, Any]:
         """The entry's row of ``--json`` (amounts in wei)."""
@@ -287,9 +281,7 @@ class FlEntry:
             "score": self.score,
             "value": self.value,
             "weight": self.weight,
-            "credited_wei": self.credited,
-            "expected_wei": self.expected,
-            "reconciled": self.reconciled,
+            **self._paid_json(),
         }
 
 
