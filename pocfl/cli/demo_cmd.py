@@ -65,7 +65,14 @@ AttackOpt = Annotated[
 FreeRidersOpt = Annotated[int, typer.Option(min=0, help="Trainers that submit zero updates.")]
 HiddenOpt = Annotated[int, typer.Option(min=1, max=4096, help="Hidden width of the MLP.")]
 EpochsOpt = Annotated[int, typer.Option(min=1, max=100, help="Round-0 local epochs.")]
-SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the model, the data partition, training and the accounts.")]
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Seed of the model, the data partition, training and the accounts (--scripted: of its model and "
+        "updates, default 2023).",
+    ),
+]
 EncryptOpt = Annotated[
     bool, typer.Option("--encrypt/--no-encrypt", help="Trainers seal their updates to the aggregator's key.")
 ]

@@ -149,7 +149,7 @@ class _Lines(DemoReporter):
 class ScriptedScenario(Scenario[DemoResult]):
     """Three trainers submit seeded random updates; the aggregator posts the script's scores (or misses a round)."""
 
-    work_prefix = "pocfl-demo-store-"
+    work_prefix = "pocfl-demo-"
 
     def __init__(self, num_rounds: int, *, seed: int = SEED, encrypt: bool = True) -> None:
         self.script = script(num_rounds, encrypt=encrypt)
