@@ -6,7 +6,7 @@ Usage::
     .venv/bin/python scripts/bench_rounds.py [--rounds N] [--repeats N] [--rpc embedded|anvil] [--plain-chain]
                                              [--markdown] [--json]
 
-Runs :func:`pocfl.fl_demo.run_fl_demo` in-process (8 trainers, 2 attackers, 1 free rider, MLP 64-32-10, 3 local
+Runs :func:`pocfl.demo.run_fl_demo` in-process (8 trainers, 2 attackers, 1 free rider, MLP 64-32-10, 3 local
 epochs; the demo's defaults) ``--repeats`` times and prints, per round, the median over the repeats of:
 
 - **train**: local training, encoding and sealing of the 8 updates (the trainer clients, in turn);
@@ -41,7 +41,7 @@ PHASES = ("train", "store", "aggregate", "chain", "total")
 
 def run(rounds: int, rpc: str, fast_chain: bool) -> dict[str, Any]:
     """One demo run's JSON document (timings per round and per JSON-RPC method included)."""
-    from pocfl.fl_demo import FlDemoConfig, run_fl_demo
+    from pocfl.demo import FlDemoConfig, run_fl_demo
 
     return run_fl_demo(FlDemoConfig(rounds=rounds), rpc=rpc, fast_chain=fast_chain).to_json()
 
@@ -66,7 +66,7 @@ def main() -> int:
 
     import aggregator.node  # noqa: F401
     import pocfl.chain.backends
-    import pocfl.fl_demo  # noqa: F401
+    import pocfl.demo  # noqa: F401
     import trainer_client  # noqa: F401
 
     imported = time.perf_counter() - T_START

@@ -8,7 +8,7 @@ import cycles (strongly connected components with more than one member) at four 
 - subpackage: one node per directory (``pocfl.chain``, ``pocfl`` for pocfl's top-level modules);
 - package: one node per top-level package (``pocfl``, ``aggregator``, ``trainer_client``, ``zk``);
 - layer units: one node per unit of pyproject's layers contract (:func:`layer_unit`): ``pocfl core``,
-  ``pocfl.cli``, ``pocfl.audit``, ``pocfl demos`` (``pocfl.demo``, ``pocfl.fl_demo``), ``aggregator decision``,
+  ``pocfl.cli``, ``pocfl.audit``, ``pocfl demos`` (``pocfl.demo``), ``aggregator decision``,
   ``aggregator shell`` (:data:`AGGREGATOR_SHELL`), ``trainer_client``, ``zk``. The target is no cycle here; with
   ``--edges`` the whole unit graph is printed.
 
@@ -43,7 +43,7 @@ PACKAGES = ("pocfl", "aggregator", "trainer_client", "zk")
 AGGREGATOR_SHELL = ("aggregator.node", "aggregator.flower_server", "aggregator.round_inputs")
 """The modules of aggregator that do I/O (pyproject's layers contract puts them with the applications)."""
 
-POCFL_APPLICATIONS = {"cli": "pocfl.cli", "audit": "pocfl.audit", "demo": "pocfl demos", "fl_demo": "pocfl demos"}
+POCFL_APPLICATIONS = {"cli": "pocfl.cli", "audit": "pocfl.audit", "demo": "pocfl demos"}
 """pocfl's children that are not core, by name (``demo`` covers a module and a package alike), and their unit."""
 
 

@@ -1,7 +1,8 @@
-"""``pocfl demo``: the federated-learning demo (:mod:`pocfl.fl_demo`) or, with ``--scripted``, the scripted one.
+"""``pocfl demo``: the federated-learning demo (:mod:`pocfl.demo.fl`) or, with ``--scripted``, the scripted one.
 
-Both render their result as tables on stdout (``--json``: one document) and exit 1 when anything does not
-reconcile to the wei.
+Both are scenarios of one engine (:mod:`pocfl.demo.engine`), render their result as tables on stdout (``--json``:
+one document) and exit 1 when anything does not reconcile to the wei. ``--scripted`` takes the chain, the store,
+the rounds, the seed and ``--encrypt/--no-encrypt``, and refuses the options of the federated-learning demo.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -19,16 +21,86 @@ from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import JsonOpt
 
 if TYPE_CHECKING:
-    from pocfl.demo import DemoResult
-    from pocfl.fl_demo import DemoReporter, FlDemoResult, FlRound
+    from pocfl.demo import DemoReporter, DemoResult, FlDemoResult, FlRound, ProjectResult
 
 _NUMERIC = ("round", "score", "credited (wei)", "expected (wei)")
 FL_DEFAULT_ROUNDS = 4
 SCRIPTED_DEFAULT_ROUNDS = 3
+FL_ONLY = {
+    "trainers": "--trainers",
+    "attack": "--attack",
+    "free_riders": "--free-riders",
+    "hidden": "--hidden",
+    "epochs": "--epochs",
+    "prove": "--prove",
+    "sketch_dim": "--sketch-dim",
+    "zk_cache": "--zk-cache",
+}
+"""Options of the federated-learning demo that ``--scripted`` (three scripted trainers, no training) refuses."""
+
+RoundsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Number of rounds. Default: 4 (3 with --scripted, whose script repeats).",
+        show_default=False,
+    ),
+]
+ScriptedOpt = Annotated[
+    bool,
+    typer.Option("--scripted", help="Run the scripted 3-trainer demo (fixed scores, no training) instead."),
+]
+TrainersOpt = Annotated[int, typer.Option(min=3, max=64, help="Trainers in all (honest + attackers + free riders).")]
+AttackOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attack",
+        metavar="NAME",
+        help="One attacking trainer per use: sign_flip, scaling, gaussian, label_flip, copycat, free_rider "
+        "(default: sign_flip and scaling; 'none' for no attacker).",
+        show_default=False,
+    ),
+]
+FreeRidersOpt = Annotated[int, typer.Option(min=0, help="Trainers that submit zero updates.")]
+HiddenOpt = Annotated[int, typer.Option(min=1, max=4096, help="Hidden width of the MLP.")]
+EpochsOpt = Annotated[int, typer.Option(min=1, max=100, help="Round-0 local epochs.")]
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Seed of the model, the data partition, training and the accounts (--scripted: of its model and "
+        "updates, default 2023).",
+    ),
+]
+EncryptOpt = Annotated[
+    bool, typer.Option("--encrypt/--no-encrypt", help="Trainers seal their updates to the aggregator's key.")
+]
+ProveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prove",
+        help="Prove every round with ezkl (zero-knowledge proof of the outlier flags and scores over the "
+        "trainers' committed features) and have the contract verify it. Uses a locally generated SRS: "
+        "test-only trust.",
+    ),
+]
+SketchDimOpt = Annotated[
+    int, typer.Option("--sketch-dim", min=2, max=128, help="Committed feature dimension with --prove.")
+]
+ZkCacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--zk-cache",
+        help="Folder caching circuit setups (proving keys are hundreds of MB). Default: a temporary folder.",
+        show_default=False,
+    ),
+]
 
 
 @guarded
 def demo(
+    ctx: typer.Context,
     rpc: Annotated[
         str,
         typer.Option(
@@ -37,41 +109,15 @@ def demo(
             help="'embedded' (in-process, nothing to install), 'anvil' (a throwaway local node) or a local node URL.",
         ),
     ] = "embedded",
-    rounds: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=64,
-            help="Number of rounds. Default: 4 (3 with --scripted, whose script repeats).",
-            show_default=False,
-        ),
-    ] = None,
-    scripted: Annotated[
-        bool,
-        typer.Option("--scripted", help="Run the scripted 3-trainer demo (fixed scores, no training) instead."),
-    ] = False,
-    trainers: Annotated[
-        int, typer.Option(min=3, max=64, help="Trainers in all (honest + attackers + free riders).")
-    ] = 8,
-    attack: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--attack",
-            metavar="NAME",
-            help="One attacking trainer per use: sign_flip, scaling, gaussian, label_flip, copycat, free_rider "
-            "(default: sign_flip and scaling; 'none' for no attacker).",
-            show_default=False,
-        ),
-    ] = None,
-    free_riders: Annotated[int, typer.Option(min=0, help="Trainers that submit zero updates.")] = 1,
-    hidden: Annotated[int, typer.Option(min=1, max=4096, help="Hidden width of the MLP.")] = 32,
-    epochs: Annotated[int, typer.Option(min=1, max=100, help="Round-0 local epochs.")] = 3,
-    seed: Annotated[
-        int, typer.Option(min=0, help="Seed of the model, the data partition, training and the accounts.")
-    ] = 4,
-    encrypt: Annotated[
-        bool, typer.Option("--encrypt/--no-encrypt", help="Trainers seal their updates to the aggregator's key.")
-    ] = True,
+    rounds: RoundsOpt = None,
+    scripted: ScriptedOpt = False,
+    trainers: TrainersOpt = 8,
+    attack: AttackOpt = None,
+    free_riders: FreeRidersOpt = 1,
+    hidden: HiddenOpt = 32,
+    epochs: EpochsOpt = 3,
+    seed: SeedOpt = 4,
+    encrypt: EncryptOpt = True,
     ipfs: Annotated[
         str | None,
         typer.Option(
@@ -83,26 +129,9 @@ def demo(
             show_default=False,
         ),
     ] = None,
-    prove: Annotated[
-        bool,
-        typer.Option(
-            "--prove",
-            help="Prove every round with ezkl (zero-knowledge proof of the outlier flags and scores over the "
-            "trainers' committed features) and have the contract verify it. Uses a locally generated SRS: "
-            "test-only trust.",
-        ),
-    ] = False,
-    sketch_dim: Annotated[
-        int, typer.Option("--sketch-dim", min=2, max=128, help="Committed feature dimension with --prove.")
-    ] = 16,
-    zk_cache: Annotated[
-        Path | None,
-        typer.Option(
-            "--zk-cache",
-            help="Folder caching circuit setups (proving keys are hundreds of MB). Default: a temporary folder.",
-            show_default=False,
-        ),
-    ] = None,
+    prove: ProveOpt = False,
+    sketch_dim: SketchDimOpt = 16,
+    zk_cache: ZkCacheOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a federated-learning project end to end and reconcile every balance to the wei.
@@ -112,22 +141,17 @@ def demo(
     aggregator filters outliers, scores contributions (Shapley values), stores the new model and a report, and
     posts; then everyone withdraws. Prints a table per round (accuracy, outliers, credits) and the payouts.
     Exits 1 if any credit, balance or stored file does not check out. --scripted runs the older 3-trainer
-    demo with fixed scores instead.
+    demo with fixed scores instead (it takes --rpc, --ipfs, --rounds, --seed and --encrypt/--no-encrypt).
     """
     out = Output(json_out)
-    if scripted and prove:
-        raise typer.BadParameter("--prove runs with the federated-learning demo, not --scripted")
     if scripted:
-        from pocfl.demo import run_demo
-
-        with out.status("starting the demo") as update:
-            result = run_demo(rpc, rounds or SCRIPTED_DEFAULT_ROUNDS, progress=update, ipfs=ipfs)
-        out.result(result.to_json(), lambda: render(out, result))
-        if not result.reconciled:
-            raise typer.Exit(1)
+        for name, flag in FL_ONLY.items():
+            if _given(ctx, name):
+                raise typer.BadParameter(f"{flag} runs with the federated-learning demo, not --scripted")
+        _scripted(out, rpc, rounds or SCRIPTED_DEFAULT_ROUNDS, ipfs, seed if _given(ctx, "seed") else None, encrypt)
         return
 
-    from pocfl.fl_demo import DEFAULT_ATTACKS, FlDemoConfig, run_fl_demo
+    from pocfl.demo import DEFAULT_ATTACKS, FlDemoConfig, run_fl_demo
 
     attacks = tuple(a for a in (attack if attack else DEFAULT_ATTACKS) if a.strip().lower() != "none")
     config = FlDemoConfig(
@@ -151,13 +175,34 @@ def demo(
         raise typer.Exit(1)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (on the command line or through its environment variable)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (
+        click.core.ParameterSource.DEFAULT,
+        click.core.ParameterSource.DEFAULT_MAP,
+    )
+
+
+def _scripted(out: Output, rpc: str, rounds: int, ipfs: str | None, seed: int | None, encrypt: bool) -> None:
+    """Run and render the scripted demo (its own seed unless ``seed`` is given); exit 1 unless it reconciles."""
+    from pocfl.demo import run_demo
+    from pocfl.demo.config import SEED
+
+    with out.status("starting the demo") as update:
+        result = run_demo(rpc, rounds, progress=update, ipfs=ipfs, seed=SEED if seed is None else seed, encrypt=encrypt)
+    out.result(result.to_json(), lambda: render(out, result))
+    if not result.reconciled:
+        raise typer.Exit(1)
+
+
 # --- progress -----------------------------------------------------------------------------------------------
 
 
 @contextmanager
 def _progress(out: Output, rounds: int) -> Iterator[DemoReporter]:
     """Progress bars on stderr when it is a terminal, else one note per step."""
-    from pocfl.fl_demo import DemoReporter
+    from pocfl.demo import DemoReporter
 
     if not out.err.is_terminal:
 
@@ -234,7 +279,6 @@ def _eth3(wei: int) -> str:
 def render_fl(out: Output, result: FlDemoResult) -> None:
     """Print the FL demo's rounds, timings and payouts, and the verdict."""
     cfg = result.config
-    roles = {t.name: t.role for t in result.trainers}
     dishonest = [f"{t.name} {t.role}" for t in result.trainers if t.group != "honest"]
     out.print(
         f"[bold]pocfl demo[/bold]: federated learning on {result.chain} (chain id {result.chain_id}), marketplace "
@@ -265,7 +309,12 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
             _eth3(r.credited),
         )
     out.table(rounds)
+    _fl_timings(out, result)
+    _fl_payouts(out, result)
+    _fl_verdict(out, result)
 
+
+def _fl_timings(out: Output, result: FlDemoResult) -> None:
     timing = Table(title="Time per round (s)")
     for name in ("round", "train", "store", "aggregate", "chain", "total"):
         timing.add_column(name, justify="right")
@@ -275,6 +324,10 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
         )
     out.table(timing)
 
+
+def _fl_payouts(out: Output, result: FlDemoResult) -> None:
+    cfg = result.config
+    roles = {t.name: t.role for t in result.trainers}
     flagged = {
         t.name: sum(e.outlier for r in result.rounds for e in r.entries if e.trainer == t.name) for t in result.trainers
     }
@@ -296,6 +349,9 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
             "[green]yes[/green]" if p.reconciled else "[red]NO[/red]",
         )
     out.table(payouts)
+
+
+def _fl_verdict(out: Output, result: FlDemoResult) -> None:
     for group, g in result.groups().items():
         out.print(
             f"  {group}: {g['trainers']} trainer(s) earned {_eth3(g['min_wei'])}-{_eth3(g['max_wei'])} ETH each, "
@@ -306,12 +362,7 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
     else:
         out.print("[yellow]Not every honest trainer out-earned the attackers and free riders in this run.[/yellow]")
     totals = {k: sum(r.timings.get(k, 0.0) for r in result.rounds) for k in ("train", "store", "aggregate", "chain")}
-    out.print(
-        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
-        f"{result.transactions} transactions in {result.elapsed_s:.1f} s (rounds: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items())
-        + ")."
-    )
+    out.print(_totals(result) + " (rounds: " + ", ".join(f"{k} {v:.1f} s" for k, v in totals.items()) + ").")
     proven = [r for r in result.rounds if r.proven]
     if result.config.prove:
         times = [r.prove_seconds for r in proven if r.prove_seconds is not None]
@@ -327,8 +378,20 @@ def render_fl(out: Output, result: FlDemoResult) -> None:
             f"Audit: every round recomputed from the chain and the store matches what was posted and paid "
             f"({result.timings.get('audit', 0.0):.1f} s; `pocfl audit` does the same on any chain)."
         )
+    _verdict(out, result, "Every credit and balance reconciles to the wei.")
+
+
+def _totals(result: ProjectResult) -> str:
+    return (
+        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
+        f"{result.transactions} transactions in {result.elapsed_s:.1f} s"
+    )
+
+
+def _verdict(out: Output, result: ProjectResult, reconciled: str) -> None:
+    """``reconciled`` in green, or every problem in red."""
     if result.reconciled:
-        out.print("[bold green]Every credit and balance reconciles to the wei.[/bold green]")
+        out.print(f"[bold green]{reconciled}[/bold green]")
     else:
         for problem in result.problems:
             out.print(f"[bold red]mismatch:[/bold red] {escape(problem)}")
@@ -420,12 +483,5 @@ def render(out: Output, result: DemoResult) -> None:
             "[green]yes[/green]" if p.reconciled else "[red]NO[/red]",
         )
     out.table(balances)
-    out.print(
-        f"Contract balance at the end: {result.contract_balance} wei; project {result.final_status}; "
-        f"{result.transactions} transactions in {result.elapsed_s:.1f} s."
-    )
-    if result.reconciled:
-        out.print("[bold green]Every balance reconciles to the wei.[/bold green]")
-    else:
-        for problem in result.problems:
-            out.print(f"[bold red]mismatch:[/bold red] {problem}")
+    out.print(_totals(result) + ".")
+    _verdict(out, result, "Every balance reconciles to the wei.")

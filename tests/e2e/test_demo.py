@@ -175,6 +175,38 @@ def test_demo_command_exits_nonzero_when_something_does_not_reconcile(
     assert "mismatch" in result.stdout and "trainer-1: net 1 wei" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--trainers", "5"),
+        ("--attack", "scaling"),
+        ("--free-riders", "0"),
+        ("--hidden", "8"),
+        ("--epochs", "1"),
+        ("--prove",),
+        ("--sketch-dim", "8"),
+        ("--zk-cache", "zk"),
+    ],
+)
+def test_scripted_refuses_the_options_of_the_fl_demo(option: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, ["demo", "--scripted", *option])
+    assert result.exit_code == 2, result.output
+    assert f"{option[0]} runs with the federated-learning demo" in " ".join(result.output.split())
+
+
+def test_scripted_honours_seed_and_no_encrypt() -> None:
+    result = CliRunner().invoke(app, ["demo", "--scripted", "--json", "--rounds", "1", "--seed", "7", "--no-encrypt"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["reconciled"] is True and doc["problems"] == []
+    (round0,) = doc["rounds"]
+    assert not any(s["encrypted"] for s in round0["submissions"])
+    assert "encrypted" not in round0["note"]
+    # The files are the seed's: the plaintext updates of seed 7, not of the default seed.
+    assert [s["cid"] for s in round0["submissions"]] == [compute_cid(trainer_update(0, i, seed=7)) for i in range(3)]
+    assert doc["initial_model_cid"] == compute_cid(initial_model(7)) != compute_cid(initial_model())
+
+
 def test_demo_on_anvil_reconciles() -> None:
     result = CliRunner().invoke(app, ["demo", "--scripted", "--rpc", "anvil"])
     assert result.exit_code == 0, result.output

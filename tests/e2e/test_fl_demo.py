@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pocfl.cli.main import app
-from pocfl.fl_demo import FlDemoConfig, FlDemoResult
+from pocfl.demo import FlDemoConfig, FlDemoResult
 from pocfl.fl_project import validation_commitment
 from pocfl.manifest import ProjectManifest
 from pocfl.payouts import allocate
@@ -199,7 +199,7 @@ def test_the_demo_exits_nonzero_when_something_does_not_reconcile(monkeypatch: p
         timings={},
         problems=("the contract still holds 1 wei",),
     )
-    monkeypatch.setattr("pocfl.fl_demo.run_fl_demo", lambda *args, **kwargs: broken)
+    monkeypatch.setattr("pocfl.demo.run_fl_demo", lambda *args, **kwargs: broken)
     result = CliRunner().invoke(app, ["demo"])
     assert result.exit_code == 1
     assert "mismatch" in result.stdout and "the contract still holds 1 wei" in result.stdout
