@@ -110,7 +110,10 @@ class PlaintextKeeper:
         self.path(round_).unlink(missing_ok=True)
 
 
-def _entry(market: Market, round_: int, event: EventRecord, trainer: str) -> tuple[SubmissionEntry | None, str]:
+def submission_entry(
+    market: Market, round_: int, event: EventRecord, trainer: str
+) -> tuple[SubmissionEntry | None, str]:
+    """The trainer's entry in a posted round's report, or None and why (a store outage raises: it is no complaint)."""
     posted = PostedRound.from_event(event)
     try:
         _, report = posted_report(market, posted)
@@ -174,7 +177,7 @@ def check_treatment(
         Where evidence goes (None: nowhere).
     """
     trainer = market.client.sender
-    entry, missing = _entry(market, round_, posted, trainer)
+    entry, missing = submission_entry(market, round_, posted, trainer)
     problem = _problem(entry, missing, cid, commitment, encrypted)
     if problem is None:
         return Treatment()

@@ -42,6 +42,10 @@ class ContentStore(ABC):
         with open(path, "rb") as f:
             return self._put_stream(f)
 
+    def put_stream(self, stream: BinaryIO) -> str:
+        """Store what a binary stream yields, read in chunks (nothing is left under a CID if reading fails)."""
+        return self._put_stream(stream)
+
     @abstractmethod
     def _put_bytes(self, data: bytes) -> str: ...
 

@@ -229,7 +229,7 @@ def test_embedded_interrupted_write_leaves_no_object(tmp_path: Path) -> None:
             return b"\x01" * CHUNK_SIZE
 
     with pytest.raises(OSError, match="unplugged"):
-        store._put_stream(Exploding())  # type: ignore[arg-type]
+        store.put_stream(Exploding())  # type: ignore[arg-type]
     assert not any((tmp_path / "objects").rglob("*")), "no object under a CID"
     assert not any((tmp_path / "tmp").iterdir()), "the partial file is removed"
 

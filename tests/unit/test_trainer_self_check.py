@@ -65,7 +65,7 @@ def test_a_store_outage_is_waited_out_not_filed_as_a_complaint(
     event = EventRecord(name="RoundPosted", args=args, block_number=1, tx_hash="0x00", log_index=0)
     if transient:  # the trainer's loop backs off and checks the round again once the store is back
         with pytest.raises(StoreUnavailableError):
-            self_check._entry(object(), 0, event, "0x" + "ab" * 20)  # type: ignore[arg-type]
+            self_check.submission_entry(object(), 0, event, "0x" + "ab" * 20)  # type: ignore[arg-type]
     else:
-        entry, reason = self_check._entry(object(), 0, event, "0x" + "ab" * 20)  # type: ignore[arg-type]
+        entry, reason = self_check.submission_entry(object(), 0, event, "0x" + "ab" * 20)  # type: ignore[arg-type]
         assert entry is None and "cannot be read (ReportError)" in reason
