@@ -118,6 +118,19 @@ class _Meter:
             raise _BudgetExhausted
         return self.utility.of_mask(mask)
 
+    def endpoints(self) -> tuple[float, float]:
+        """``U(empty)`` and ``U(N)``, which every sampler needs first.
+
+        Raises
+        ------
+        ShapleyError
+            When the budget does not cover them.
+        """
+        try:
+            return self(0), self(self.utility.full_mask)
+        except _BudgetExhausted:
+            raise ShapleyError(f"max_evaluations={self.limit} cannot cover U(empty) and U(N)") from None
+
 
 def _coefficients(n: int, value: Value = "shapley") -> Vector:
     """Weight of one coalition ``S`` of each size ``|S| = 0..N-1`` in player ``i``'s semivalue.
@@ -240,10 +253,7 @@ def permutation_shapley(
     meter = _Meter(utility, max_evaluations)
     if n == 0:
         return ShapleyResult(np.zeros(0), 0, 0, "permutation")
-    try:
-        u_empty, u_full = meter(0), meter(utility.full_mask)
-    except _BudgetExhausted:
-        raise ShapleyError(f"max_evaluations={max_evaluations} cannot cover U(empty) and U(N)") from None
+    u_empty, u_full = meter.endpoints()
     sums = np.zeros(n, dtype=np.float64)
     k = 0
     while k < (max_permutations if max_permutations is not None else _free_after_full_cache(utility, k)):
@@ -311,10 +321,7 @@ def gtg_shapley(
     meter = _Meter(utility, max_evaluations)
     if n == 0:
         return ShapleyResult(np.zeros(0), 0, 0, "gtg")
-    try:
-        u_empty, u_full = meter(0), meter(utility.full_mask)
-    except _BudgetExhausted:
-        raise ShapleyError(f"max_evaluations={max_evaluations} cannot cover U(empty) and U(N)") from None
+    u_empty, u_full = meter.endpoints()
     total_gain = abs(u_full - u_empty)
     if total_gain <= between_tol:
         return ShapleyResult(np.zeros(n), meter.used, 0, "gtg")
