@@ -118,6 +118,19 @@ class _Meter:
             raise _BudgetExhausted
         return self.utility.of_mask(mask)
 
+    def endpoints(self) -> tuple[float, float]:
+        """``U(empty)`` and ``U(N)``, which every sampler needs first.
+
+        Raises
+        ------
+        ShapleyError
+            When the budget does not cover them.
+        """
+        try:
+            return self(0), self(self.utility.full_mask)
+        except _BudgetExhausted:
+            raise ShapleyError(f"max_evaluations={self.limit} cannot cover U(empty) and U(N)") from None
+
 
 def _coefficients(n: int, value: Value = "shapley") -> Vector:
     """Weight of one coalition ``S`` of each size ``|S| = 0..N-1`` in player ``i``'s semivalue.
@@ -208,6 +221,25 @@ def _free_after_full_cache(utility: CachedUtility, k: int) -> int:
     return k if utility.evaluations >= 1 << utility.n_players else k + 1
 
 
+@dataclass(frozen=True)
+class _Sampling:
+    """What a permutation sampler starts from: its seeded RNG, the metered utility, ``U(empty)`` and ``U(N)``."""
+
+    rng: np.random.Generator
+    meter: _Meter
+    u_empty: float
+    u_full: float
+
+    @classmethod
+    def start(cls, utility: CachedUtility, seed: bytes, max_evaluations: int | None) -> _Sampling | None:
+        """The start of a sampler's run; None without players (a negative budget is refused all the same)."""
+        rng = generator_from_seed(seed)
+        meter = _Meter(utility, max_evaluations)
+        if utility.n_players == 0:
+            return None
+        return cls(rng, meter, *meter.endpoints())
+
+
 def permutation_shapley(
     utility: CachedUtility,
     seed: bytes,
@@ -235,28 +267,23 @@ def permutation_shapley(
     """
     if max_permutations is None and max_evaluations is None:
         raise ShapleyError("set max_permutations or max_evaluations")
-    n = utility.n_players
-    rng = generator_from_seed(seed)
-    meter = _Meter(utility, max_evaluations)
-    if n == 0:
+    run = _Sampling.start(utility, seed, max_evaluations)
+    if run is None:
         return ShapleyResult(np.zeros(0), 0, 0, "permutation")
-    try:
-        u_empty, u_full = meter(0), meter(utility.full_mask)
-    except _BudgetExhausted:
-        raise ShapleyError(f"max_evaluations={max_evaluations} cannot cover U(empty) and U(N)") from None
+    n = utility.n_players
     sums = np.zeros(n, dtype=np.float64)
     k = 0
     while k < (max_permutations if max_permutations is not None else _free_after_full_cache(utility, k)):
-        order = permutation(rng, n)
+        order = permutation(run.rng, n)
         try:
-            marginals = _walk(meter, order.tolist(), u_empty, u_full, 0.0)
+            marginals = _walk(run.meter, order.tolist(), run.u_empty, run.u_full, 0.0)
         except _BudgetExhausted:
             break
         sums += marginals
         k += 1
     if k == 0:
         raise ShapleyError(f"max_evaluations={max_evaluations} does not cover one permutation of {n} players")
-    return ShapleyResult(sums / k, meter.used, k, "permutation", converged=k == max_permutations)
+    return ShapleyResult(sums / k, run.meter.used, k, "permutation", converged=k == max_permutations)
 
 
 def gtg_shapley(
@@ -287,10 +314,8 @@ def gtg_shapley(
 
     Parameters
     ----------
-    utility
-        Cached coalition utility.
-    seed
-        32-byte seed (:func:`aggregator.seeds.shapley_seed`).
+    utility, seed
+        As for :func:`permutation_shapley`.
     within_tol, between_tol
         Truncation tolerances (relative and absolute, see above).
     max_evaluations
@@ -306,18 +331,13 @@ def gtg_shapley(
     """
     if within_tol < 0 or between_tol < 0 or convergence_tol < 0 or convergence_window < 1:
         raise ShapleyError("tolerances must be >= 0 and convergence_window >= 1")
-    n = utility.n_players
-    rng = generator_from_seed(seed)
-    meter = _Meter(utility, max_evaluations)
-    if n == 0:
+    run = _Sampling.start(utility, seed, max_evaluations)
+    if run is None:
         return ShapleyResult(np.zeros(0), 0, 0, "gtg")
-    try:
-        u_empty, u_full = meter(0), meter(utility.full_mask)
-    except _BudgetExhausted:
-        raise ShapleyError(f"max_evaluations={max_evaluations} cannot cover U(empty) and U(N)") from None
-    total_gain = abs(u_full - u_empty)
+    n = utility.n_players
+    total_gain = abs(run.u_full - run.u_empty)
     if total_gain <= between_tol:
-        return ShapleyResult(np.zeros(n), meter.used, 0, "gtg")
+        return ShapleyResult(np.zeros(n), run.meter.used, 0, "gtg")
     gap = within_tol * total_gain
 
     sums = np.zeros(n, dtype=np.float64)
@@ -328,11 +348,11 @@ def gtg_shapley(
     converged = False
     while k < (max_permutations if max_permutations is not None else _free_after_full_cache(utility, k)):
         if not firsts:
-            firsts = permutation(rng, n).tolist()[::-1]  # pop() from the end = shuffled cycle order
+            firsts = permutation(run.rng, n).tolist()[::-1]  # pop() from the end = shuffled cycle order
         first = firsts[-1]
-        rest = permutation(rng, np.array([p for p in range(n) if p != first], dtype=np.int64))
+        rest = permutation(run.rng, np.array([p for p in range(n) if p != first], dtype=np.int64))
         try:
-            marginals = _walk(meter, [first, *rest.tolist()], u_empty, u_full, gap)
+            marginals = _walk(run.meter, [first, *rest.tolist()], run.u_empty, run.u_full, gap)
         except _BudgetExhausted:
             break
         firsts.pop()
@@ -346,7 +366,7 @@ def gtg_shapley(
             break
     if k == 0:
         raise ShapleyError(f"max_evaluations={max_evaluations} does not cover one permutation of {n} players")
-    return ShapleyResult(estimate, meter.used, k, "gtg", converged=converged)
+    return ShapleyResult(estimate, run.meter.used, k, "gtg", converged=converged)
 
 
 def _aggregation_features(masks: NDArray[np.int64], n: int, weights: Vector) -> Vector:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from pocfl.errors import PocflError
-from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
+from pocfl.untrusted import clip, load_document
 from pocfl.updates import ModelSpec, UpdateFormatError
 
 MANIFEST_FORMAT = "pocfl-project/1"
@@ -128,13 +127,7 @@ class ProjectManifest:
         ManifestError
             Not JSON, another format, or a missing or mistyped field.
         """
-        try:
-            raw: Any = loads_untrusted(data, max_size=MANIFEST_MAX_SIZE, what="the project manifest")
-        except UntrustedJsonError as exc:
-            raise ManifestError(str(exc)) from exc
-        if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
-            got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-            raise ManifestError(f"not a pocfl project manifest (format {quote(got)}, expected {MANIFEST_FORMAT!r})")
+        raw = load_document(data, MANIFEST_FORMAT, "project manifest", ManifestError, max_size=MANIFEST_MAX_SIZE)
         try:
             manifest = cls(
                 name=str(raw["name"]),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pocfl.chain.client import MarketplaceClient
-from pocfl.chain.types import ZERO_BYTES32, ProjectParams, Receipt, RoundPost, Submission
+from pocfl.chain.types import ZERO_BYTES32, EventRecord, ProjectParams, Receipt, RoundPost, Submission
 from pocfl.store import ContentStore, ObjectNotFoundError, parse_cid
 from pocfl.store.base import DEFAULT_MAX_SIZE
 from pocfl.store.cid import DAG_PB, RAW, Cid
@@ -56,6 +56,18 @@ class SubmittedUpdate:
     commitment: bytes
     feature_commitment: bytes
     block: int
+
+    @classmethod
+    def from_event(cls, e: EventRecord) -> SubmittedUpdate:
+        """Read an ``UpdateSubmitted`` event."""
+        return cls(
+            index=int(e.args["index"]),
+            trainer=str(e.args["trainer"]),
+            cid=str(e.args["cid"]),
+            commitment=bytes(e.args["commitment"]),
+            feature_commitment=bytes(e.args["featureCommitment"]),
+            block=e.block_number,
+        )
 
     @property
     def submission(self) -> Submission:
@@ -188,17 +200,7 @@ class Market:
     def submitted_updates(self, project_id: int, round_: int, from_block: int = 0) -> list[SubmittedUpdate]:
         """The round's submissions with their CIDs, in submission order."""
         events = self.client.events("UpdateSubmitted", from_block=from_block, projectId=project_id, round=round_)
-        updates = [
-            SubmittedUpdate(
-                index=int(e.args["index"]),
-                trainer=str(e.args["trainer"]),
-                cid=str(e.args["cid"]),
-                commitment=bytes(e.args["commitment"]),
-                feature_commitment=bytes(e.args["featureCommitment"]),
-                block=e.block_number,
-            )
-            for e in events
-        ]
+        updates = [SubmittedUpdate.from_event(e) for e in events]
         return sorted(updates, key=lambda u: u.index)
 
     def fetch(self, cid: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
@@ -229,16 +231,26 @@ class Market:
         if encrypted:
             plaintext = decrypt_update(payload, keypair) if keypair is not None else None
         if plaintext is not None:
-            verify_commitment(
-                plaintext,
-                update.commitment,
-                chain_id=self.client.chain.chain_id,
-                market=self.client.address,
-                project_id=project_id,
-                round=round_,
-                trainer=update.trainer,
-            )
+            self.verify_opening(plaintext, update, project_id, round_)
         return OpenedUpdate(update, payload, plaintext, encrypted)
+
+    def verify_opening(self, plaintext: bytes, update: SubmittedUpdate, project_id: int, round_: int) -> None:
+        """Check that ``plaintext`` opens ``update``'s on-chain commitment (bound to this chain and marketplace).
+
+        Raises
+        ------
+        CommitmentMismatchError
+            It does not: not the bytes the trainer committed to for this project and round.
+        """
+        verify_commitment(
+            plaintext,
+            update.commitment,
+            chain_id=self.client.chain.chain_id,
+            market=self.client.address,
+            project_id=project_id,
+            round=round_,
+            trainer=update.trainer,
+        )
 
     def fetch_model(self, project_id: int, max_size: int = DEFAULT_MAX_SIZE) -> tuple[str, bytes]:
         """The project's current global model: its CID on chain and its verified bytes."""

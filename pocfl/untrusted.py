@@ -196,6 +196,36 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     return clip(_REPR.repr(value), limit)
 
 
+def load_document(
+    data: bytes | bytearray | memoryview | str,
+    fmt: str,
+    noun: str,
+    error: type[PocflError],
+    *,
+    max_size: int,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> dict[str, Any]:
+    """An untrusted pocfl JSON document: :func:`loads_untrusted`, then an object whose ``format`` is ``fmt``.
+
+    Parameters
+    ----------
+    fmt
+        The ``format`` value expected.
+    noun
+        What the document is (``"round report"``), for the messages.
+    error
+        Raised, with the message, on every failure.
+    """
+    try:
+        raw: Any = loads_untrusted(data, max_size=max_size, max_depth=max_depth, what=f"the {noun}")
+    except UntrustedJsonError as exc:
+        raise error(str(exc)) from exc
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
+        got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise error(f"not a pocfl {noun} (format {quote(got)}, expected {fmt!r})")
+    return raw
+
+
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "ELLIPSIS",
@@ -205,6 +235,7 @@ __all__ = [
     "UntrustedJsonError",
     "clip",
     "json_depth",
+    "load_document",
     "loads_untrusted",
     "quote",
     "screen_json",

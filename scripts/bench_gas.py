@@ -421,18 +421,7 @@ def _result_text(row: Row) -> str:
 
 
 def format_table(result: BenchResult) -> str:
-    """Plain-text table.
-
-    Parameters
-    ----------
-    result
-        The measurements.
-
-    Returns
-    -------
-    str
-        Aligned columns function, scenario, gas, goal, result, then the bytecode line.
-    """
+    """``result`` as a plain-text table: aligned columns function, scenario, gas, goal, result; the bytecode line."""
     header = ("function", "scenario", "gas used", "goal", "result")
     body = [(r.function, r.scenario, f"{r.gas:,}", _goal_text(r), _result_text(r)) for r in result.rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -449,18 +438,7 @@ def format_table(result: BenchResult) -> str:
 
 
 def format_markdown(result: BenchResult) -> str:
-    """Markdown table for the docs.
-
-    Parameters
-    ----------
-    result
-        The measurements.
-
-    Returns
-    -------
-    str
-        A GitHub-flavoured table followed by the bytecode line.
-    """
+    """``result`` as a GitHub-flavoured table for the docs, followed by the bytecode line."""
     lines = ["| Function | Scenario | Gas used | Goal | Result |", "|---|---|---:|---:|---|"]
     for r in result.rows:
         lines.append(f"| `{r.function}` | {r.scenario} | {r.gas:,} | {_goal_text(r)} | {_result_text(r)} |")

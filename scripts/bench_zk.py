@@ -546,21 +546,25 @@ def run_config(
     work.mkdir(parents=True, exist_ok=True)
     cache = shared_cache or work / "cache"
     tag = f"K={slots} k={dim}"
-    try:
-        data, error, wall = _run_phase("setup", slots, dim, cache, work, args.max_seconds, args.update_dim, zk_root)
-        _log(f"{tag}: setup {'done' if data else 'FAILED'} in {wall:.1f} s" + (f" ({error})" if error else ""))
+
+    def phase(name: str, timeout: float) -> dict[str, Any] | None:
+        """Run and log one phase; a failure is noted in ``result`` and gives None."""
+        data, error, wall = _run_phase(name, slots, dim, cache, work, timeout, args.update_dim, zk_root)
+        _log(f"{tag}: {name} {'done' if data else 'FAILED'} in {wall:.1f} s" + (f" ({error})" if error else ""))
         if data is None:
-            result.notes.append(f"setup > {args.max_seconds:.0f} s: skipped" if "killed" in str(error) else str(error))
+            timed_out = name == "setup" and "killed" in str(error)
+            result.notes.append(f"setup > {timeout:.0f} s: skipped" if timed_out else str(error))
+        return data
+
+    try:
+        data = phase("setup", args.max_seconds)
+        if data is None:
             return result
         result.setup = data
         if data["cached"]:
             result.notes.append("setup cached (--cache)")
-        data, error, wall = _run_phase(
-            "prove", slots, dim, cache, work, args.max_prove_seconds, args.update_dim, zk_root
-        )
-        _log(f"{tag}: prove {'done' if data else 'FAILED'} in {wall:.1f} s" + (f" ({error})" if error else ""))
+        data = phase("prove", args.max_prove_seconds)
         if data is None:
-            result.notes.append(str(error))
             return result
         result.prove = data
         if not data["ok"]:
@@ -571,10 +575,8 @@ def run_config(
             result.notes.append("verified with the proof as a byte list (RoundCircuitSetup.verify returns False)")
         if args.no_chain:
             return result
-        data, error, wall = _run_phase("chain", slots, dim, cache, work, MAX_CHAIN_SECONDS, args.update_dim, zk_root)
-        _log(f"{tag}: chain {'done' if data else 'FAILED'} in {wall:.1f} s" + (f" ({error})" if error else ""))
+        data = phase("chain", MAX_CHAIN_SECONDS)
         if data is None:
-            result.notes.append(str(error))
             return result
         result.chain = data
         if not data["verify_call_ok"]:

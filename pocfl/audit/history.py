@@ -99,17 +99,6 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def _submitted(e: EventRecord) -> SubmittedUpdate:
-    return SubmittedUpdate(
-        index=int(e.args["index"]),
-        trainer=str(e.args["trainer"]),
-        cid=str(e.args["cid"]),
-        commitment=bytes(e.args["commitment"]),
-        feature_commitment=bytes(e.args["featureCommitment"]),
-        block=e.block_number,
-    )
-
-
 ACCOUNT_EVENTS = (
     ("TrainerCredited", "trainer", "amount"),
     ("TrainerLeft", "trainer", "stakeCredited"),
@@ -226,7 +215,7 @@ def read_history(market: Market, project_id: int, from_block: int = 0) -> Projec
     digests_seen: dict[int, bytes] = {}  # the digest the round's last submission left on chain
     for e in events("UpdateSubmitted"):
         r = int(e.args["round"])
-        submitted.setdefault(r, []).append(_submitted(e))
+        submitted.setdefault(r, []).append(SubmittedUpdate.from_event(e))
         digests_seen[r] = bytes(e.args["submissionsDigest"])  # events come in chain order
     history.posted_events = events("RoundPosted")
     posted = {int(e.args["round"]): e for e in history.posted_events}

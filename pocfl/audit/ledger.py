@@ -54,24 +54,17 @@ def check_posted_credits(history: ProjectHistory, r: int, audit: RoundAudit) -> 
         s.posted_outlier = bool(e.args["outlier"])
         s.credited_wei = int(e.args["amount"])
         if str(e.args["trainer"]).lower() != s.trainer.lower():
-            out.diff(
-                r,
-                "credit",
-                f"TrainerCredited #{s.index} names {e.args['trainer']}, the submission is {s.trainer}",
-                index=s.index,
-                trainer=s.trainer,
+            out.at(r, s).diff(
+                "credit", f"TrainerCredited #{s.index} names {e.args['trainer']}, the submission is {s.trainer}"
             )
     scores = [s.posted_score or 0 for s in audit.submissions]
     flags = [bool(s.posted_outlier) for s in audit.submissions]
     alloc = allocate(state.round_budget, scores, flags)
     for s, share in zip(audit.submissions, alloc.shares, strict=True):
         if s.credited_wei is not None and s.credited_wei != share:
-            out.diff(
-                r,
+            out.at(r, s).diff(
                 "credit",
                 f"credited {s.credited_wei} wei for posted score {s.posted_score}, the payout rule gives {share}",
-                index=s.index,
-                trainer=s.trainer,
                 posted=s.credited_wei,
                 recomputed=share,
             )

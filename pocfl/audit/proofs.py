@@ -105,23 +105,17 @@ def proven_flags(
     for u, entry, why in zip(subs, report.submissions, cf.reasons, strict=True):
         posted_mismatch = entry.status == "rejected" and error_name(entry.reason) == FEATURE_MISMATCH
         if why is not None and not posted_mismatch:
-            out.diff(
-                r,
+            out.at(r, u).diff(
                 "status",
                 f"the update does not match its featureCommitment but the aggregator did not reject it for that "
                 f"(status {entry.status})",
-                index=u.index,
-                trainer=u.trainer,
                 posted=entry.status,
                 recomputed="rejected",
             )
         elif posted_mismatch and why is None and vectors[u.index] is not None:
-            out.diff(
-                r,
+            out.at(r, u).diff(
                 "status",
                 f"the aggregator rejected the update for {FEATURE_MISMATCH}, but it matches its featureCommitment",
-                index=u.index,
-                trainer=u.trainer,
                 posted=entry.reason,
                 recomputed="accepted",
             )

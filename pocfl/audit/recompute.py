@@ -257,56 +257,33 @@ def _compare_submissions(
     for i, (s, entry) in enumerate(zip(audit.submissions, report.submissions, strict=True)):
         s.status, s.score, s.outlier = decision.statuses[i], decision.scores[i], decision.outliers[i]
         s.value, s.expected_wei = decision.values[i], expected.shares[i]
-        where: dict[str, Any] = {"index": s.index, "trainer": s.trainer}
-        if s.posted_outlier is not None and s.posted_outlier != s.outlier:
-            out.diff(
-                r,
+        at = out.at(r, s)
+        exact: tuple[tuple[str, object, object, str], ...] = (
+            (
                 "outlier",
+                s.posted_outlier,
+                s.outlier,
                 f"posted outlier flag {_flag(s.posted_outlier)}, recomputed {_flag(s.outlier)}",
-                posted=s.posted_outlier,
-                recomputed=s.outlier,
-                **where,
-            )
-        if s.posted_score is not None and s.posted_score != s.score:
-            out.diff(
-                r,
-                "score",
-                f"posted score {s.posted_score}, recomputed {s.score}",
-                posted=s.posted_score,
-                recomputed=s.score,
-                **where,
-            )
-        if entry.status != s.status:
-            out.diff(
-                r,
-                "status",
-                f"report status {quote(entry.status)}, recomputed {s.status}",
-                posted=entry.status,
-                recomputed=s.status,
-                **where,
-            )
+            ),
+            ("score", s.posted_score, s.score, f"posted score {s.posted_score}, recomputed {s.score}"),
+            ("status", entry.status, s.status, f"report status {quote(entry.status)}, recomputed {s.status}"),
+        )
+        for name, posted, recomputed, message in exact:
+            if posted is not None and posted != recomputed:
+                at.diff(name, message, posted=posted, recomputed=recomputed)
         for name, got, want in (
             ("value", entry.value, decision.values[i]),
             ("weight", entry.weight, decision.weights[i]),
             ("ratio", entry.ratio, decision.ratios[i]),
         ):
             if not close(float(got), float(want)):
-                out.diff(
-                    r,
-                    name,
-                    f"report {name} {quote(got)}, recomputed {want!r}",
-                    posted=got,
-                    recomputed=want,
-                    **where,
-                )
+                at.diff(name, f"report {name} {quote(got)}, recomputed {want!r}", posted=got, recomputed=want)
         if s.credited_wei is not None and s.credited_wei != s.expected_wei:
-            out.diff(
-                r,
+            at.diff(
                 "credit",
                 f"credited {s.credited_wei} wei, recomputed {s.expected_wei} wei",
                 posted=s.credited_wei,
                 recomputed=s.expected_wei,
-                **where,
             )
 
 

@@ -279,17 +279,8 @@ class RejectionChecker:
 
         Evidence that does not open the commitment is recorded in :attr:`findings` as invalid.
         """
-        client = self.market.client
         try:
-            verify_commitment(
-                ev.plaintext,
-                u.commitment,
-                chain_id=client.chain.chain_id,
-                market=client.address,
-                project_id=self.project_id,
-                round=r,
-                trainer=u.trainer,
-            )
+            self.market.verify_opening(ev.plaintext, u, self.project_id, r)
         except PocflError as exc:
             why = f"invalid evidence: its plaintext does not open the on-chain commitment ({bounded(exc, 160)})"
             self.findings.append(f"evidence {bounded(ev.where())}: {why}")
@@ -350,13 +341,10 @@ class SubmissionReader:
         posted_rejected = entry.status == "rejected"
         posted_name = error_name(entry.reason) if posted_rejected else None
         if encrypted != entry.encrypted and error_name(reason) not in AVAILABILITY_ERRORS:
-            self.out.diff(
-                r,
+            self.out.at(r, u).diff(
                 "encrypted",
                 f"the report says encrypted={quote(entry.encrypted)}, the stored update is "
                 f"{'an encryption envelope' if encrypted else 'plaintext'}",
-                index=u.index,
-                trainer=u.trainer,
             )
         mine = error_name(reason)
         sealed_unrevealed = encrypted and reason == NO_KEY_REASON and entry.plaintext_cid is None
@@ -378,12 +366,9 @@ class SubmissionReader:
             self._rejected_too(r, u, entry, s, reason)
             return None
         if posted_rejected and not (proven and posted_name == FEATURE_MISMATCH):
-            self.out.diff(
-                r,
+            self.out.at(r, u).diff(
                 "status",
                 f"the aggregator rejected trainer {u.trainer}'s update, the audit accepts it: {quote(entry.reason)}",
-                index=u.index,
-                trainer=u.trainer,
                 posted=entry.reason,
                 recomputed="accepted",
             )
@@ -397,22 +382,16 @@ class SubmissionReader:
         s.note = reason
         posted_name = error_name(entry.reason)
         if entry.status != "rejected":
-            self.out.diff(
-                r,
+            self.out.at(r, u).diff(
                 "status",
                 f"the aggregator accepted the update (status {quote(entry.status)}), the audit rejects it: {reason}",
-                index=u.index,
-                trainer=u.trainer,
                 posted=entry.status,
                 recomputed="rejected",
             )
         elif posted_name != error_name(reason):
-            self.out.diff(
-                r,
+            self.out.at(r, u).diff(
                 "status",
                 f"rejected for {posted_name}, the audit rejects it for {reason}",
-                index=u.index,
-                trainer=u.trainer,
                 posted=entry.reason,
                 recomputed=reason,
             )
@@ -447,12 +426,9 @@ class SubmissionReader:
                 )
             return None
         s.source = "evidence" if first.encrypted or check.vector is None else "plaintext"
-        self.out.diff(
-            r,
+        self.out.at(r, u).diff(
             "status",
             f"false rejection: {check.note}",
-            index=u.index,
-            trainer=u.trainer,
             posted=entry.reason,
             recomputed="accepted" if check.vector is not None else "rejected",
         )

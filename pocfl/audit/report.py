@@ -298,20 +298,13 @@ def _summary(result: AuditResult, title: str) -> list[str]:
 
 def _findings(result: AuditResult) -> list[str]:
     """Every difference, unchecked rejection, evidence finding and warning."""
-    parts: list[str] = []
-    if result.differences:
-        items = "".join(f"<li><code>{_e(d.message)}</code></li>" for d in result.differences)
-        parts.append(f'<h2 class="bad">Differences</h2><ul>{items}</ul>')
-    if result.unchecked:
-        items = "".join(f"<li>{_e(w)}</li>" for w in result.unchecked)
-        parts.append(f'<h2 class="warn">{len(result.unchecked)} rejection(s) unchecked</h2><ul>{items}</ul>')
-    if result.evidence:
-        items = "".join(f"<li>{_e(w)}</li>" for w in result.evidence)
-        parts.append(f"<h2>Trainer evidence</h2><ul>{items}</ul>")
-    if result.warnings:
-        items = "".join(f"<li>{_e(w)}</li>" for w in result.warnings)
-        parts.append(f'<h2 class="warn">Not checked</h2><ul>{items}</ul>')
-    return parts
+    sections = (
+        ('<h2 class="bad">Differences</h2>', [f"<code>{_e(d.message)}</code>" for d in result.differences]),
+        (f'<h2 class="warn">{len(result.unchecked)} rejection(s) unchecked</h2>', [_e(w) for w in result.unchecked]),
+        ("<h2>Trainer evidence</h2>", [_e(w) for w in result.evidence]),
+        ('<h2 class="warn">Not checked</h2>', [_e(w) for w in result.warnings]),
+    )
+    return [f"{title}<ul>{''.join(f'<li>{item}</li>' for item in items)}</ul>" for title, items in sections if items]
 
 
 def _trainer_table(result: AuditResult) -> list[str]:

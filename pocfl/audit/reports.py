@@ -164,14 +164,10 @@ def _check_submissions(
                 )
     for entry, s in zip(report.submissions, audit.submissions, strict=False):
         if s.posted_score is not None and (entry.score, entry.outlier) != (s.posted_score, s.posted_outlier):
-            out.diff(
-                r,
+            out.at(r, s).diff(
                 "report",
                 f"report {cid} records score {quote(entry.score)} and outlier {quote(entry.outlier)}, "
-                "the chain credited "
-                f"score {s.posted_score} and outlier {s.posted_outlier}",
-                index=s.index,
-                trainer=s.trainer,
+                f"the chain credited score {s.posted_score} and outlier {s.posted_outlier}",
             )
 
 

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pocfl.chain.types import jsonable
 from pocfl.errors import ConfigError, PocflError
@@ -404,6 +404,10 @@ class Findings:
             )
         )
 
+    def at(self, round_: int, submission: Submission) -> SubmissionFindings:
+        """:meth:`diff` for one submission of ``round_``: its index and trainer given once."""
+        return SubmissionFindings(self, round_, submission.index, submission.trainer)
+
     def extend(self, other: Findings | Sequence[Difference]) -> None:
         """Append another checker's differences (and warnings and unchecked rejections), keeping their order."""
         if isinstance(other, Findings):
@@ -412,3 +416,33 @@ class Findings:
             self.unchecked += other.unchecked
         else:
             self.differences += other
+
+
+class Submission(Protocol):
+    """Anything that names a submission: ``UpdateSubmitted`` (:class:`~pocfl.market.SubmittedUpdate`) or its audit."""
+
+    @property
+    def index(self) -> int:
+        """Position in the round's submission order."""
+        ...
+
+    @property
+    def trainer(self) -> str:
+        """The trainer's address."""
+        ...
+
+
+@dataclass(frozen=True)
+class SubmissionFindings:
+    """The differences about one submission: :meth:`Findings.diff` with its round, index and trainer bound."""
+
+    findings: Findings
+    round: int
+    index: int
+    trainer: str
+
+    def diff(self, field_: str, message: str, *, posted: Any = None, recomputed: Any = None) -> None:
+        """Record a difference about this submission (see :meth:`Findings.diff`)."""
+        self.findings.diff(
+            self.round, field_, message, index=self.index, trainer=self.trainer, posted=posted, recomputed=recomputed
+        )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -27,7 +26,7 @@ from web3.types import RPCResponse, Wei
 from pocfl.chain.control import ChainControl, EmbeddedControl, RpcControl
 from pocfl.chain.transport import node_errors
 from pocfl.errors import ChainError, ChainUnavailableError, ConfigError
-from pocfl.procs import free_port, stop_pid
+from pocfl.procs import free_port, spawn_logged, stop_process, wait_ready
 from pocfl.rpc import load_rpc_reply, node_chain_id
 from pocfl.untrusted import UntrustedJsonError
 from pocfl.waiting import is_transient
@@ -253,32 +252,16 @@ class AnvilProcess:
             args += ["--block-time", str(block_time)]
         if log_file is None:
             args.append("--silent")
-        out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=detach)
-        finally:
-            if log_file is not None:
-                out.close()  # type: ignore[union-attr]
+        popen = spawn_logged(args, log_file, detach=detach)
         proc = cls(pid=popen.pid, port=port, _popen=popen)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if popen.poll() is not None:
-                raise ChainError(f"anvil exited with code {popen.returncode} (is port {port} free?)")
-            if node_chain_id(proc.url) is not None:
-                return proc
-            time.sleep(0.05)
+        state = wait_ready(popen, lambda: node_chain_id(proc.url) is not None, timeout, 0.05)
+        if state == "ready":
+            return proc
+        if state == "exited":
+            raise ChainError(f"anvil exited with code {popen.returncode} (is port {port} free?)")
         proc.stop()
         raise ChainError(f"anvil did not answer on {proc.url} within {timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the node (SIGTERM, then SIGKILL) and reap it."""
-        if self._popen is not None:
-            if self._popen.poll() is None:
-                self._popen.terminate()
-                try:
-                    self._popen.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._popen.kill()
-                    self._popen.wait(timeout)
-            return
-        stop_pid(self.pid, timeout)
+        stop_process(self._popen, self.pid, timeout)

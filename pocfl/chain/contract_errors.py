@@ -11,357 +11,235 @@ from pocfl.chain.revert_base import ContractRevert
 class AggregationWindowClosed(ContractRevert):
     """The aggregation window of the round has passed."""
 
-    signature = "AggregationWindowClosed(uint256,uint32,uint64)"
-    fields = ("projectId", "round", "deadline")
-    projectId: int
-    round: int
-    deadline: int
+    params = "uint256 projectId, uint32 round, uint64 deadline"
 
 
 class AggregationWindowOpen(ContractRevert):
     """The round can only be failed after its aggregation deadline."""
 
-    signature = "AggregationWindowOpen(uint256,uint32,uint64)"
-    fields = ("projectId", "round", "deadline")
-    projectId: int
-    round: int
-    deadline: int
+    params = "uint256 projectId, uint32 round, uint64 deadline"
 
 
 class AlreadyRegistered(ContractRevert):
     """The trainer is already registered."""
 
-    signature = "AlreadyRegistered(uint256,address)"
-    fields = ("projectId", "trainer")
-    projectId: int
-    trainer: str
+    params = "uint256 projectId, address trainer"
 
 
 class AlreadySubmitted(ContractRevert):
     """The trainer already submitted in this round."""
 
-    signature = "AlreadySubmitted(uint256,uint32,address)"
-    fields = ("projectId", "round", "trainer")
-    projectId: int
-    round: int
-    trainer: str
+    params = "uint256 projectId, uint32 round, address trainer"
 
 
 class BudgetTooLarge(ContractRevert):
     """The budget does not fit 128 bits."""
 
-    signature = "BudgetTooLarge(uint256)"
-    fields = ("budget",)
-    budget: int
+    params = "uint256 budget"
 
 
 class CannotCancel(ContractRevert):
     """The project cannot be cancelled now by this caller."""
 
-    signature = "CannotCancel(uint256,address)"
-    fields = ("projectId", "caller")
-    projectId: int
-    caller: str
+    params = "uint256 projectId, address caller"
 
 
 class InvalidCid(ContractRevert):
     """The content identifier is empty or longer than `MAX_CID_LENGTH` bytes."""
 
-    signature = "InvalidCid(uint256)"
-    fields = ("length",)
-    length: int
+    params = "uint256 length"
 
 
 class InvalidRounds(ContractRevert):
     """The number of rounds is zero."""
 
-    signature = "InvalidRounds(uint32)"
-    fields = ("numRounds",)
-    numRounds: int
+    params = "uint32 numRounds"
 
 
 class InvalidTrainerBounds(ContractRevert):
     """Trainer bounds are inconsistent or above `MAX_TRAINERS`."""
 
-    signature = "InvalidTrainerBounds(uint32,uint32)"
-    fields = ("minTrainers", "maxTrainers")
-    minTrainers: int
-    maxTrainers: int
+    params = "uint32 minTrainers, uint32 maxTrainers"
 
 
 class InvalidWindows(ContractRevert):
     """A window length is zero."""
 
-    signature = "InvalidWindows(uint32,uint32)"
-    fields = ("submissionWindow", "aggregationWindow")
-    submissionWindow: int
-    aggregationWindow: int
+    params = "uint32 submissionWindow, uint32 aggregationWindow"
 
 
 class LengthMismatch(ContractRevert):
     """Scores and outlier flags must have one entry per submission."""
 
-    signature = "LengthMismatch(uint256,uint256,uint256)"
-    fields = ("submissions", "scores", "outliers")
-    submissions: int
-    scores: int
-    outliers: int
+    params = "uint256 submissions, uint256 scores, uint256 outliers"
 
 
 class NoStakeHeld(ContractRevert):
     """The trainer has no stake held in this project."""
 
-    signature = "NoStakeHeld(uint256,address)"
-    fields = ("projectId", "trainer")
-    projectId: int
-    trainer: str
+    params = "uint256 projectId, address trainer"
 
 
 class NotAggregator(ContractRevert):
     """The caller is not the project aggregator."""
 
-    signature = "NotAggregator(uint256,address,address)"
-    fields = ("projectId", "caller", "aggregator")
-    projectId: int
-    caller: str
-    aggregator: str
+    params = "uint256 projectId, address caller, address aggregator"
 
 
 class NotAllowlistMode(ContractRevert):
     """The project uses open registration; there is no allowlist to edit."""
 
-    signature = "NotAllowlistMode(uint256)"
-    fields = ("projectId",)
-    projectId: int
+    params = "uint256 projectId"
 
 
 class NotAllowlisted(ContractRevert):
     """The trainer is not on the project's allowlist."""
 
-    signature = "NotAllowlisted(uint256,address)"
-    fields = ("projectId", "trainer")
-    projectId: int
-    trainer: str
+    params = "uint256 projectId, address trainer"
 
 
 class NotEnoughTrainers(ContractRevert):
     """Fewer than `minTrainers` registered: training cannot start (the project can be cancelled)."""
 
-    signature = "NotEnoughTrainers(uint256,uint32,uint32)"
-    fields = ("projectId", "registered", "minTrainers")
-    projectId: int
-    registered: int
-    minTrainers: int
+    params = "uint256 projectId, uint32 registered, uint32 minTrainers"
 
 
 class NotOwner(ContractRevert):
     """The caller is not the project owner."""
 
-    signature = "NotOwner(uint256,address,address)"
-    fields = ("projectId", "caller", "owner")
-    projectId: int
-    caller: str
-    owner: str
+    params = "uint256 projectId, address caller, address owner"
 
 
 class NotRegistered(ContractRevert):
     """The caller is not a registered trainer of the project."""
 
-    signature = "NotRegistered(uint256,address)"
-    fields = ("projectId", "trainer")
-    projectId: int
-    trainer: str
+    params = "uint256 projectId, address trainer"
 
 
 class NothingToWithdraw(ContractRevert):
     """There is nothing to withdraw."""
 
-    signature = "NothingToWithdraw(address)"
-    fields = ("account",)
-    account: str
+    params = "address account"
 
 
 class ProjectFull(ContractRevert):
     """The project has `maxTrainers` registered trainers."""
 
-    signature = "ProjectFull(uint256,uint32)"
-    fields = ("projectId", "maxTrainers")
-    projectId: int
-    maxTrainers: int
+    params = "uint256 projectId, uint32 maxTrainers"
 
 
 class ProjectNotActive(ContractRevert):
     """The call needs an active project."""
 
-    signature = "ProjectNotActive(uint256,uint8)"
-    fields = ("projectId", "status")
-    projectId: int
-    status: int
+    params = "uint256 projectId, uint8 status"
 
 
 class ProjectNotEnded(ContractRevert):
     """The call needs a finished or cancelled project."""
 
-    signature = "ProjectNotEnded(uint256,uint8)"
-    fields = ("projectId", "status")
-    projectId: int
-    status: int
+    params = "uint256 projectId, uint8 status"
 
 
 class ProjectNotFound(ContractRevert):
     """The project id does not exist."""
 
-    signature = "ProjectNotFound(uint256)"
-    fields = ("projectId",)
-    projectId: int
+    params = "uint256 projectId"
 
 
 class ProofRejected(ContractRevert):
     """The verifier rejected the round's proof, reverted, or gave no well-formed answer."""
 
-    signature = "ProofRejected(uint256,uint32,address)"
-    fields = ("projectId", "round", "verifier")
-    projectId: int
-    round: int
-    verifier: str
+    params = "uint256 projectId, uint32 round, address verifier"
 
 
 class ReentrantCall(ContractRevert):
     """A withdrawal was re-entered while a transfer was in flight."""
 
-    signature = "ReentrantCall()"
-    fields = ()
+    params = ""
 
 
 class RegistrationClosed(ContractRevert):
     """Registration closed at `startTime`."""
 
-    signature = "RegistrationClosed(uint256,uint64)"
-    fields = ("projectId", "startTime")
-    projectId: int
-    startTime: int
+    params = "uint256 projectId, uint64 startTime"
 
 
 class RoundNotOpen(ContractRevert):
     """Training has not started: round 0 opens at `opensAt`."""
 
-    signature = "RoundNotOpen(uint256,uint32,uint64)"
-    fields = ("projectId", "round", "opensAt")
-    projectId: int
-    round: int
-    opensAt: int
+    params = "uint256 projectId, uint32 round, uint64 opensAt"
 
 
 class ScheduleOverflow(ContractRevert):
     """Round deadlines computed from this start time would not fit 64-bit timestamps."""
 
-    signature = "ScheduleOverflow(uint64,uint32,uint32)"
-    fields = ("startTime", "submissionWindow", "aggregationWindow")
-    startTime: int
-    submissionWindow: int
-    aggregationWindow: int
+    params = "uint64 startTime, uint32 submissionWindow, uint32 aggregationWindow"
 
 
 class StartTimeInPast(ContractRevert):
     """The start time is not in the future."""
 
-    signature = "StartTimeInPast(uint64,uint256)"
-    fields = ("startTime", "nowTimestamp")
-    startTime: int
-    nowTimestamp: int
+    params = "uint64 startTime, uint256 nowTimestamp"
 
 
 class SubmissionCountMismatch(ContractRevert):
     """The posted submission list has the wrong length."""
 
-    signature = "SubmissionCountMismatch(uint256,uint32,uint32,uint256)"
-    fields = ("projectId", "round", "expected", "given")
-    projectId: int
-    round: int
-    expected: int
-    given: int
+    params = "uint256 projectId, uint32 round, uint32 expected, uint256 given"
 
 
 class SubmissionWindowClosed(ContractRevert):
     """The submission arrived after the round's submission deadline."""
 
-    signature = "SubmissionWindowClosed(uint256,uint32,uint64,uint256)"
-    fields = ("projectId", "round", "deadline", "nowTimestamp")
-    projectId: int
-    round: int
-    deadline: int
-    nowTimestamp: int
+    params = "uint256 projectId, uint32 round, uint64 deadline, uint256 nowTimestamp"
 
 
 class SubmissionWindowOpen(ContractRevert):
     """Results can only be posted after the submission window."""
 
-    signature = "SubmissionWindowOpen(uint256,uint32,uint64)"
-    fields = ("projectId", "round", "closesAt")
-    projectId: int
-    round: int
-    closesAt: int
+    params = "uint256 projectId, uint32 round, uint64 closesAt"
 
 
 class SubmissionsMismatch(ContractRevert):
     """The posted submissions differ from those recorded on chain."""
 
-    signature = "SubmissionsMismatch(uint256,uint32,bytes32,bytes32)"
-    fields = ("projectId", "round", "expected", "computed")
-    projectId: int
-    round: int
-    expected: bytes
-    computed: bytes
+    params = "uint256 projectId, uint32 round, bytes32 expected, bytes32 computed"
 
 
 class TransferFailed(ContractRevert):
     """Sending ether failed; the credit was kept."""
 
-    signature = "TransferFailed(address,uint256)"
-    fields = ("to", "amount")
-    to: str
-    amount: int
+    params = "address to, uint256 amount"
 
 
 class WrongRound(ContractRevert):
     """The round given is not the project's current round."""
 
-    signature = "WrongRound(uint256,uint32,uint32)"
-    fields = ("projectId", "round", "currentRound")
-    projectId: int
-    round: int
-    currentRound: int
+    params = "uint256 projectId, uint32 round, uint32 currentRound"
 
 
 class WrongStake(ContractRevert):
     """The value sent is not the project's stake."""
 
-    signature = "WrongStake(uint256,uint256,uint256)"
-    fields = ("projectId", "expected", "sent")
-    projectId: int
-    expected: int
-    sent: int
+    params = "uint256 projectId, uint256 expected, uint256 sent"
 
 
 class ZeroAggregator(ContractRevert):
     """The aggregator address is zero."""
 
-    signature = "ZeroAggregator()"
-    fields = ()
+    params = ""
 
 
 class ZeroBudget(ContractRevert):
     """No budget was sent with `createProject`."""
 
-    signature = "ZeroBudget()"
-    fields = ()
+    params = ""
 
 
 class ZeroRecipient(ContractRevert):
     """The destination address is zero."""
 
-    signature = "ZeroRecipient()"
-    fields = ()
+    params = ""
 
 
 ALL_ERRORS: tuple[type[ContractRevert], ...] = (

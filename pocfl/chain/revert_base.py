@@ -23,11 +23,19 @@ class ContractRevert(ChainError):
     """A contract call reverted with one of the marketplace's custom errors.
 
     Attributes carry the error's arguments under their Solidity names (``projectId``) and their
-    snake_case aliases (``project_id``).
+    snake_case aliases (``project_id``). A subclass declares only :attr:`params`, the error's parameter list as
+    Solidity writes it; :attr:`signature` and :attr:`fields` are derived from it and the class name.
     """
 
+    params: ClassVar[str] = ""
     signature: ClassVar[str] = ""
     fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        typed = [p.split() for p in cls.params.split(",") if p.strip()]
+        cls.signature = f"{cls.__name__}({','.join(t for t, _ in typed)})"
+        cls.fields = tuple(n for _, n in typed)
 
     def __init__(self, *values: Any) -> None:
         self.values = tuple(values)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
@@ -52,6 +52,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _from_abi(names: tuple[str, ...], t: Any, convert: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """An ABI tuple (or web3's attribute dict) as keyword arguments: ``names`` in Solidity order, some converted."""
+    t = tuple(t.values()) if isinstance(t, dict) else tuple(t)
+    return {n: convert[n](v) if n in convert else v for n, v in zip(names, t, strict=False)}
+
+
 class _Jsonable:
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (bytes as 0x-hex, enums as lower-case names)."""
@@ -78,39 +84,33 @@ class ProjectParams(_Jsonable):
 
     def to_abi(self) -> tuple[Any, ...]:
         """The struct as the ABI tuple, in Solidity field order."""
-        return (
-            self.aggregator,
-            self.verifier,
-            self.start_time,
-            self.num_rounds,
-            self.submission_window,
-            self.aggregation_window,
-            self.min_trainers,
-            self.max_trainers,
-            int(self.registration_mode),
-            self.stake,
-            self.validation_set_commitment,
-            self.initial_model_cid,
-        )
+        return tuple(int(v) if isinstance(v, IntEnum) else v for v in (getattr(self, n) for n in _PARAMS_ABI_ORDER))
 
     @classmethod
     def from_abi(cls, t: Any) -> ProjectParams:
         """Build from the ABI tuple (or web3's attribute dict)."""
-        t = tuple(t.values()) if isinstance(t, dict) else tuple(t)
         return cls(
-            aggregator=t[0],
-            verifier=t[1],
-            start_time=t[2],
-            num_rounds=t[3],
-            submission_window=t[4],
-            aggregation_window=t[5],
-            min_trainers=t[6],
-            max_trainers=t[7],
-            registration_mode=RegistrationMode(t[8]),
-            stake=t[9],
-            validation_set_commitment=bytes(t[10]),
-            initial_model_cid=t[11],
+            **_from_abi(
+                _PARAMS_ABI_ORDER, t, {"registration_mode": RegistrationMode, "validation_set_commitment": bytes}
+            )
         )
+
+
+_PARAMS_ABI_ORDER = (
+    "aggregator",
+    "verifier",
+    "start_time",
+    "num_rounds",
+    "submission_window",
+    "aggregation_window",
+    "min_trainers",
+    "max_trainers",
+    "registration_mode",
+    "stake",
+    "validation_set_commitment",
+    "initial_model_cid",
+)
+"""The fields of ``IPocMarketplace.ProjectParams`` in Solidity order (the dataclass puts the defaulted ones last)."""
 
 
 @dataclass(frozen=True)
@@ -174,28 +174,10 @@ class ProjectState(_Jsonable):
 
     @classmethod
     def from_abi(cls, project_id: int, t: Any) -> ProjectState:
-        """Build from the ``ProjectView`` ABI tuple."""
-        t = tuple(t.values()) if isinstance(t, dict) else tuple(t)
-        return cls(
-            project_id=project_id,
-            owner=t[0],
-            params=ProjectParams.from_abi(t[1]),
-            status=ProjectStatus(t[2]),
-            budget=t[3],
-            round_budget=t[4],
-            escrow=t[5],
-            stakes_held=t[6],
-            trainer_count=t[7],
-            current_round=t[8],
-            round_opened_at=t[9],
-            submission_deadline=t[10],
-            aggregation_deadline=t[11],
-            submission_count=t[12],
-            failed_rounds=t[13],
-            consecutive_failures=t[14],
-            submissions_digest=bytes(t[15]),
-            model_cid=t[16],
-        )
+        """Build from the ``ProjectView`` ABI tuple (its fields in the order of this class's, after the id)."""
+        order = tuple(f.name for f in fields(cls))[1:]
+        convert = {"params": ProjectParams.from_abi, "status": ProjectStatus, "submissions_digest": bytes}
+        return cls(project_id=project_id, **_from_abi(order, t, convert))
 
     def phase(self, now: int) -> str:
         """Human-readable phase at timestamp ``now``."""

@@ -124,21 +124,12 @@ def compile_source(source_name: str, content: str, contract: str) -> dict[str, A
     }
 
 
-_PY_TYPES = {"address": "str", "bool": "bool", "string": "str"}
-
-
-def _py_type(sol_type: str) -> str:
-    if sol_type.endswith("]"):
-        return "tuple[Any, ...]"
-    if sol_type.startswith(("uint", "int")):
-        return "int"
-    if sol_type.startswith("bytes"):
-        return "bytes"
-    return _PY_TYPES.get(sol_type, "Any")
-
-
 def render_errors_module(abi: list[dict[str, Any]], docs: dict[str, Any]) -> str:
-    """Generate the Python exception classes for the contract's custom errors."""
+    """Generate the Python exception classes for the contract's custom errors.
+
+    Each class states only the error's Solidity parameter list; :class:`~pocfl.chain.revert_base.ContractRevert`
+    derives the signature and the argument names from it.
+    """
     lines = [
         '"""Named exceptions for every custom error of ``PocMarketplace``.',
         "",
@@ -146,8 +137,6 @@ def render_errors_module(abi: list[dict[str, Any]], docs: dict[str, Any]) -> str
         '"""',
         "",
         "from __future__ import annotations",
-        "",
-        "from typing import Any",
         "",
         "from pocfl.chain.revert_base import ContractRevert",
     ]
@@ -161,18 +150,15 @@ def render_errors_module(abi: list[dict[str, Any]], docs: dict[str, Any]) -> str
         notice = ""
         for entry in error_docs.get(sig, []):
             notice = entry.get("notice", "")
-        fields = ", ".join(f'"{i["name"]}"' for i in inputs)
+        params = ", ".join(f"{i['type']} {i['name']}" for i in inputs)
         lines += [
             "",
             "",
             f"class {name}(ContractRevert):",
             f'    """{notice or name}"""',
             "",
-            f'    signature = "{sig}"',
-            f"    fields = ({fields}{',' if len(inputs) == 1 else ''})",
+            f'    params = "{params}"',
         ]
-        for i in inputs:
-            lines.append(f"    {i['name']}: {_py_type(i['type'])}")
     lines += [
         "",
         "",
@@ -186,11 +172,7 @@ def render_errors_module(abi: list[dict[str, Any]], docs: dict[str, Any]) -> str
         "]",
         "",
     ]
-    # Avoid an unused import when no field needs Any.
-    text = "\n".join(lines)
-    if "Any" not in text.split("from pocfl.chain.revert_base import ContractRevert", 1)[1]:
-        text = text.replace("from typing import Any\n\n", "")
-    return text
+    return "\n".join(lines)
 
 
 def expected_files() -> dict[Path, str]:

@@ -53,7 +53,6 @@ from pocfl.updates import (
     ModelSpec,
     decode_update,
     decrypt_update,
-    verify_commitment,
 )
 
 Vector = NDArray[np.float32]
@@ -310,15 +309,7 @@ def validate_submission(
             if keypair is None:
                 return ValidatedUpdate(update, None, NO_KEY_REASON, True, None)
             plaintext = decrypt_update(opened.payload, keypair)
-            verify_commitment(
-                plaintext,
-                update.commitment,
-                chain_id=market.client.chain.chain_id,
-                market=market.client.address,
-                project_id=project_id,
-                round=round_,
-                trainer=update.trainer,
-            )
+            market.verify_opening(plaintext, update, project_id, round_)
         body = plaintext if encrypted else opened.plaintext
         assert body is not None
         decoded = decode_update(body, spec, kind="delta", max_size=max_size)

@@ -18,7 +18,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from pocfl.errors import PocflError
 from pocfl.rounds.hyperparams import HYPERPARAMS_MAX_SIZE
-from pocfl.untrusted import UntrustedJsonError, clip, loads_untrusted, quote
+from pocfl.untrusted import clip, load_document, quote
 
 REPORT_FORMAT = "pocfl-round-report/1"
 
@@ -148,15 +148,9 @@ class RoundReport:
         ReportError
             Not JSON, another format, or missing or mistyped fields.
         """
-        try:
-            raw: Any = loads_untrusted(
-                data, max_size=REPORT_MAX_SIZE, max_depth=REPORT_MAX_DEPTH, what="the round report"
-            )
-        except UntrustedJsonError as exc:
-            raise ReportError(str(exc)) from exc
-        if not isinstance(raw, dict) or raw.get("format") != REPORT_FORMAT:
-            got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-            raise ReportError(f"not a pocfl round report (format {quote(got)}, expected {REPORT_FORMAT!r})")
+        raw = load_document(
+            data, REPORT_FORMAT, "round report", ReportError, max_size=REPORT_MAX_SIZE, max_depth=REPORT_MAX_DEPTH
+        )
         try:
             subs = raw.pop("submissions")
             if not isinstance(subs, list):

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import httpx
 
 from pocfl.errors import ConfigError
 from pocfl.fsutil import PRIVATE, write_json_atomic
-from pocfl.procs import free_port, stop_pid
+from pocfl.procs import free_port, spawn_logged, stop_process, wait_ready
 from pocfl.store.errors import StoreUnavailableError
 
 JSIPFS_DIR_ENV = "POCFL_JSIPFS_DIR"
@@ -142,40 +141,22 @@ class IpfsDaemon:
                 )
         api_port = api_port or free_port()
         _configure_loopback(repo / "config", api_port, kubo=impl.name == "kubo")
-        out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            popen = subprocess.Popen(
-                [*impl.argv, "daemon"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=detach
-            )
-        finally:
-            if log_file is not None:
-                out.close()  # type: ignore[union-attr]
+        popen = spawn_logged([*impl.argv, "daemon"], log_file, detach=detach, env=env)
         daemon = cls(pid=popen.pid, api_port=api_port, repo=repo, implementation=impl.name, _popen=popen)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if popen.poll() is not None:
-                raise StoreUnavailableError(
-                    f"the {impl.name} daemon exited with code {popen.returncode}"
-                    + (f"; see {log_file}" if log_file else "")
-                )
-            if api_version(daemon.url) is not None:
-                return daemon
-            time.sleep(0.25)
+        state = wait_ready(popen, lambda: api_version(daemon.url) is not None, timeout, 0.25)
+        if state == "ready":
+            return daemon
+        if state == "exited":
+            raise StoreUnavailableError(
+                f"the {impl.name} daemon exited with code {popen.returncode}"
+                + (f"; see {log_file}" if log_file else "")
+            )
         daemon.stop()
         raise StoreUnavailableError(f"the {impl.name} daemon did not answer on {daemon.url} within {timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the daemon (SIGTERM, then SIGKILL) and reap it; also drops a stale repo lock."""
-        if self._popen is not None:
-            if self._popen.poll() is None:
-                self._popen.terminate()
-                try:
-                    self._popen.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._popen.kill()
-                    self._popen.wait(timeout)
-        else:
-            stop_pid(self.pid, timeout)
+        stop_process(self._popen, self.pid, timeout)
         for lock in ("repo.lock", "api"):
             (self.repo / lock).unlink(missing_ok=True)
 
