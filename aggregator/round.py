@@ -160,6 +160,60 @@ class RoundDecision:
     noise_floor: float = 0.0
 
 
+Evaluate = Callable[[NDArray[np.floating]], tuple[float, float]]
+
+
+def _validation_evaluate(validation: tuple[NDArray[np.floating], NDArray[np.integer]], n_classes: int) -> Evaluate:
+    """``(vector) -> (accuracy, loss)`` of the MLP on the owner's validation set."""
+    from pocfl.ml.training import evaluate as ml_evaluate
+
+    x_val, y_val = validation
+
+    def evaluate(v: NDArray[np.floating]) -> tuple[float, float]:
+        return ml_evaluate(v, x_val, y_val, n_classes=n_classes)
+
+    return evaluate
+
+
+def _utility(evaluate: Evaluate, config: RoundConfig) -> Callable[[NDArray[np.floating]], float]:
+    """The coalition utility the scores use: validation accuracy, or minus the loss."""
+
+    def utility(v: NDArray[np.floating]) -> float:
+        accuracy, loss = evaluate(np.asarray(v, dtype=np.float32))
+        return accuracy if config.metric == "accuracy" else -loss
+
+    return utility
+
+
+@dataclass
+class _Rows:
+    """The per-submission columns of a decision, filled from the accepted updates' part."""
+
+    statuses: list[str]
+    outliers: list[bool]
+    weights: list[float]
+    ratios: list[float]
+    scores: list[int]
+    values: list[float]
+
+    @classmethod
+    def rejected(cls, n: int) -> _Rows:
+        """Every submission rejected until its accepted update is decided."""
+        return cls(["rejected"] * n, [True] * n, [0.0] * n, [0.0] * n, [0] * n, [0.0] * n)
+
+    def fill(self, accepted: Sequence[int], part: _Accepted) -> None:
+        """Spread the accepted updates' results to their submissions."""
+        for j, i in enumerate(accepted):
+            self.outliers[i], self.weights[i], self.ratios[i] = part.outliers[j], part.weights[j], part.ratios[j]
+            self.scores[i], self.values[i] = int(part.scored.scores[j]), float(part.scored.values[j])
+            self.statuses[i] = "outlier" if part.outliers[j] else _status_name(part.scored.status[j])
+
+    def unpay(self) -> None:
+        """Credit nobody: every score 0 and each scored update ``unpaid``."""
+        self.scores = [0] * len(self.scores)
+        self.statuses = ["unpaid" if st == "scored" else st for st in self.statuses]
+
+
 def decide_round(
     global_vector: NDArray[np.floating],
     updates: Sequence[NDArray[np.floating] | None],
@@ -204,23 +258,12 @@ def decide_round(
         The ``trust`` rule's reference update; defaults to :func:`server_reference` (the MLP trained one pass
         on the validation set with this round's hyper-parameters and a seed from the chain).
     """
-    x_val, y_val = validation
     own_evaluate = evaluate is None
-    if evaluate is None:
-        from pocfl.ml.training import evaluate as ml_evaluate
-
-        def evaluate(v: NDArray[np.floating]) -> tuple[float, float]:
-            return ml_evaluate(v, x_val, y_val, n_classes=config.n_classes)
-
+    evaluate = evaluate or _validation_evaluate(validation, config.n_classes)
     g = np.asarray(global_vector, dtype=np.float32)
     n = len(updates)
     accepted = [i for i, u in enumerate(updates) if u is not None]
-    statuses = ["rejected"] * n
-    outliers = [True] * n
-    weights = [0.0] * n
-    ratios = [0.0] * n
-    scores = [0] * n
-    values = [0.0] * n
+    rows = _Rows.rejected(n)
     acc_before, loss_before = evaluate(g)
     new_global = g.copy()
     method, evaluations = "none", 0
@@ -232,18 +275,10 @@ def decide_round(
         matrix = np.stack([np.asarray(updates[i], dtype=np.float32) for i in accepted])
         if flags is None and config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES and reference is None:
             reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
-
-        def utility(v: NDArray[np.floating]) -> float:
-            accuracy, loss = evaluate(np.asarray(v, dtype=np.float32))
-            return accuracy if config.metric == "accuracy" else -loss
-
-        part = _decide_accepted(g, matrix, flags, reference, utility, seeds, prior_updates, config)
+        part = _decide_accepted(g, matrix, flags, reference, _utility(evaluate, config), seeds, prior_updates, config)
         new_global, tr = (g + part.aggregate).astype(np.float32), part.trust
         method, evaluations = part.scored.method, part.scored.evaluations
-        for j, i in enumerate(accepted):
-            outliers[i], weights[i], ratios[i] = part.outliers[j], part.weights[j], part.ratios[j]
-            scores[i], values[i] = int(part.scored.scores[j]), float(part.scored.values[j])
-            statuses[i] = "outlier" if part.outliers[j] else _status_name(part.scored.status[j])
+        rows.fill(accepted, part)
     accuracy, loss = evaluate(new_global)
     history = [*accuracy_history, accuracy]
     gain = accuracy - acc_before if config.metric == "accuracy" else loss_before - loss
@@ -252,8 +287,9 @@ def decide_round(
         if own_evaluate:
             floor = config.noise_z * gain_noise_floor(g, new_global, validation, config)
         if not gain > floor:  # gains inside the validation noise buy nothing: nobody is credited
-            scores = [0] * n
-            statuses = ["unpaid" if st == "scored" else st for st in statuses]
+            rows.unpay()
+    outliers, scores, statuses = rows.outliers, rows.scores, rows.statuses
+    values, weights, ratios = rows.values, rows.weights, rows.ratios
     return RoundDecision(
         outliers=tuple(outliers),
         scores=tuple(scores),
