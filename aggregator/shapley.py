@@ -349,10 +349,8 @@ def gtg_shapley(
     while k < (max_permutations if max_permutations is not None else _free_after_full_cache(utility, k)):
         if not firsts:
             firsts = permutation(run.rng, n).tolist()[::-1]  # pop() from the end = shuffled cycle order
-        first = firsts[-1]
-        rest = permutation(run.rng, np.array([p for p in range(n) if p != first], dtype=np.int64))
         try:
-            marginals = _walk(run.meter, [first, *rest.tolist()], run.u_empty, run.u_full, gap)
+            marginals = _walk(run.meter, _guided(run.rng, n, firsts[-1]), run.u_empty, run.u_full, gap)
         except _BudgetExhausted:
             break
         firsts.pop()
@@ -367,6 +365,12 @@ def gtg_shapley(
     if k == 0:
         raise ShapleyError(f"max_evaluations={max_evaluations} does not cover one permutation of {n} players")
     return ShapleyResult(estimate, run.meter.used, k, "gtg", converged=converged)
+
+
+def _guided(rng: np.random.Generator, n: int, first: int) -> list[int]:
+    """A GTG permutation: ``first`` leads, the other players follow in a uniform shuffle."""
+    rest = permutation(rng, np.array([p for p in range(n) if p != first], dtype=np.int64))
+    return [first, *rest.tolist()]
 
 
 def _aggregation_features(masks: NDArray[np.int64], n: int, weights: Vector) -> Vector:
