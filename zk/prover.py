@@ -205,6 +205,53 @@ SETTINGS_MAX_SIZE = 16 << 20
 """Largest circuit settings JSON read (ezkl writes a few KiB)."""
 
 
+def _compile(ezkl: Any, shape: CircuitShape, tmp: Path) -> None:
+    """Export the circuit of ``shape`` to ONNX in ``tmp``, generate and calibrate its settings, and compile it."""
+    _export(shape, tmp / "net.onnx", tmp / "input.json")
+    args = ezkl.PyRunArgs()
+    args.input_visibility = "hashed"
+    args.output_visibility = "public"
+    args.param_visibility = "fixed"
+    args.input_scale = shape.scale
+    args.param_scale = shape.scale
+    # One advice column: the generated verifier of two columns exceeds the 24,576-byte code-size limit.
+    args.num_inner_cols = 1
+    if not ezkl.gen_settings(model=str(tmp / "net.onnx"), output=str(tmp / "settings.json"), py_run_args=args):
+        raise ProverError("ezkl.gen_settings failed")
+    ok = _call(
+        ezkl.calibrate_settings,
+        data=str(tmp / "input.json"),
+        model=str(tmp / "net.onnx"),
+        settings=str(tmp / "settings.json"),
+        target="resources",
+        scales=[shape.scale],
+        max_logrows=22,
+    )
+    if ok is False:
+        raise ProverError("ezkl.calibrate_settings failed")
+    calibrated = json.loads((tmp / "settings.json").read_text())
+    if calibrated["run_args"]["num_inner_cols"] != 1:
+        raise ProverError("calibration changed num_inner_cols; the verifier would not fit on chain")
+    if not ezkl.compile_circuit(
+        model=str(tmp / "net.onnx"),
+        compiled_circuit=str(tmp / "net.compiled"),
+        settings_path=str(tmp / "settings.json"),
+    ):
+        raise ProverError("ezkl.compile_circuit failed")
+
+
+def _srs(ezkl: Any, srs_dir: Path, logrows: int, progress: Progress) -> Path:
+    """``srs_dir/kzg{logrows}.srs``, generated locally when missing (test-only trust)."""
+    srs = srs_dir / f"kzg{logrows}.srs"
+    if not srs.exists():
+        with _step(progress, f"local SRS 2^{logrows} (test-only trust)"):
+            srs_dir.mkdir(parents=True, exist_ok=True)
+            part = srs.with_suffix(f".{os.getpid()}.part")
+            ezkl.gen_srs(srs_path=str(part), logrows=logrows)
+            part.replace(srs)
+    return srs
+
+
 class RoundCircuitSetup:
     """The compiled round circuit of one shape with its keys, in ``directory`` (one folder per shape).
 
@@ -296,48 +343,10 @@ class RoundCircuitSetup:
         tmp = Path(tempfile.mkdtemp(prefix=f".{shape.key}.", dir=cache_dir))
         try:
             with _step(progress, f"circuit {shape.key}: export and compile"):
-                _export(shape, tmp / "net.onnx", tmp / "input.json")
-                args = ezkl.PyRunArgs()
-                args.input_visibility = "hashed"
-                args.output_visibility = "public"
-                args.param_visibility = "fixed"
-                args.input_scale = shape.scale
-                args.param_scale = shape.scale
-                # One advice column: the generated verifier of two columns exceeds the 24,576-byte code-size limit.
-                args.num_inner_cols = 1
-                if not ezkl.gen_settings(
-                    model=str(tmp / "net.onnx"), output=str(tmp / "settings.json"), py_run_args=args
-                ):
-                    raise ProverError("ezkl.gen_settings failed")
-                ok = _call(
-                    ezkl.calibrate_settings,
-                    data=str(tmp / "input.json"),
-                    model=str(tmp / "net.onnx"),
-                    settings=str(tmp / "settings.json"),
-                    target="resources",
-                    scales=[shape.scale],
-                    max_logrows=22,
-                )
-                if ok is False:
-                    raise ProverError("ezkl.calibrate_settings failed")
-                calibrated = json.loads((tmp / "settings.json").read_text())
-                if calibrated["run_args"]["num_inner_cols"] != 1:
-                    raise ProverError("calibration changed num_inner_cols; the verifier would not fit on chain")
-                if not ezkl.compile_circuit(
-                    model=str(tmp / "net.onnx"),
-                    compiled_circuit=str(tmp / "net.compiled"),
-                    settings_path=str(tmp / "settings.json"),
-                ):
-                    raise ProverError("ezkl.compile_circuit failed")
+                _compile(ezkl, shape, tmp)
             settings = json.loads((tmp / "settings.json").read_text())
             logrows = int(settings["run_args"]["logrows"])
-            srs = srs_dir / f"kzg{logrows}.srs"
-            if not srs.exists():
-                with _step(progress, f"local SRS 2^{logrows} (test-only trust)"):
-                    srs_dir.mkdir(parents=True, exist_ok=True)
-                    part = srs.with_suffix(f".{os.getpid()}.part")
-                    ezkl.gen_srs(srs_path=str(part), logrows=logrows)
-                    part.replace(srs)
+            srs = _srs(ezkl, srs_dir, logrows, progress)
             with _step(progress, f"setup (logrows {logrows})"):
                 if not ezkl.setup(
                     model=str(tmp / "net.compiled"),
