@@ -24,24 +24,8 @@ def silent(message: str, done: int, total: int) -> None:
 class NodeContext:
     """The node's project, chain and store, journal, clock and progress (shared, so a replaced field is seen by all).
 
-    Attributes
-    ----------
-    market
-        Chain client (signing as the project's aggregator) bound to the content store.
-    project_id
-        The project.
-    journal
-        The node's journal of the project's rounds.
-    from_block
-        First block to search for the project's events.
-    clock
-        Current chain time.
-    sleep
-        How to wait.
-    poll
-        Seconds between checks while waiting.
-    progress
-        Told what the node is doing.
+    The fields are the :class:`aggregator.node.AggregatorNode` parameters of the same names (``clock`` and
+    ``progress`` with their defaults filled in), plus the node's :class:`~aggregator.node_records.Journal`.
     """
 
     market: Market

@@ -21,6 +21,8 @@ from pocfl.rounds.report import RoundReport
 
 JOURNAL_FORMAT = "pocfl-aggregator-journal/1"
 STAGES = ("decided", "stored", "posted")
+POST_FIELDS = ("model_cid", "tx_hash", "block", "credited")
+"""What an outcome copies from the :class:`PostedRound` it reports, under the same names."""
 
 
 def hex0x(data: bytes) -> str:
@@ -81,18 +83,8 @@ class RoundOutcome:
         resumed: bool = False,
     ) -> RoundOutcome:
         """The outcome of a posted round: ``posted`` by this call or ``already_posted`` before it."""
-        return cls(
-            project_id,
-            posted.round,
-            status,
-            report=report,
-            report_cid=report_cid,
-            model_cid=posted.model_cid,
-            tx_hash=posted.tx_hash,
-            block=posted.block,
-            credited=posted.credited,
-            resumed=resumed,
-        )
+        where = {name: getattr(posted, name) for name in POST_FIELDS}
+        return cls(project_id, posted.round, status, report=report, report_cid=report_cid, resumed=resumed, **where)
 
 
 class Journal:

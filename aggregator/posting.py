@@ -77,7 +77,7 @@ class RoundPoster:
 
             gas = POST_GAS
         try:
-            post, receipt = ctx.market.post_round(
+            _, receipt = ctx.market.post_round(
                 ctx.project_id,
                 r,
                 model=prepared.model_bytes,
@@ -99,15 +99,7 @@ class RoundPoster:
             if ctx.clock() >= ctx.state().aggregation_deadline:
                 return RoundOutcome(ctx.project_id, r, "missed")  # the window closed while the node worked
             raise
-        mined = PostedRound(
-            round=r,
-            model_cid=post.model_cid,
-            report_hash=post.report_hash,
-            hyperparams_hash=post.hyperparams_hash,
-            block=receipt.block_number,
-            tx_hash=receipt.tx_hash,
-            credited=int(receipt.event("RoundPosted").args["credited"]),
-        )
+        mined = PostedRound.from_event(receipt.event("RoundPosted"))  # what the chain recorded, as a later run reads it
         ctx.journal.record_posted(mined, report_cid)
         ctx.say(f"round {r}: posted", 1, 1)
         return RoundOutcome.of_post(ctx.project_id, mined, report, report_cid, status="posted", resumed=resumed)

@@ -194,7 +194,7 @@ class RoundPreparer:
             config=got.config,
             extra_config={
                 **({"proof": proof_info} if proof_info is not None else {}),
-                "accuracy_history": list(got.history),
+                "accuracy_history": list(got.accuracy_history),
                 "prior_update_rounds": [p.round for p in prior_rounds][-PRIOR_ROUNDS:],
             },
         )

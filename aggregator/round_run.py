@@ -19,6 +19,9 @@ from pocfl.rounds.hyperparams import HyperParams
 
 Vector = NDArray[np.float32]
 
+DECIDE_KEYWORDS = ("seeds", "hyperparams", "accuracy_history", "prior_updates", "config")
+"""The :class:`RoundInputs` fields :func:`decide_round` takes as keywords of the same names."""
+
 
 @dataclass(frozen=True)
 class RoundInputs:
@@ -30,9 +33,9 @@ class RoundInputs:
         The global model the round trained from: its CID and weights.
     hyperparams
         The round's hyper-parameters.
-    history
+    accuracy_history
         The validation accuracy of earlier rounds.
-    priors
+    prior_updates
         Earlier rounds' accepted deltas (the screening's history).
     config
         The round settings.
@@ -43,8 +46,8 @@ class RoundInputs:
     model_in: str
     global_vector: Vector
     hyperparams: HyperParams
-    history: Sequence[float]
-    priors: Sequence[Vector]
+    accuracy_history: Sequence[float]
+    prior_updates: Sequence[Vector]
     config: RoundConfig
     seeds: RoundSeeds
 
@@ -61,14 +64,5 @@ class RoundInputs:
         ``decide`` is the decision function (default :func:`decide_round`); a caller passes its own module's name
         for it so a test can replace that caller's decision alone.
         """
-        return decide(
-            self.global_vector,
-            vectors,
-            validation=validation,
-            seeds=self.seeds,
-            hyperparams=self.hyperparams,
-            accuracy_history=self.history,
-            prior_updates=self.priors,
-            config=self.config,
-            outlier_flags=outlier_flags,
-        )
+        named = {name: getattr(self, name) for name in DECIDE_KEYWORDS}
+        return decide(self.global_vector, vectors, validation=validation, outlier_flags=outlier_flags, **named)

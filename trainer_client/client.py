@@ -46,23 +46,28 @@ from pocfl.market import Market
 from pocfl.rounds.inputs import global_model, load_manifest, round_hyperparams
 from pocfl.testing.attacks import Attack
 from pocfl.waiting import StatusLine
-from trainer_client.attacks import SUPPORTED_ATTACKS, parse_attack
-from trainer_client.journal import JOURNAL_FORMAT, Journal
-from trainer_client.local import LocalTrainer, derive_seed
+
+# The names that moved out of this module stay importable from it (``as``: an explicit re-export).
+from trainer_client.attacks import SUPPORTED_ATTACKS as SUPPORTED_ATTACKS
+from trainer_client.attacks import parse_attack as parse_attack
+from trainer_client.journal import JOURNAL_FORMAT as JOURNAL_FORMAT
+from trainer_client.journal import Journal as Journal
+from trainer_client.local import LocalTrainer
+from trainer_client.local import derive_seed as derive_seed
 from trainer_client.loop import RoundLoop
-from trainer_client.progress import TqdmReporter, TrainerReporter, describe_outcome
-from trainer_client.results import (
-    DataMismatchError,
-    NotATrainerError,
-    ProjectEndedError,
-    RoundNotOpenError,
-    RoundOutcome,
-    RoundResult,
-    RoundStatus,
-    RoundSummary,
-    TrainerError,
-    UnknownAttackError,
-)
+from trainer_client.progress import TqdmReporter as TqdmReporter
+from trainer_client.progress import TrainerReporter as TrainerReporter
+from trainer_client.progress import describe_outcome as describe_outcome
+from trainer_client.results import DataMismatchError as DataMismatchError
+from trainer_client.results import NotATrainerError as NotATrainerError
+from trainer_client.results import ProjectEndedError as ProjectEndedError
+from trainer_client.results import RoundNotOpenError as RoundNotOpenError
+from trainer_client.results import RoundOutcome as RoundOutcome
+from trainer_client.results import RoundResult as RoundResult
+from trainer_client.results import RoundStatus as RoundStatus
+from trainer_client.results import RoundSummary as RoundSummary
+from trainer_client.results import TrainerError as TrainerError
+from trainer_client.results import UnknownAttackError as UnknownAttackError
 from trainer_client.settlement import Settlement
 from trainer_client.submission import Submitter
 from trainer_client.view import ProjectView
@@ -316,28 +321,3 @@ class TrainerClient:
             One per round handled, in order.
         """
         return RoundLoop(self, self.view, self.reporter).run(rounds, poll, max_wait)
-
-
-__all__ = [
-    "DEFAULT_BACKOFF",
-    "DEFAULT_RETRIES",
-    "JOURNAL_FORMAT",
-    "SUPPORTED_ATTACKS",
-    "DataMismatchError",
-    "Journal",
-    "NotATrainerError",
-    "ProjectEndedError",
-    "RoundNotOpenError",
-    "RoundOutcome",
-    "RoundResult",
-    "RoundStatus",
-    "RoundSummary",
-    "TqdmReporter",
-    "TrainerClient",
-    "TrainerError",
-    "TrainerReporter",
-    "UnknownAttackError",
-    "derive_seed",
-    "describe_outcome",
-    "parse_attack",
-]

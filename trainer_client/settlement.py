@@ -22,7 +22,7 @@ class Settlement:
     Parameters
     ----------
     view
-        The chain as the trainer sees it.
+        Reads the round's events and report.
     attack
         The trainer's attack (demo attackers do not check their treatment).
     manifest
