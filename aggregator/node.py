@@ -161,33 +161,9 @@ class AggregatorNode:
         return self.ctx.client
 
     @property
-    def journal(self) -> Journal:
-        """The node's journal of the project's rounds."""
-        return self.ctx.journal
-
-    @property
     def from_block(self) -> int:
         """First block searched for the project's events."""
         return self.ctx.from_block
-
-    @property
-    def clock(self) -> Callable[[], int]:
-        """Current chain time."""
-        return self.ctx.clock
-
-    @property
-    def sleep(self) -> Callable[[float], None]:
-        """How the node waits."""
-        return self.ctx.sleep
-
-    @property
-    def poll(self) -> float:
-        """Seconds between checks while waiting."""
-        return self.ctx.poll
-
-    @poll.setter
-    def poll(self, poll: float) -> None:
-        self.ctx.poll = poll
 
     @property
     def progress(self) -> Progress:
@@ -245,9 +221,9 @@ class AggregatorNode:
         done = self.poster.settled(r, state)  # posted by another run while this one waited?
         if done is not None:
             return done
-        if self.clock() >= state.aggregation_deadline:
+        if self.ctx.clock() >= state.aggregation_deadline:
             return RoundOutcome(self.project_id, r, "missed")
-        entry = self.journal.get(r)
+        entry = self.ctx.journal.get(r)
         prepared: PreparedRound | None = None
         if entry.get("stage") == "stored":
             prepared = self.preparer.resume(r, entry)
@@ -258,7 +234,7 @@ class AggregatorNode:
 
     def _wait_for_deadline(self, r: int, state: ProjectState, wait: bool) -> ProjectState:
         while True:
-            now = self.clock()
+            now = self.ctx.clock()
             if now >= state.submission_deadline:
                 return state
             if not wait:
@@ -297,11 +273,11 @@ class AggregatorNode:
             Called with each round's outcome.
         """
         if poll is not None:
-            self.poll = poll
+            self.ctx.poll = poll
         limit = rounds if rounds is not None else (None if until_finished else 1)
         outcomes: list[RoundOutcome] = []
         status = StatusLine(lambda text: self.progress(text, 0, 0))
-        backoff = Backoff(cap=max(self.poll, 0.5))  # capped at the poll: an outage's end is seen within one
+        backoff = Backoff(cap=max(self.ctx.poll, 0.5))  # capped at the poll: an outage's end is seen within one
         while limit is None or len(outcomes) < limit:
             try:
                 outcome = self._follow_step(fail_overdue)
@@ -309,7 +285,7 @@ class AggregatorNode:
                 if not is_transient(exc):
                     raise
                 status(*outage_line(exc))
-                self.sleep(backoff.next())
+                self.ctx.sleep(backoff.next())
                 continue
             backoff.reset()
             status.clear()
@@ -330,7 +306,7 @@ class AggregatorNode:
         state = self.state()
         if state.status != ProjectStatus.ACTIVE:
             return "ended"
-        now, r = self.clock(), state.current_round
+        now, r = self.ctx.clock(), state.current_round
         if now < state.submission_deadline:
             self.progress(
                 f"round {r}: waiting for submissions ({state.submission_deadline - now} s left, closes at "

@@ -159,16 +159,6 @@ class TrainerClient:
         self.view.market = market
 
     @property
-    def retries(self) -> int:
-        """Attempts for transient failures."""
-        return self.view.retries
-
-    @property
-    def backoff(self) -> float:
-        """The first delay between attempts."""
-        return self.view.backoff
-
-    @property
     def sleep(self) -> Callable[[float], None]:
         """How the client waits between polls and retries (tests replace it)."""
         return self.view.sleep
