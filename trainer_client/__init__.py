@@ -6,10 +6,13 @@ Flower is imported only by that module.
 """
 
 from pocfl.waiting import is_transient
-from trainer_client.client import (
-    SUPPORTED_ATTACKS,
+from trainer_client.attacks import SUPPORTED_ATTACKS, parse_attack
+from trainer_client.client import TrainerClient
+from trainer_client.data import DataSpecError, DigitsSpec, digits_share, load_private_data, parse_digits_spec
+from trainer_client.journal import Journal
+from trainer_client.progress import TqdmReporter, TrainerReporter, describe_outcome
+from trainer_client.results import (
     DataMismatchError,
-    Journal,
     NotATrainerError,
     ProjectEndedError,
     RoundNotOpenError,
@@ -17,15 +20,9 @@ from trainer_client.client import (
     RoundResult,
     RoundStatus,
     RoundSummary,
-    TqdmReporter,
-    TrainerClient,
     TrainerError,
-    TrainerReporter,
     UnknownAttackError,
-    describe_outcome,
-    parse_attack,
 )
-from trainer_client.data import DataSpecError, DigitsSpec, digits_share, load_private_data, parse_digits_spec
 
 __all__ = [
     "SUPPORTED_ATTACKS",

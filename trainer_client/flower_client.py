@@ -52,8 +52,9 @@ from flwr.clientapp import ClientApp
 
 from pocfl import flower_keys as fk
 from pocfl.errors import ConfigError, PocflError
-from trainer_client.client import RoundNotOpenError, RoundResult, RoundStatus, TrainerClient
+from trainer_client.client import TrainerClient
 from trainer_client.data import load_private_data
+from trainer_client.results import RoundNotOpenError, RoundResult, RoundStatus
 
 ERROR_CODE = 2
 """``flwr.common.constant.ErrorCode.CLIENT_APP_RAISED_EXCEPTION``: an expected failure, explained in the reason."""

@@ -324,7 +324,7 @@ def test_killed_at_any_stage_a_restarted_node_finishes_the_round_once(
 
     # 3. a fresh node posts what was stored, without recomputing it.
     third = s.node()
-    monkeypatch.setattr(third, "_prepare", _die)
+    monkeypatch.setattr(third.preparer, "prepare", _die)
     outcome = third.run_round(0)
     assert outcome.status == "posted" and outcome.resumed and outcome.report_cid == stored["report_cid"]
     check_posted(s, outcome)

@@ -230,7 +230,7 @@ def tamper(monkeypatch: pytest.MonkeyPatch, change: Callable[[int, RoundDecision
         decision = honest(*args, **kwargs)
         return change(kwargs["hyperparams"].round, decision)
 
-    monkeypatch.setattr("aggregator.node.decide_round", dishonest)
+    monkeypatch.setattr("aggregator.preparing.decide_round", dishonest)
 
 
 def test_posted_scores_and_a_flipped_outlier_flag_that_differ_from_the_recomputation_are_caught(

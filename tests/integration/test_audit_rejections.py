@@ -40,7 +40,7 @@ def censor(monkeypatch: pytest.MonkeyPatch, trainer: str, reason: str) -> None:
             return ValidatedUpdate(u, None, reason, v.encrypted, None)
         return v
 
-    monkeypatch.setattr("aggregator.node.validate_submission", censoring)
+    monkeypatch.setattr("aggregator.preparing.validate_submission", censoring)
 
 
 def cli(env: Env, p: Project, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Any:
@@ -255,7 +255,7 @@ def test_a_sealed_update_kept_but_never_revealed_is_recomputed_through_the_train
         v = validate_submission(market, u, *args, **kwargs)
         return dataclasses.replace(v, plaintext=None)  # accepted and scored, never revealed
 
-    monkeypatch.setattr("aggregator.node.validate_submission", hiding)
+    monkeypatch.setattr("aggregator.preparing.validate_submission", hiding)
     p.post(0)
     monkeypatch.undo()
     hidden = p.audit().check()

@@ -151,7 +151,7 @@ def test_trainer_waits_for_the_chain_to_open_the_round(lagging: Env, tmp_path: P
 
 def _run_until_submitted(client: Any, world: World) -> Any:
     """``client.run(rounds=1)``; the round is posted by hand once submitted, so the loop ends."""
-    inner = client._sleep
+    inner = client.sleep
 
     def sleep(seconds: float) -> None:
         if world.submissions(0) == 0:
@@ -159,7 +159,7 @@ def _run_until_submitted(client: Any, world: World) -> Any:
         elif world.state().current_round == 0:
             world.post(0, initial_vector(0, hidden=HIDDEN), HyperParams(1, 0.1, 1, 32), scores=[5])
 
-    client._sleep = sleep
+    client.sleep = sleep
     (summary,) = client.run(rounds=1, poll=0.05, max_wait=120)
     return summary.result
 

@@ -35,7 +35,7 @@ from trainer_client import (
     TrainerReporter,
     load_private_data,
 )
-from trainer_client.client import derive_seed
+from trainer_client.local import derive_seed
 
 pytestmark = pytest.mark.integration
 

@@ -146,7 +146,7 @@ def test_a_proven_round_that_censors_a_valid_update_is_a_difference_in_the_audit
         v = validate_submission(market, u, *args, **kwargs)
         return ValidatedUpdate(u, None, "ObjectNotFoundError: not found", False, None) if u.trainer == victim else v
 
-    monkeypatch.setattr("aggregator.node.validate_submission", censoring)
+    monkeypatch.setattr("aggregator.preparing.validate_submission", censoring)
     node = AggregatorNode(
         s.market(env.aggregator), s.project_id, keypair=s.key, state_dir=s.state_dir, zk_setup=zk_setup
     )
