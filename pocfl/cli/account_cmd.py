@@ -108,35 +108,30 @@ def show(
     s: Session,
 ) -> None:
     """Show the account's address, ETH balance and claimable marketplace credits."""
-    account = s.account()
-    chain = s.chain()
-    balance = int(chain.w3.eth.get_balance(account.address))
-    credits: int | None = None
-    note = ""
-    try:
-        credits = s.market(signer=False).credits(account.address)
-    except ConfigError as exc:
-        note = error_message(exc)
+    from pocfl.accounts import show_account
+
+    view = show_account(s)
+    note = error_message(view.credits_error) if view.credits_error is not None else ""
     document: dict[str, Any] = {
-        "address": account.address,
-        "chain_id": chain.chain_id,
-        "balance_wei": balance,
-        "credits_wei": credits,
+        "address": view.address,
+        "chain_id": view.chain_id,
+        "balance_wei": view.balance_wei,
+        "credits_wei": view.credits_wei,
     }
     if note:
         document["note"] = note
 
     def human() -> None:
         rows: list[tuple[str, Any]] = [
-            ("address", account.address),
-            ("chain id", chain.chain_id),
-            ("balance", eth_wei(balance)),
-            ("claimable", eth_wei(credits) if credits is not None else "unknown (no deployment)"),
+            ("address", view.address),
+            ("chain id", view.chain_id),
+            ("balance", eth_wei(view.balance_wei)),
+            ("claimable", eth_wei(view.credits_wei) if view.credits_wei is not None else "unknown (no deployment)"),
         ]
         s.out.table(kv_table(rows))
         if note:
             s.out.note(note)
-        elif credits:
+        elif view.credits_wei:
             s.out.note("withdraw them with `pocfl claim`")
 
     s.out.result(document, human)

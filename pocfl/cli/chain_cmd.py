@@ -22,7 +22,7 @@ from pocfl.cli.state import (
     write_node,
 )
 from pocfl.deployment import state_dir
-from pocfl.errors import ChainError, ChainRequestError, ConfigError
+from pocfl.errors import ConfigError
 from pocfl.rpc import node_chain_id, rpc_call
 
 if TYPE_CHECKING:
@@ -234,30 +234,18 @@ def fund(
     s: Session,
 ) -> None:
     """Send ETH to an account from the node's pre-funded dev account (local nodes only)."""
+    from pocfl.devchain import fund_account
+
     wei = parse_eth(amount, "--eth")
     to = parse_address(address, "ADDRESS") if address else s.account().address
     chain = s.chain()
     if s.throwaway:
         s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the funds vanish when this command exits")
-    if not chain.w3.eth.accounts:
-        raise ConfigError(
-            f"{s.rpc} has no unlocked dev account: `pocfl chain fund` works on local nodes "
-            "(`pocfl chain up`); on public chains use a faucet"
-        )
-    try:
-        chain.fund(to, wei)
-    except ChainError:
-        raise
-    except Exception as exc:
-        raise ChainError(f"the node refused to fund {to}: {exc}") from None
-    balance = int(chain.w3.eth.get_balance(to))  # type: ignore[arg-type]
+    funded = fund_account(chain, s.rpc, to, wei)
     s.out.result(
-        {"address": to, "funded_wei": wei, "balance_wei": balance},
-        lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(balance)}."),
+        {"address": funded.address, "funded_wei": funded.funded_wei, "balance_wei": funded.balance_wei},
+        lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(funded.balance_wei)}."),
     )
-
-
-ADVANCE_POINTS = ("start", "submission-close", "aggregation-close")
 
 
 @app.command("advance")
@@ -289,46 +277,15 @@ def advance(
     Relative (`advance SECONDS`) or exact (`advance --to submission-close --project 1`): the exact form never
     overshoots into the next window. The clock never moves backwards.
     """
-    if (seconds is None) == (to is None):
-        raise ConfigError("give SECONDS or --to POINT|TIMESTAMP (one of them)")
-    chain = s.chain()
-    before = chain.now()
-    target = before + seconds if seconds is not None else _target(s, str(to), project)
-    try:
-        if seconds is not None:
-            after = chain.increase_time(seconds)
-        elif target > before:
-            after = chain.set_time(target)
-        else:
-            after = before
-    except ChainRequestError as exc:
-        raise ConfigError(
-            f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
-        ) from None
-    document = {"before": before, "timestamp": after, "advanced": after - before, "target": target}
+    from pocfl.devchain import advance_clock
+
+    move = advance_clock(s, seconds, to, project)
+    document = {"before": move.before, "timestamp": move.timestamp, "advanced": move.advanced, "target": move.target}
 
     def human() -> None:
-        if after == before and seconds is None:
-            s.out.print(f"Chain time {utc(before)} is already at or past {utc(target)}; not moved.")
+        if move.timestamp == move.before and seconds is None:
+            s.out.print(f"Chain time {utc(move.before)} is already at or past {utc(move.target)}; not moved.")
         else:
-            s.out.print(f"Chain time is now {utc(after)} (+{after - before} s).")
+            s.out.print(f"Chain time is now {utc(move.timestamp)} (+{move.advanced} s).")
 
     s.out.result(document, human)
-
-
-def _target(s: Session, to: str, project: int | None) -> int:
-    """The timestamp ``--to`` names: a point of the project's current round, or a unix time."""
-    if to.isdigit():
-        return int(to)
-    if to not in ADVANCE_POINTS:
-        raise ConfigError(f"--to must be one of {', '.join(ADVANCE_POINTS)} or a unix timestamp, got {to!r}")
-    if project is None:
-        raise ConfigError(f"--to {to} needs --project ID")
-    state = s.market(signer=False).project(project)
-    if state.status.name == "NONE":
-        raise ConfigError(f"project {project} does not exist on this marketplace")
-    return {
-        "start": state.params.start_time,
-        "submission-close": state.submission_deadline,
-        "aggregation-close": state.aggregation_deadline,
-    }[to]

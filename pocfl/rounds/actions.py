@@ -1,6 +1,7 @@
 """Round transactions and views for scripted rounds: what ``pocfl round submit|post|fetch|fail|show`` do.
 
-Each function takes the command's :class:`~pocfl.connection.Connection`, checks its inputs before it opens the chain
+Each function takes the command's connection (a :class:`~pocfl.connection.Connection`, or anything with its
+:class:`Connected` methods), checks its inputs before it opens the chain
 or the store, does one round action and returns a frozen result for the caller to render. Every CID these functions
 put on chain names bytes the content store holds: files are stored and pinned first, and CIDs given directly are
 refused unless the store has them. Messages name the command-line options the inputs came from (``--update``,
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pocfl.chain.types import ZERO_BYTES32, ProjectStatus, Receipt, RoundPost
 from pocfl.cids import store_holds, stored_cid
@@ -20,9 +21,29 @@ from pocfl.market import MAX_PAYLOAD_SIZE, Market, SubmittedUpdate, report_cids,
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
-    from pocfl.connection import Connection
     from pocfl.store import ContentStore
     from pocfl.updates import EncryptionKeyPair
+
+
+class Connected(Protocol):
+    """What the round actions use of a :class:`~pocfl.connection.Connection` (each part opened on first use)."""
+
+    @property
+    def from_block(self) -> int:
+        """First block worth searching for marketplace events."""
+        ...
+
+    def market(self, signer: bool = True) -> MarketplaceClient:
+        """The marketplace client (``signer``: with the signing account)."""
+        ...
+
+    def store(self) -> ContentStore:
+        """The content store."""
+        ...
+
+    def store_market(self, signer: bool = True) -> Market:
+        """The marketplace bound to the content store."""
+        ...
 
 
 def resolve_round(client: MarketplaceClient, project_id: int, round_: int | None) -> int:
@@ -89,7 +110,7 @@ def check_update_file(data: bytes, path: Path, recipient: bytes | None, commitme
 
 
 def submit_update(
-    conn: Connection,
+    conn: Connected,
     project_id: int,
     round_: int | None,
     *,
@@ -218,7 +239,7 @@ class RoundResults:
     proof: bytes = b""
 
 
-def post_round(conn: Connection, project_id: int, round_: int | None, results: RoundResults) -> RoundPosting:
+def post_round(conn: Connected, project_id: int, round_: int | None, results: RoundResults) -> RoundPosting:
     """Aggregator: store the new model and the round report, post scores and outlier flags.
 
     Raises
@@ -384,7 +405,7 @@ class FetchedRound:
 
 
 def fetch_round(
-    conn: Connection, project_id: int, round_: int | None, out_dir: Path, keypair: EncryptionKeyPair | None = None
+    conn: Connected, project_id: int, round_: int | None, out_dir: Path, keypair: EncryptionKeyPair | None = None
 ) -> FetchedRound:
     """Fetch a round's updates into ``out_dir``, each verified against its CID and (once readable) its commitment.
 
@@ -454,7 +475,7 @@ class RoundFailure:
     receipt: Receipt
 
 
-def fail_round(conn: Connection, project_id: int, round_: int | None) -> RoundFailure:
+def fail_round(conn: Connected, project_id: int, round_: int | None) -> RoundFailure:
     """Anyone: mark a round failed once its aggregation deadline passed without results."""
     m = conn.market()
     r = resolve_round(m, project_id, round_)
@@ -541,7 +562,7 @@ class RoundView:
         return document
 
 
-def show_round(conn: Connection, project_id: int, round_: int | None) -> RoundView:
+def show_round(conn: Connected, project_id: int, round_: int | None) -> RoundView:
     """A round as the chain recorded it, with whether the store holds each CID (``None``: cannot tell).
 
     Raises
