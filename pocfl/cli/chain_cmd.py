@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, eth, eth_wei, guarded, kv_table, utc
+from pocfl.cli.output import Output, eth, eth_wei, guarded, node_status, utc
 from pocfl.cli.parse import parse_address, parse_eth
 from pocfl.cli.session import JsonOpt, Session, connected
-from pocfl.cli.state import (
+from pocfl.deployment import state_dir
+from pocfl.local_node import (
+    STATE_FILE_NAME,
     NodeRecord,
-    is_anvil,
     node_file,
+    node_info,
     pid_alive,
     read_node,
     remove_node,
-    write_node,
 )
-from pocfl.deployment import state_dir
-from pocfl.errors import ConfigError
-from pocfl.rpc import node_chain_id, rpc_call
+from pocfl.rpc import rpc_call
 
 if TYPE_CHECKING:
     from pocfl.chain.backends import AnvilProcess
@@ -34,23 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Popen handles of nodes started by this process: kept referenced so they are never reaped as garbage.
-_STARTED: list[AnvilProcess] = []
-
 DEFAULT_PORT = 8545
 DEFAULT_BLOCK_TIME = 1
-STATE_FILE_NAME = "anvil-state.json"
-LOG_FILE_NAME = "anvil.log"
-
-
-def _iso_now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _node_info(record: NodeRecord) -> dict[str, Any]:
-    alive = pid_alive(record.pid)
-    chain_id = node_chain_id(record.url) if alive else None
-    return {"running": alive and chain_id is not None, "chain_id": chain_id, **record.to_json()}
 
 
 @app.command("up")
@@ -86,43 +69,22 @@ def up(
 
     Commands without --rpc then talk to it. Stop it with `pocfl chain down`.
     """
-    out = Output(json_out)
-    existing = read_node()
-    if existing is not None:
-        info = _node_info(existing)
-        if info["running"]:
-            out.result(
-                {"started": False, **info},
-                lambda: out.print(
-                    f"A node is already running at [bold]{existing.url}[/bold] (pid {existing.pid}); "
-                    "stop it with `pocfl chain down` first to start another."
-                ),
-            )
-            return
-        remove_node()
-    if node_chain_id(f"http://127.0.0.1:{port}") is not None:
-        raise ConfigError(f"something already answers on port {port}: pick another with --port")
-    from pocfl.chain.backends import AnvilProcess  # imports web3: only when a node is really started
+    from pocfl.local_node import start_node
 
+    out = Output(json_out)
     home = state_dir()
-    home.mkdir(parents=True, exist_ok=True)
     state_file = None if no_state else (state or home / STATE_FILE_NAME).resolve()
-    log_file = (home / LOG_FILE_NAME).resolve()
-    with out.status(f"starting anvil on port {port}"):
-        proc = AnvilProcess.start(
-            port=port, state_file=state_file, log_file=log_file, detach=not foreground, block_time=block_time or None
+    start = start_node(port, state_file, block_time, detach=not foreground, progress=out.status)
+    record, info = start.record, start.info
+    if not start.started:
+        out.result(
+            {"started": False, **info},
+            lambda: out.print(
+                f"A node is already running at [bold]{record.url}[/bold] (pid {record.pid}); "
+                "stop it with `pocfl chain down` first to start another."
+            ),
         )
-    _STARTED.append(proc)
-    record = NodeRecord(
-        pid=proc.pid,
-        url=proc.url,
-        port=port,
-        state_file=str(state_file) if state_file else None,
-        log_file=str(log_file),
-        started_at=_iso_now(),
-    )
-    write_node(record)
-    info = _node_info(record)
+        return
 
     def human() -> None:
         out.print(f"anvil is running at [bold]{record.url}[/bold] (pid {record.pid}, chain id {info['chain_id']})")
@@ -130,7 +92,7 @@ def up(
         out.print(f"mining: {mining}")
         if state_file:
             out.print(f"chain state is saved to {state_file} when it stops")
-        out.print(f"log: {log_file}")
+        out.print(f"log: {record.log_file}")
         out.print("Commands without --rpc now use this node. Next steps:")
         out.print("  pocfl account new --keystore owner.json    # or export POCFL_PRIVATE_KEY=...")
         out.print("  pocfl chain fund ADDRESS --eth 10          # from the node's pre-funded dev account")
@@ -138,8 +100,8 @@ def up(
         out.print("Stop it with Ctrl-C." if foreground else "Stop it with `pocfl chain down`.")
 
     out.result({"started": True, **info}, human)
-    if foreground:
-        _wait_foreground(proc, out)
+    if foreground and start.process is not None:
+        _wait_foreground(start.process, out)
 
 
 def _wait_foreground(proc: AnvilProcess, out: Output) -> None:
@@ -158,33 +120,25 @@ def _wait_foreground(proc: AnvilProcess, out: Output) -> None:
 @guarded
 def down(json_out: JsonOpt = False) -> None:
     """Stop the node started by `pocfl chain up` (by its recorded PID) and forget it."""
-    out = Output(json_out)
-    record = read_node()
-    if record is None:
-        out.result({"stopped": False, "reason": "no node recorded"}, lambda: out.print("No node is recorded."))
-        return
-    stopped = False
-    reason = ""
-    if not pid_alive(record.pid):
-        reason = "the process had already exited"
-    elif not is_anvil(record.pid):
-        reason = f"pid {record.pid} is no longer anvil; left it alone"
-    else:
-        from pocfl.procs import stop_pid
+    from pocfl.local_node import stop_node
 
-        stopped = stop_pid(record.pid)
-    remove_node()
-    document = {"stopped": stopped, "pid": record.pid, "url": record.url, "state_file": record.state_file}
-    if reason:
-        document["reason"] = reason
+    out = Output(json_out)
+    stop = stop_node()
+    record = stop.record
+    if record is None:
+        out.result({"stopped": False, "reason": stop.reason}, lambda: out.print("No node is recorded."))
+        return
+    document = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, "state_file": record.state_file}
+    if stop.reason:
+        document["reason"] = stop.reason
 
     def human() -> None:
-        if stopped:
+        if stop.stopped:
             out.print(f"Stopped anvil (pid {record.pid}) at {record.url}.")
             if record.state_file:
                 out.print(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
         else:
-            out.print(f"Forgot the node at {record.url}: {reason}.")
+            out.print(f"Forgot the node at {record.url}: {stop.reason}.")
 
     out.result(document, human)
 
@@ -195,31 +149,31 @@ def status(json_out: JsonOpt = False) -> None:
     """Show the node started by `pocfl chain up`. Exits 1 when none is running."""
     out = Output(json_out)
     record = read_node()
-    if record is None:
-        out.result(
-            {"running": False, "record": str(node_file())},
-            lambda: out.print("No node is running: start one with `pocfl chain up`."),
-        )
-        raise typer.Exit(1)
-    info = _node_info(record)
+    info = _status_info(record) if record is not None else None
+    rows: list[tuple[str, Any]] = []
+    if record is not None and info is not None:
+        rows = [
+            ("status", "running" if info["running"] else "not running (`pocfl chain up` to restart it)"),
+            ("url", record.url),
+            ("pid", record.pid),
+            ("chain id", info["chain_id"]),
+            ("state file", record.state_file or "none (not saved)"),
+            ("log", record.log_file),
+            ("started", record.started_at),
+        ]
+        if info["running"]:
+            rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
+    node_status(out, info, rows, node_file(), "No node is running: start one with `pocfl chain up`.")
+
+
+def _status_info(record: NodeRecord) -> dict[str, Any]:
+    """:func:`~pocfl.local_node.node_info`, with the latest block's number and time when the node runs."""
+    info = node_info(record)
     if info["running"]:
         block = rpc_call(record.url, "eth_getBlockByNumber", ["latest", False]) or {}
         info["block_number"] = int(block.get("number", "0x0"), 16)
         info["block_timestamp"] = int(block.get("timestamp", "0x0"), 16)
-    rows: list[tuple[str, Any]] = [
-        ("status", "running" if info["running"] else "not running (`pocfl chain up` to restart it)"),
-        ("url", record.url),
-        ("pid", record.pid),
-        ("chain id", info["chain_id"]),
-        ("state file", record.state_file or "none (not saved)"),
-        ("log", record.log_file),
-        ("started", record.started_at),
-    ]
-    if info["running"]:
-        rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
-    out.result(info, lambda: out.table(kv_table(rows)))
-    if not info["running"]:
-        raise typer.Exit(1)
+    return info
 
 
 @app.command("fund")

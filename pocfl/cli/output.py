@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -33,9 +34,6 @@ from pocfl.errors import (
     NonceConflictError,
     PocflError,
 )
-
-if TYPE_CHECKING:
-    pass
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -235,3 +233,18 @@ def kv_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table
     for key, value in rows:
         table.add_row(key, escape(str(value)))
     return table
+
+
+def node_status(
+    out: Output, info: dict[str, Any] | None, rows: Sequence[tuple[str, Any]], record: Path, none: str
+) -> None:
+    """Render ``chain status`` / ``ipfs status``: the recorded process's ``info`` as ``rows``; exit 1 unless it runs.
+
+    ``info`` None: nothing is recorded in ``record`` (``none`` says how to start one).
+    """
+    if info is None:
+        out.result({"running": False, "record": str(record)}, lambda: out.print(none))
+        raise typer.Exit(1)
+    out.result(info, lambda: out.table(kv_table(rows)))
+    if not info["running"]:
+        raise typer.Exit(1)
