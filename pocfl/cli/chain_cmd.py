@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, eth, eth_wei, guarded, node_status, utc
+from pocfl.cli.output import Output, eth, eth_wei, guarded, node_down, node_status, utc
 from pocfl.cli.parse import parse_address, parse_eth
 from pocfl.cli.session import JsonOpt, Session, connected
 from pocfl.deployment import state_dir
@@ -131,16 +131,10 @@ def down(json_out: JsonOpt = False) -> None:
     document = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, "state_file": record.state_file}
     if stop.reason:
         document["reason"] = stop.reason
-
-    def human() -> None:
-        if stop.stopped:
-            out.print(f"Stopped anvil (pid {record.pid}) at {record.url}.")
-            if record.state_file:
-                out.print(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
-        else:
-            out.print(f"Forgot the node at {record.url}: {stop.reason}.")
-
-    out.result(document, human)
+    done = [f"Stopped anvil (pid {record.pid}) at {record.url}."]
+    if record.state_file:
+        done.append(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
+    node_down(out, document, done, f"Forgot the node at {record.url}: {stop.reason}.")
 
 
 @app.command("status")
@@ -153,9 +147,6 @@ def status(json_out: JsonOpt = False) -> None:
     rows: list[tuple[str, Any]] = []
     if record is not None and info is not None:
         rows = [
-            ("status", "running" if info["running"] else "not running (`pocfl chain up` to restart it)"),
-            ("url", record.url),
-            ("pid", record.pid),
             ("chain id", info["chain_id"]),
             ("state file", record.state_file or "none (not saved)"),
             ("log", record.log_file),
@@ -163,7 +154,7 @@ def status(json_out: JsonOpt = False) -> None:
         ]
         if info["running"]:
             rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
-    node_status(out, info, rows, node_file(), "No node is running: start one with `pocfl chain up`.")
+    node_status(out, "chain", info, rows, node_file())
 
 
 def _status_info(record: NodeRecord) -> dict[str, Any]:

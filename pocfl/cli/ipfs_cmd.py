@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, guarded, node_status
+from pocfl.cli.output import Output, guarded, node_down, node_status
 from pocfl.cli.session import JsonOpt
 from pocfl.local_ipfs import (
     IpfsRecord,
@@ -92,15 +92,11 @@ def down(json_out: JsonOpt = False) -> None:
     document: dict[str, Any] = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, "repo": record.repo}
     if stop.reason:
         document["reason"] = stop.reason
-
-    def human() -> None:
-        if stop.stopped:
-            out.print(f"Stopped {record.implementation} (pid {record.pid}) at {record.url}.")
-            out.print(f"Its objects stay in {record.repo}; `pocfl ipfs up` serves them again.")
-        else:
-            out.print(f"Forgot the IPFS daemon at {record.url}: {stop.reason}.")
-
-    out.result(document, human)
+    done = [
+        f"Stopped {record.implementation} (pid {record.pid}) at {record.url}.",
+        f"Its objects stay in {record.repo}; `pocfl ipfs up` serves them again.",
+    ]
+    node_down(out, document, done, f"Forgot the IPFS daemon at {record.url}: {stop.reason}.")
 
 
 @app.command("status")
@@ -113,12 +109,9 @@ def status(json_out: JsonOpt = False) -> None:
     rows: list[tuple[str, Any]] = []
     if record is not None and info is not None:
         rows = [
-            ("status", "running" if info["running"] else "not running (`pocfl ipfs up` to restart it)"),
-            ("url", record.url),
-            ("pid", record.pid),
             ("implementation", f"{record.implementation} {info['version'] or ''}".strip()),
             ("repository", record.repo),
             ("log", record.log_file),
             ("started", record.started_at),
         ]
-    node_status(out, info, rows, record_file(), "No IPFS daemon is running: start one with `pocfl ipfs up`.")
+    node_status(out, "ipfs", info, rows, record_file())

@@ -236,15 +236,32 @@ def kv_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table
 
 
 def node_status(
-    out: Output, info: dict[str, Any] | None, rows: Sequence[tuple[str, Any]], record: Path, none: str
+    out: Output, command: str, info: dict[str, Any] | None, rows: Sequence[tuple[str, Any]], record: Path
 ) -> None:
-    """Render ``chain status`` / ``ipfs status``: the recorded process's ``info`` as ``rows``; exit 1 unless it runs.
+    """Render ``pocfl chain status`` / ``pocfl ipfs status`` (``command``): exit 1 unless the process runs.
 
-    ``info`` None: nothing is recorded in ``record`` (``none`` says how to start one).
+    ``info`` is the recorded process's (with its ``running``, ``url`` and ``pid``), shown as a table of status, URL,
+    PID and ``rows``; None when nothing is recorded in ``record``.
     """
+    what = "node" if command == "chain" else "IPFS daemon"
     if info is None:
-        out.result({"running": False, "record": str(record)}, lambda: out.print(none))
+        out.result(
+            {"running": False, "record": str(record)},
+            lambda: out.print(f"No {what} is running: start one with `pocfl {command} up`."),
+        )
         raise typer.Exit(1)
-    out.result(info, lambda: out.table(kv_table(rows)))
+    running = "running" if info["running"] else f"not running (`pocfl {command} up` to restart it)"
+    table = kv_table([("status", running), ("url", info["url"]), ("pid", info["pid"]), *rows])
+    out.result(info, lambda: out.table(table))
     if not info["running"]:
         raise typer.Exit(1)
+
+
+def node_down(out: Output, document: dict[str, Any], done: Sequence[str], forgot: str) -> None:
+    """Render ``pocfl chain down`` / ``pocfl ipfs down``: ``done`` lines once stopped, else ``forgot`` says why not."""
+
+    def human() -> None:
+        for line in done if document["stopped"] else [forgot]:
+            out.print(line)
+
+    out.result(document, human)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -161,16 +161,7 @@ def has(cids: CidsArg, ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
     out = Output(json_out)
     with _open(ipfs) as store:
         rows = [{"cid": canonical_cid(value), "present": store.has(value)} for value in cids]
-
-    def human() -> None:
-        table = Table("cid", "present")
-        for row in rows:
-            table.add_row(str(row["cid"]), "yes" if row["present"] else "[red]no[/red]")
-        out.table(table)
-
-    out.result(rows, human)
-    if not all(row["present"] for row in rows):
-        raise typer.Exit(1)
+    _cid_rows(out, rows, "present", lambda row: "yes" if row["present"] else "[red]no[/red]", ok="present")
 
 
 @app.command("pin")
@@ -247,19 +238,26 @@ def verify(
         else {"cid": c.cid, "ok": False, "error": type(c.error).__name__, "message": error_message(c.error)}
         for c in checks
     ]
+    _cid_rows(out, rows, "result", _verify_cell, ok="ok")
+
+
+def _verify_cell(row: dict[str, Any]) -> str:
+    return f"ok ({row['size']} bytes)" if row["ok"] else f"[red]{row['error']}[/red]: {escape(row['message'])}"
+
+
+def _cid_rows(
+    out: Output, rows: list[dict[str, Any]], column: str, cell: Callable[[dict[str, Any]], str], *, ok: str
+) -> None:
+    """Emit one row per CID (a table of CID and ``cell`` under ``column``); exit 1 unless every row is ``ok``."""
 
     def human() -> None:
-        table = Table("cid", "result")
+        table = Table("cid", column)
         for row in rows:
-            if row["ok"]:
-                result = f"ok ({row['size']} bytes)"
-            else:
-                result = f"[red]{row['error']}[/red]: {escape(row['message'])}"
-            table.add_row(escape(row["cid"]), result)
+            table.add_row(escape(str(row["cid"])), cell(row))
         out.table(table)
 
     out.result(rows, human)
-    if not all(row["ok"] for row in rows):
+    if not all(row[ok] for row in rows):
         raise typer.Exit(1)
 
 
