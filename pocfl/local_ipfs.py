@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
-from pocfl.local_node import Progress, iso_now, pid_alive, read_json_record, write_json_atomic
+from pocfl.local_node import Progress, Started, Stopped, iso_now, pid_alive, read_json_record, write_json_atomic
 
 if TYPE_CHECKING:
     from pocfl.store.daemon import IpfsDaemon
@@ -135,19 +135,7 @@ def drop_stale_locks(repo: Path) -> None:
             (repo / lock).unlink()
 
 
-@dataclass(frozen=True)
-class DaemonStart:
-    """``start_daemon``'s outcome: a daemon started, or the one already running (``started`` False).
-
-    ``info`` is :func:`daemon_info` of ``record``.
-    """
-
-    started: bool
-    record: IpfsRecord
-    info: dict[str, Any]
-
-
-def start_daemon(port: int, progress: Progress = lambda _text: nullcontext()) -> DaemonStart:
+def start_daemon(port: int, progress: Progress = lambda _text: nullcontext()) -> Started[IpfsRecord]:
     """Start a local IPFS daemon (detached, API on 127.0.0.1:``port``) and record it, unless the recorded one runs.
 
     A record of a daemon that no longer runs is dropped (with the locks it left when it died).
@@ -161,7 +149,7 @@ def start_daemon(port: int, progress: Progress = lambda _text: nullcontext()) ->
     if existing is not None:
         info = daemon_info(existing)
         if info["running"]:
-            return DaemonStart(False, existing, info)
+            return Started(False, existing, info)
         remove_record()
         if not pid_alive(existing.pid):
             drop_stale_locks(Path(existing.repo))
@@ -185,26 +173,14 @@ def start_daemon(port: int, progress: Progress = lambda _text: nullcontext()) ->
         started_at=iso_now(),
     )
     write_record(record)
-    return DaemonStart(True, record, daemon_info(record))
+    return Started(True, record, daemon_info(record))
 
 
-@dataclass(frozen=True)
-class DaemonStop:
-    """``stop_daemon``'s outcome: the record forgotten (None: there was none), and whether the daemon was stopped.
-
-    ``reason`` says why it was not (empty when it was).
-    """
-
-    record: IpfsRecord | None
-    stopped: bool
-    reason: str
-
-
-def stop_daemon() -> DaemonStop:
+def stop_daemon() -> Stopped[IpfsRecord]:
     """Stop the recorded daemon (by its PID, only while it is an IPFS daemon answering on its URL) and forget it."""
     record = read_record()
     if record is None:
-        return DaemonStop(None, False, "no IPFS daemon recorded")
+        return Stopped(None, False, "no IPFS daemon recorded")
     info = daemon_info(record)
     stopped = False
     reason = ""
@@ -224,4 +200,4 @@ def stop_daemon() -> DaemonStop:
         if not stopped:
             reason = f"pid {record.pid} did not exit"
     remove_record()
-    return DaemonStop(record, stopped, reason)
+    return Stopped(record, stopped, reason)

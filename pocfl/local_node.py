@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pocfl import fsutil
 from pocfl.deployment import state_dir
@@ -154,15 +154,21 @@ def node_info(record: NodeRecord) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class NodeStart:
-    """``start_node``'s outcome: a node started (``process`` is ours), or the one already running (``started`` False).
+class Started(Generic[T]):
+    """A local process started and recorded (``record``), or the recorded one already running (``started`` False).
 
-    ``info`` is :func:`node_info` of ``record``.
+    ``info`` is the record plus whether the process runs and what it answers (:func:`node_info`).
     """
 
     started: bool
-    record: NodeRecord
+    record: T
     info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NodeStart(Started[NodeRecord]):
+    """``start_node``'s outcome; ``process`` is the node when this call started it."""
+
     process: AnvilProcess | None = None
 
 
@@ -225,22 +231,22 @@ def start_node(
 
 
 @dataclass(frozen=True)
-class NodeStop:
-    """``stop_node``'s outcome: the record forgotten (None: there was none), and whether its process was stopped.
+class Stopped(Generic[T]):
+    """A recorded local process stopped or not, and its record forgotten (``record`` None: there was none).
 
-    ``reason`` says why it was not (empty when it was).
+    ``reason`` says why it was not stopped (empty when it was).
     """
 
-    record: NodeRecord | None
+    record: T | None
     stopped: bool
     reason: str
 
 
-def stop_node() -> NodeStop:
+def stop_node() -> Stopped[NodeRecord]:
     """Stop the recorded node (by its PID, only while it still runs anvil) and forget it."""
     record = read_node()
     if record is None:
-        return NodeStop(None, False, "no node recorded")
+        return Stopped(None, False, "no node recorded")
     stopped = False
     reason = ""
     if not pid_alive(record.pid):
@@ -252,4 +258,4 @@ def stop_node() -> NodeStop:
 
         stopped = stop_pid(record.pid)
     remove_node()
-    return NodeStop(record, stopped, reason)
+    return Stopped(record, stopped, reason)

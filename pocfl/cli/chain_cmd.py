@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, eth, eth_wei, guarded, node_down, node_status, utc
+from pocfl.cli.output import Output, eth, eth_wei, guarded, node_down, node_running, node_status, utc
 from pocfl.cli.parse import parse_address, parse_eth
 from pocfl.cli.session import JsonOpt, Session, connected
 from pocfl.deployment import state_dir
@@ -77,13 +77,7 @@ def up(
     start = start_node(port, state_file, block_time, detach=not foreground, progress=out.status)
     record, info = start.record, start.info
     if not start.started:
-        out.result(
-            {"started": False, **info},
-            lambda: out.print(
-                f"A node is already running at [bold]{record.url}[/bold] (pid {record.pid}); "
-                "stop it with `pocfl chain down` first to start another."
-            ),
-        )
+        node_running(out, "chain", info)
         return
 
     def human() -> None:

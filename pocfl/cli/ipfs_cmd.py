@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, guarded, node_down, node_status
+from pocfl.cli.output import Output, guarded, node_down, node_running, node_status
 from pocfl.cli.session import JsonOpt
 from pocfl.local_ipfs import (
     IpfsRecord,
@@ -55,13 +55,7 @@ def up(
     start = start_daemon(port, progress=out.status)
     record, info = start.record, start.info
     if not start.started:
-        out.result(
-            {"started": False, **info},
-            lambda: out.print(
-                f"An IPFS daemon is already running at [bold]{record.url}[/bold] (pid {record.pid}); "
-                "stop it with `pocfl ipfs down` first to start another."
-            ),
-        )
+        node_running(out, "ipfs", info)
         return
 
     def human() -> None:

@@ -257,6 +257,18 @@ def node_status(
         raise typer.Exit(1)
 
 
+def node_running(out: Output, command: str, info: dict[str, Any]) -> None:
+    """Render ``pocfl chain up`` / ``pocfl ipfs up`` (``command``) finding the recorded process still running."""
+    what = "A node" if command == "chain" else "An IPFS daemon"
+    out.result(
+        {"started": False, **info},
+        lambda: out.print(
+            f"{what} is already running at [bold]{info['url']}[/bold] (pid {info['pid']}); "
+            f"stop it with `pocfl {command} down` first to start another."
+        ),
+    )
+
+
 def node_down(out: Output, document: dict[str, Any], done: Sequence[str], forgot: str) -> None:
     """Render ``pocfl chain down`` / ``pocfl ipfs down``: ``done`` lines once stopped, else ``forgot`` says why not."""
 
