@@ -1,20 +1,25 @@
 """What an account does and holds on the marketplace: joining and leaving projects, stakes, credits, withdrawals.
 
-The functions behind ``pocfl register``, ``leave``, ``release-stake``, ``claim`` and ``account show``: each sends at
+The functions behind ``pocfl register``, ``leave``, ``release-stake``, ``claim`` and ``pocfl account``: each sends at
 most one transaction and returns a frozen result (the receipt included) for the caller to render.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pocfl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
     from pocfl.chain.client import MarketplaceClient
     from pocfl.chain.types import Receipt
     from pocfl.connection import Connection
+    from pocfl.updates import EncryptionKeyPair
 
 
 @dataclass(frozen=True)
@@ -97,3 +102,50 @@ def show_account(conn: Connection) -> AccountView:
     except ConfigError as exc:
         error = exc
     return AccountView(account.address, chain.chain_id, balance, credits, error)
+
+
+def new_keystore(path: Path, password: Callable[[Path], str]) -> LocalAccount:
+    """A new random account, encrypted into the keystore file ``path`` (never overwritten).
+
+    ``password`` gives the password for ``path``; it is asked only once ``path`` is known to be free.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` exists.
+    """
+    from pocfl.chain.accounts import create_keystore
+
+    if path.exists():
+        raise ConfigError(f"{path} exists; refusing to overwrite a keystore (pick another path)")
+    return create_keystore(path, password(path))
+
+
+def default_key_file() -> Path:
+    """Where :func:`new_encryption_key` writes without a path: ``<state dir>/keys/aggregator.key``."""
+    from pocfl.deployment import state_dir
+
+    return state_dir() / "keys" / "aggregator.key"
+
+
+def new_encryption_key(key_file: Path | None = None) -> tuple[Path, EncryptionKeyPair]:
+    """A new X25519 key pair for trainers to encrypt updates to, saved to ``key_file`` (JSON, mode 0600).
+
+    Without ``key_file`` it goes to :func:`default_key_file` (its folder created, mode 0700). Returns the file and
+    the pair.
+
+    Raises
+    ------
+    ConfigError
+        The file exists (a key file is never overwritten).
+    """
+    from pocfl.updates import EncryptionKeyPair
+
+    if key_file is None:
+        key_file = default_key_file()
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if key_file.exists():
+        raise ConfigError(f"{key_file} exists; refusing to overwrite a key file (pick another path)")
+    pair = EncryptionKeyPair.generate()
+    pair.save(key_file)  # 0600 from creation, and exclusive: a file created meanwhile is a KeyFileError, not lost
+    return key_file, pair

@@ -37,6 +37,13 @@ def put_files(store: ContentStore, files: Sequence[Path]) -> list[StoredFile]:
     return stored
 
 
+def compute_cids(files: Sequence[Path], cid_version: int = 1) -> list[StoredFile]:
+    """Files' CIDs computed locally, exactly as ``ipfs add`` gives them (``cid_version`` 0: Kubo's ``Qm...``)."""
+    from pocfl.store import compute_cid_file
+
+    return [StoredFile(str(path), *compute_cid_file(path, cid_version)) for path in files]
+
+
 def pin_cids(store: ContentStore, cids: Sequence[str]) -> list[str]:
     """Pin each CID in order (stops at the first that cannot be pinned); their canonical spellings."""
     from pocfl.store import canonical_cid

@@ -203,13 +203,10 @@ def cid(
     json_out: JsonOpt = False,
 ) -> None:
     """Compute files' CIDs locally, exactly as `ipfs add` gives them, without storing anything."""
-    from pocfl.store import compute_cid_file
+    from pocfl.store_ops import compute_cids
 
     out = Output(json_out)
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        value, size = compute_cid_file(path, cid_version)
-        rows.append({"path": str(path), "cid": value, "size": size})
+    rows = [asdict(f) for f in compute_cids(files, cid_version)]
     out.result(rows, lambda: out.table(_files_table(rows)))
 
 
