@@ -116,39 +116,33 @@ def down(json_out: JsonOpt = False) -> None:
     """Stop the node started by `pocfl chain up` (by its recorded PID) and forget it."""
     from pocfl.local_node import stop_node
 
-    out = Output(json_out)
-    stop = stop_node()
-    record = stop.record
-    if record is None:
-        out.result({"stopped": False, "reason": stop.reason}, lambda: out.print("No node is recorded."))
-        return
-    document = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, "state_file": record.state_file}
-    if stop.reason:
-        document["reason"] = stop.reason
-    done = [f"Stopped anvil (pid {record.pid}) at {record.url}."]
+    node_down(Output(json_out), "node", stop_node(), "state_file", _stopped_lines)
+
+
+def _stopped_lines(record: NodeRecord) -> list[str]:
+    lines = [f"Stopped anvil (pid {record.pid}) at {record.url}."]
     if record.state_file:
-        done.append(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
-    node_down(out, document, done, f"Forgot the node at {record.url}: {stop.reason}.")
+        lines.append(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
+    return lines
 
 
 @app.command("status")
 @guarded
 def status(json_out: JsonOpt = False) -> None:
     """Show the node started by `pocfl chain up`. Exits 1 when none is running."""
-    out = Output(json_out)
-    record = read_node()
-    info = _status_info(record) if record is not None else None
-    rows: list[tuple[str, Any]] = []
-    if record is not None and info is not None:
-        rows = [
-            ("chain id", info["chain_id"]),
-            ("state file", record.state_file or "none (not saved)"),
-            ("log", record.log_file),
-            ("started", record.started_at),
-        ]
-        if info["running"]:
-            rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
-    node_status(out, "chain", info, rows, node_file())
+    node_status(Output(json_out), "chain", read_node(), _status_info, _status_rows, node_file())
+
+
+def _status_rows(record: NodeRecord, info: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = [
+        ("chain id", info["chain_id"]),
+        ("state file", record.state_file or "none (not saved)"),
+        ("log", record.log_file),
+        ("started", record.started_at),
+    ]
+    if info["running"]:
+        rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
+    return rows
 
 
 def _status_info(record: NodeRecord) -> dict[str, Any]:

@@ -77,35 +77,27 @@ def down(json_out: JsonOpt = False) -> None:
     """Stop the daemon started by `pocfl ipfs up` (by its recorded PID) and forget it."""
     from pocfl.local_ipfs import stop_daemon
 
-    out = Output(json_out)
-    stop = stop_daemon()
-    record = stop.record
-    if record is None:
-        out.result({"stopped": False, "reason": stop.reason}, lambda: out.print("No IPFS daemon is recorded."))
-        return
-    document: dict[str, Any] = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, "repo": record.repo}
-    if stop.reason:
-        document["reason"] = stop.reason
-    done = [
+    node_down(Output(json_out), "IPFS daemon", stop_daemon(), "repo", _stopped_lines)
+
+
+def _stopped_lines(record: IpfsRecord) -> list[str]:
+    return [
         f"Stopped {record.implementation} (pid {record.pid}) at {record.url}.",
         f"Its objects stay in {record.repo}; `pocfl ipfs up` serves them again.",
     ]
-    node_down(out, document, done, f"Forgot the IPFS daemon at {record.url}: {stop.reason}.")
 
 
 @app.command("status")
 @guarded
 def status(json_out: JsonOpt = False) -> None:
     """Show the daemon started by `pocfl ipfs up` and whether it answers. Exits 1 when none is running."""
-    out = Output(json_out)
-    record = read_record()
-    info = daemon_info(record) if record is not None else None
-    rows: list[tuple[str, Any]] = []
-    if record is not None and info is not None:
-        rows = [
-            ("implementation", f"{record.implementation} {info['version'] or ''}".strip()),
-            ("repository", record.repo),
-            ("log", record.log_file),
-            ("started", record.started_at),
-        ]
-    node_status(out, "ipfs", info, rows, record_file())
+    node_status(Output(json_out), "ipfs", read_record(), daemon_info, _status_rows, record_file())
+
+
+def _status_rows(record: IpfsRecord, info: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        ("implementation", f"{record.implementation} {info['version'] or ''}".strip()),
+        ("repository", record.repo),
+        ("log", record.log_file),
+        ("started", record.started_at),
+    ]

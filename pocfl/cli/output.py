@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -35,8 +35,28 @@ from pocfl.errors import (
     PocflError,
 )
 
+if TYPE_CHECKING:
+    from pocfl.local_node import Stopped
+
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class ProcessRecord(Protocol):
+    """The record of a local process a command started (``chain up``, ``ipfs up``)."""
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """Where it answers."""
+        ...
+
+
+Rec = TypeVar("Rec", bound=ProcessRecord)
 
 
 FIX_HINTS: dict[str, str] = {
@@ -236,22 +256,28 @@ def kv_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table
 
 
 def node_status(
-    out: Output, command: str, info: dict[str, Any] | None, rows: Sequence[tuple[str, Any]], record: Path
+    out: Output,
+    command: str,
+    record: Rec | None,
+    info_of: Callable[[Rec], dict[str, Any]],
+    rows_of: Callable[[Rec, dict[str, Any]], list[tuple[str, Any]]],
+    record_file: Path,
 ) -> None:
     """Render ``pocfl chain status`` / ``pocfl ipfs status`` (``command``): exit 1 unless the process runs.
 
-    ``info`` is the recorded process's (with its ``running``, ``url`` and ``pid``), shown as a table of status, URL,
-    PID and ``rows``; None when nothing is recorded in ``record``.
+    ``record`` is the recorded process (None: nothing recorded in ``record_file``); ``info_of`` says whether it runs
+    (``running``, with its ``url`` and ``pid``); the table shows status, URL, PID and ``rows_of(record, info)``.
     """
     what = "node" if command == "chain" else "IPFS daemon"
-    if info is None:
+    if record is None:
         out.result(
-            {"running": False, "record": str(record)},
+            {"running": False, "record": str(record_file)},
             lambda: out.print(f"No {what} is running: start one with `pocfl {command} up`."),
         )
         raise typer.Exit(1)
+    info = info_of(record)
     running = "running" if info["running"] else f"not running (`pocfl {command} up` to restart it)"
-    table = kv_table([("status", running), ("url", info["url"]), ("pid", info["pid"]), *rows])
+    table = kv_table([("status", running), ("url", info["url"]), ("pid", info["pid"]), *rows_of(record, info)])
     out.result(info, lambda: out.table(table))
     if not info["running"]:
         raise typer.Exit(1)
@@ -269,11 +295,22 @@ def node_running(out: Output, command: str, info: dict[str, Any]) -> None:
     )
 
 
-def node_down(out: Output, document: dict[str, Any], done: Sequence[str], forgot: str) -> None:
-    """Render ``pocfl chain down`` / ``pocfl ipfs down``: ``done`` lines once stopped, else ``forgot`` says why not."""
+def node_down(out: Output, what: str, stop: Stopped[Rec], field: str, done: Callable[[Rec], list[str]]) -> None:
+    """Render ``pocfl chain down`` / ``pocfl ipfs down``: ``done(record)`` once stopped, else why not.
+
+    ``what`` names the process (``node``, ``IPFS daemon``); the JSON document adds the record's ``field``.
+    """
+    record = stop.record
+    if record is None:
+        out.result({"stopped": False, "reason": stop.reason}, lambda: out.print(f"No {what} is recorded."))
+        return
+    document = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, field: getattr(record, field)}
+    if stop.reason:
+        document["reason"] = stop.reason
+    forgot = f"Forgot the {what} at {document['url']}: {stop.reason}."
 
     def human() -> None:
-        for line in done if document["stopped"] else [forgot]:
+        for line in done(record) if stop.stopped else [forgot]:
             out.print(line)
 
     out.result(document, human)
