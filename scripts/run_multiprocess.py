@@ -110,17 +110,10 @@ def _proc_table() -> dict[int, tuple[int, int]]:
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    """Whether ``pid`` runs (a zombie counts as gone): :func:`pocfl.local_node.pid_alive`."""
+    from pocfl.local_node import pid_alive
+
+    return pid_alive(pid)
 
 
 def descendants(roots: Sequence[int]) -> list[int]:

@@ -16,7 +16,6 @@ from pocfl.cli.session import (
     Session,
     connected,
 )
-from pocfl.deployment import state_dir
 from pocfl.errors import ConfigError
 
 app = typer.Typer(name="account", help="Create and inspect signing accounts.", no_args_is_help=True)
@@ -47,12 +46,10 @@ def new(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new random account, encrypted in a keystore file (the key is never printed)."""
-    from pocfl.chain.accounts import create_keystore
+    from pocfl.accounts import new_keystore
 
     out = Output(json_out)
-    if keystore.exists():
-        raise ConfigError(f"{keystore} exists; refusing to overwrite a keystore (pick another path)")
-    account = create_keystore(keystore, _new_password(keystore))
+    account = new_keystore(keystore, _new_password)
 
     def human() -> None:
         out.print(f"New account [bold]{account.address}[/bold] saved encrypted to {keystore}")
@@ -60,11 +57,6 @@ def new(
         out.print(f"or a prompt. On a local node, fund it with `pocfl chain fund {account.address} --eth 10`.")
 
     out.result({"address": account.address, "keystore": str(keystore)}, human)
-
-
-def default_key_file() -> Path:
-    """Where ``account encryption-key`` writes without a path: ``<state dir>/keys/aggregator.key``."""
-    return state_dir() / "keys" / "aggregator.key"
 
 
 @app.command("encryption-key")
@@ -82,16 +74,10 @@ def encryption_key(
     json_out: JsonOpt = False,
 ) -> None:
     """Aggregator: create the key pair trainers encrypt updates to (`round submit --encrypt-to PUBLIC_KEY`)."""
-    from pocfl.updates import EncryptionKeyPair
+    from pocfl.accounts import new_encryption_key
 
     out = Output(json_out)
-    if key_file is None:
-        key_file = default_key_file()
-        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if key_file.exists():
-        raise ConfigError(f"{key_file} exists; refusing to overwrite a key file (pick another path)")
-    pair = EncryptionKeyPair.generate()
-    pair.save(key_file)  # 0600 from creation, and exclusive: a file created meanwhile is a KeyFileError, not lost
+    key_file, pair = new_encryption_key(key_file)
 
     def human() -> None:
         out.print(f"Encryption key pair saved to {key_file} (keep it secret; `round fetch --decrypt-key` reads it).")
@@ -108,35 +94,30 @@ def show(
     s: Session,
 ) -> None:
     """Show the account's address, ETH balance and claimable marketplace credits."""
-    account = s.account()
-    chain = s.chain()
-    balance = int(chain.w3.eth.get_balance(account.address))
-    credits: int | None = None
-    note = ""
-    try:
-        credits = s.market(signer=False).credits(account.address)
-    except ConfigError as exc:
-        note = error_message(exc)
+    from pocfl.accounts import show_account
+
+    view = show_account(s)
+    note = error_message(view.credits_error) if view.credits_error is not None else ""
     document: dict[str, Any] = {
-        "address": account.address,
-        "chain_id": chain.chain_id,
-        "balance_wei": balance,
-        "credits_wei": credits,
+        "address": view.address,
+        "chain_id": view.chain_id,
+        "balance_wei": view.balance_wei,
+        "credits_wei": view.credits_wei,
     }
     if note:
         document["note"] = note
 
     def human() -> None:
         rows: list[tuple[str, Any]] = [
-            ("address", account.address),
-            ("chain id", chain.chain_id),
-            ("balance", eth_wei(balance)),
-            ("claimable", eth_wei(credits) if credits is not None else "unknown (no deployment)"),
+            ("address", view.address),
+            ("chain id", view.chain_id),
+            ("balance", eth_wei(view.balance_wei)),
+            ("claimable", eth_wei(view.credits_wei) if view.credits_wei is not None else "unknown (no deployment)"),
         ]
         s.out.table(kv_table(rows))
         if note:
             s.out.note(note)
-        elif credits:
+        elif view.credits_wei:
             s.out.note("withdraw them with `pocfl claim`")
 
     s.out.result(document, human)

@@ -30,60 +30,68 @@ if TYPE_CHECKING:
 VERDICT_COLOURS = {"verified": "green", "mismatch": "red", "unverifiable": "yellow", "unchecked": "yellow"}
 
 
+ProjectOpt = Annotated[
+    int, typer.Option("--project", min=1, metavar="ID", help="The project to audit.", show_default=False)
+]
+ValidationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--validation",
+        metavar="FILE",
+        help="The owner's revealed validation set (NPZ with X and y), for projects without a public recipe; "
+        "checked against the on-chain validationSetCommitment.",
+        show_default=False,
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        metavar="DIR",
+        help="Where to write the figures, audit.html and audit.json. Default: <state dir>/audit/project-<ID>/.",
+        show_default=False,
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Fail on rounds that cannot be recomputed and on rejections that cannot be checked (a sealed update "
+        "never revealed, an object nobody can read).",
+    ),
+]
+EvidenceOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--evidence",
+        metavar="FILE",
+        help="A trainer's evidence file (pocfl-evidence/1 JSON, saved by `pocfl train` when its update was "
+        "rejected or flagged): its plaintext is checked against the on-chain commitment and can disprove a "
+        "rejection. Repeatable.",
+        show_default=False,
+    ),
+]
+ExtraIpfsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--extra-ipfs",
+        metavar="URL|DIR",
+        help="Another content store to look for rejected updates the main store lacks (an IPFS RPC URL or an "
+        "embedded store directory). Repeatable.",
+        show_default=False,
+    ),
+]
+
+
 @guarded
 @connected(sign=False, store=True)
 def audit(
-    project_id: Annotated[
-        int, typer.Option("--project", min=1, metavar="ID", help="The project to audit.", show_default=False)
-    ],
-    validation: Annotated[
-        Path | None,
-        typer.Option(
-            "--validation",
-            metavar="FILE",
-            help="The owner's revealed validation set (NPZ with X and y), for projects without a public recipe; "
-            "checked against the on-chain validationSetCommitment.",
-            show_default=False,
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            metavar="DIR",
-            help="Where to write the figures, audit.html and audit.json. Default: <state dir>/audit/project-<ID>/.",
-            show_default=False,
-        ),
-    ] = None,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="Fail on rounds that cannot be recomputed and on rejections that cannot be checked (a sealed update "
-            "never revealed, an object nobody can read).",
-        ),
-    ] = False,
-    evidence: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--evidence",
-            metavar="FILE",
-            help="A trainer's evidence file (pocfl-evidence/1 JSON, saved by `pocfl train` when its update was "
-            "rejected or flagged): its plaintext is checked against the on-chain commitment and can disprove a "
-            "rejection. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    extra_ipfs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--extra-ipfs",
-            metavar="URL|DIR",
-            help="Another content store to look for rejected updates the main store lacks (an IPFS RPC URL or an "
-            "embedded store directory). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    project_id: ProjectOpt,
+    validation: ValidationOpt = None,
+    out: OutOpt = None,
+    strict: StrictOpt = False,
+    evidence: EvidenceOpt = None,
+    extra_ipfs: ExtraIpfsOpt = None,
     *,
     s: Session,
 ) -> None:
@@ -95,44 +103,30 @@ def audit(
     credit, then the escrow and each trainer's credited, claimed and pending wei. Exits 1 listing every
     difference, e.g. "round 2, submission 3 (0xabc…): posted score 51234, recomputed 49870".
     """
-    from pocfl.audit import AuditMismatchError, audit_project
-    from pocfl.audit.report import write_audit_report
-    from pocfl.deployment import state_dir
-    from pocfl.rounds.evidence import load_evidence
-    from pocfl.store import open_store
+    from pocfl.audit.entry import run_audit
 
-    out_dir = out if out is not None else state_dir() / "audit" / f"project-{project_id}"
-    proofs = [load_evidence(path) for path in evidence or []]  # a bad file is the auditor's to fix: fail first
-    sm = s.store_market(signer=False)
-    extra = [open_store(spec) for spec in extra_ipfs or []]
-    try:
-        with s.out.status(f"auditing project {project_id}") as update:
-            result = audit_project(
-                sm,
-                project_id,
-                validation_file=validation,
-                from_block=s.from_block,
-                strict=strict,
-                progress=update,
-                extra_stores=extra,
-                evidence=proofs,
-            )
-    finally:
-        for store in extra:
-            store.close()
-    files = write_audit_report(result, out_dir)
-    document = result.to_json()
+    run = run_audit(
+        s,
+        project_id,
+        out_dir=out,
+        validation=validation,
+        strict=strict,
+        evidence=evidence or [],
+        extra_stores=extra_ipfs or [],
+        status=s.out.status,
+    )
+    files, mismatch = run.files, run.mismatch
+    document = run.result.to_json()
     document["files"] = {
         "out": str(files.out_dir),
         "html": str(files.html),
         "json": str(files.json),
         "figures": [str(p) for p in files.figures],
     }
-    mismatch = AuditMismatchError(project_id, result.differences, result) if result.differences else None
     if mismatch is not None:
         document["error"] = "AuditMismatchError"
         document["message"] = str(mismatch)
-    s.out.result(document, lambda: _human(s.out, result, files))
+    s.out.result(document, lambda: _human(s.out, run.result, files))
     if mismatch is not None:
         if not s.out.as_json:
             s.out.fail(mismatch)

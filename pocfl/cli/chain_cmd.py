@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pocfl.cli.output import Output, eth, eth_wei, guarded, kv_table, utc
+from pocfl.cli.output import Output, eth, eth_wei, guarded, node_down, node_running, node_status, utc
 from pocfl.cli.parse import parse_address, parse_eth
 from pocfl.cli.session import JsonOpt, Session, connected
-from pocfl.cli.state import (
+from pocfl.deployment import state_dir
+from pocfl.local_node import (
+    STATE_FILE_NAME,
     NodeRecord,
-    is_anvil,
     node_file,
+    node_info,
     pid_alive,
     read_node,
     remove_node,
-    write_node,
 )
-from pocfl.deployment import state_dir
-from pocfl.errors import ChainError, ChainRequestError, ConfigError
-from pocfl.rpc import node_chain_id, rpc_call
+from pocfl.rpc import rpc_call
 
 if TYPE_CHECKING:
     from pocfl.chain.backends import AnvilProcess
@@ -34,23 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Popen handles of nodes started by this process: kept referenced so they are never reaped as garbage.
-_STARTED: list[AnvilProcess] = []
-
 DEFAULT_PORT = 8545
 DEFAULT_BLOCK_TIME = 1
-STATE_FILE_NAME = "anvil-state.json"
-LOG_FILE_NAME = "anvil.log"
-
-
-def _iso_now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _node_info(record: NodeRecord) -> dict[str, Any]:
-    alive = pid_alive(record.pid)
-    chain_id = node_chain_id(record.url) if alive else None
-    return {"running": alive and chain_id is not None, "chain_id": chain_id, **record.to_json()}
 
 
 @app.command("up")
@@ -86,43 +69,16 @@ def up(
 
     Commands without --rpc then talk to it. Stop it with `pocfl chain down`.
     """
-    out = Output(json_out)
-    existing = read_node()
-    if existing is not None:
-        info = _node_info(existing)
-        if info["running"]:
-            out.result(
-                {"started": False, **info},
-                lambda: out.print(
-                    f"A node is already running at [bold]{existing.url}[/bold] (pid {existing.pid}); "
-                    "stop it with `pocfl chain down` first to start another."
-                ),
-            )
-            return
-        remove_node()
-    if node_chain_id(f"http://127.0.0.1:{port}") is not None:
-        raise ConfigError(f"something already answers on port {port}: pick another with --port")
-    from pocfl.chain.backends import AnvilProcess  # imports web3: only when a node is really started
+    from pocfl.local_node import start_node
 
+    out = Output(json_out)
     home = state_dir()
-    home.mkdir(parents=True, exist_ok=True)
     state_file = None if no_state else (state or home / STATE_FILE_NAME).resolve()
-    log_file = (home / LOG_FILE_NAME).resolve()
-    with out.status(f"starting anvil on port {port}"):
-        proc = AnvilProcess.start(
-            port=port, state_file=state_file, log_file=log_file, detach=not foreground, block_time=block_time or None
-        )
-    _STARTED.append(proc)
-    record = NodeRecord(
-        pid=proc.pid,
-        url=proc.url,
-        port=port,
-        state_file=str(state_file) if state_file else None,
-        log_file=str(log_file),
-        started_at=_iso_now(),
-    )
-    write_node(record)
-    info = _node_info(record)
+    start = start_node(port, state_file, block_time, detach=not foreground, progress=out.status)
+    record, info = start.record, start.info
+    if not start.started:
+        node_running(out, "chain", info)
+        return
 
     def human() -> None:
         out.print(f"anvil is running at [bold]{record.url}[/bold] (pid {record.pid}, chain id {info['chain_id']})")
@@ -130,7 +86,7 @@ def up(
         out.print(f"mining: {mining}")
         if state_file:
             out.print(f"chain state is saved to {state_file} when it stops")
-        out.print(f"log: {log_file}")
+        out.print(f"log: {record.log_file}")
         out.print("Commands without --rpc now use this node. Next steps:")
         out.print("  pocfl account new --keystore owner.json    # or export POCFL_PRIVATE_KEY=...")
         out.print("  pocfl chain fund ADDRESS --eth 10          # from the node's pre-funded dev account")
@@ -138,8 +94,8 @@ def up(
         out.print("Stop it with Ctrl-C." if foreground else "Stop it with `pocfl chain down`.")
 
     out.result({"started": True, **info}, human)
-    if foreground:
-        _wait_foreground(proc, out)
+    if foreground and start.process is not None:
+        _wait_foreground(start.process, out)
 
 
 def _wait_foreground(proc: AnvilProcess, out: Output) -> None:
@@ -158,58 +114,27 @@ def _wait_foreground(proc: AnvilProcess, out: Output) -> None:
 @guarded
 def down(json_out: JsonOpt = False) -> None:
     """Stop the node started by `pocfl chain up` (by its recorded PID) and forget it."""
-    out = Output(json_out)
-    record = read_node()
-    if record is None:
-        out.result({"stopped": False, "reason": "no node recorded"}, lambda: out.print("No node is recorded."))
-        return
-    stopped = False
-    reason = ""
-    if not pid_alive(record.pid):
-        reason = "the process had already exited"
-    elif not is_anvil(record.pid):
-        reason = f"pid {record.pid} is no longer anvil; left it alone"
-    else:
-        from pocfl.procs import stop_pid
+    from pocfl.local_node import stop_node
 
-        stopped = stop_pid(record.pid)
-    remove_node()
-    document = {"stopped": stopped, "pid": record.pid, "url": record.url, "state_file": record.state_file}
-    if reason:
-        document["reason"] = reason
+    node_down(Output(json_out), "node", stop_node(), "state_file", _stopped_lines)
 
-    def human() -> None:
-        if stopped:
-            out.print(f"Stopped anvil (pid {record.pid}) at {record.url}.")
-            if record.state_file:
-                out.print(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
-        else:
-            out.print(f"Forgot the node at {record.url}: {reason}.")
 
-    out.result(document, human)
+def _stopped_lines(record: NodeRecord) -> list[str]:
+    lines = [f"Stopped anvil (pid {record.pid}) at {record.url}."]
+    if record.state_file:
+        lines.append(f"Its chain is saved in {record.state_file}; `pocfl chain up` resumes it.")
+    return lines
 
 
 @app.command("status")
 @guarded
 def status(json_out: JsonOpt = False) -> None:
     """Show the node started by `pocfl chain up`. Exits 1 when none is running."""
-    out = Output(json_out)
-    record = read_node()
-    if record is None:
-        out.result(
-            {"running": False, "record": str(node_file())},
-            lambda: out.print("No node is running: start one with `pocfl chain up`."),
-        )
-        raise typer.Exit(1)
-    info = _node_info(record)
-    if info["running"]:
-        block = rpc_call(record.url, "eth_getBlockByNumber", ["latest", False]) or {}
-        info["block_number"] = int(block.get("number", "0x0"), 16)
-        info["block_timestamp"] = int(block.get("timestamp", "0x0"), 16)
+    node_status(Output(json_out), "chain", read_node(), _status_info, _status_rows, node_file())
+
+
+def _status_rows(record: NodeRecord, info: dict[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
-        ("status", "running" if info["running"] else "not running (`pocfl chain up` to restart it)"),
-        ("url", record.url),
-        ("pid", record.pid),
         ("chain id", info["chain_id"]),
         ("state file", record.state_file or "none (not saved)"),
         ("log", record.log_file),
@@ -217,9 +142,17 @@ def status(json_out: JsonOpt = False) -> None:
     ]
     if info["running"]:
         rows += [("block", info["block_number"]), ("block time", utc(info["block_timestamp"]))]
-    out.result(info, lambda: out.table(kv_table(rows)))
-    if not info["running"]:
-        raise typer.Exit(1)
+    return rows
+
+
+def _status_info(record: NodeRecord) -> dict[str, Any]:
+    """:func:`~pocfl.local_node.node_info`, with the latest block's number and time when the node runs."""
+    info = node_info(record)
+    if info["running"]:
+        block = rpc_call(record.url, "eth_getBlockByNumber", ["latest", False]) or {}
+        info["block_number"] = int(block.get("number", "0x0"), 16)
+        info["block_timestamp"] = int(block.get("timestamp", "0x0"), 16)
+    return info
 
 
 @app.command("fund")
@@ -234,30 +167,18 @@ def fund(
     s: Session,
 ) -> None:
     """Send ETH to an account from the node's pre-funded dev account (local nodes only)."""
+    from pocfl.devchain import fund_account
+
     wei = parse_eth(amount, "--eth")
     to = parse_address(address, "ADDRESS") if address else s.account().address
     chain = s.chain()
     if s.throwaway:
         s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the funds vanish when this command exits")
-    if not chain.w3.eth.accounts:
-        raise ConfigError(
-            f"{s.rpc} has no unlocked dev account: `pocfl chain fund` works on local nodes "
-            "(`pocfl chain up`); on public chains use a faucet"
-        )
-    try:
-        chain.fund(to, wei)
-    except ChainError:
-        raise
-    except Exception as exc:
-        raise ChainError(f"the node refused to fund {to}: {exc}") from None
-    balance = int(chain.w3.eth.get_balance(to))  # type: ignore[arg-type]
+    funded = fund_account(chain, s.rpc, to, wei)
     s.out.result(
-        {"address": to, "funded_wei": wei, "balance_wei": balance},
-        lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(balance)}."),
+        {"address": funded.address, "funded_wei": funded.funded_wei, "balance_wei": funded.balance_wei},
+        lambda: s.out.print(f"Sent {eth(wei)} ETH to {to}; balance {eth_wei(funded.balance_wei)}."),
     )
-
-
-ADVANCE_POINTS = ("start", "submission-close", "aggregation-close")
 
 
 @app.command("advance")
@@ -289,46 +210,15 @@ def advance(
     Relative (`advance SECONDS`) or exact (`advance --to submission-close --project 1`): the exact form never
     overshoots into the next window. The clock never moves backwards.
     """
-    if (seconds is None) == (to is None):
-        raise ConfigError("give SECONDS or --to POINT|TIMESTAMP (one of them)")
-    chain = s.chain()
-    before = chain.now()
-    target = before + seconds if seconds is not None else _target(s, str(to), project)
-    try:
-        if seconds is not None:
-            after = chain.increase_time(seconds)
-        elif target > before:
-            after = chain.set_time(target)
-        else:
-            after = before
-    except ChainRequestError as exc:
-        raise ConfigError(
-            f"{s.rpc} does not let pocfl move its clock ({exc}): only local anvil/Hardhat nodes do"
-        ) from None
-    document = {"before": before, "timestamp": after, "advanced": after - before, "target": target}
+    from pocfl.devchain import advance_clock
+
+    move = advance_clock(s, seconds, to, project)
+    document = {"before": move.before, "timestamp": move.timestamp, "advanced": move.advanced, "target": move.target}
 
     def human() -> None:
-        if after == before and seconds is None:
-            s.out.print(f"Chain time {utc(before)} is already at or past {utc(target)}; not moved.")
+        if move.timestamp == move.before and seconds is None:
+            s.out.print(f"Chain time {utc(move.before)} is already at or past {utc(move.target)}; not moved.")
         else:
-            s.out.print(f"Chain time is now {utc(after)} (+{after - before} s).")
+            s.out.print(f"Chain time is now {utc(move.timestamp)} (+{move.advanced} s).")
 
     s.out.result(document, human)
-
-
-def _target(s: Session, to: str, project: int | None) -> int:
-    """The timestamp ``--to`` names: a point of the project's current round, or a unix time."""
-    if to.isdigit():
-        return int(to)
-    if to not in ADVANCE_POINTS:
-        raise ConfigError(f"--to must be one of {', '.join(ADVANCE_POINTS)} or a unix timestamp, got {to!r}")
-    if project is None:
-        raise ConfigError(f"--to {to} needs --project ID")
-    state = s.market(signer=False).project(project)
-    if state.status.name == "NONE":
-        raise ConfigError(f"project {project} does not exist on this marketplace")
-    return {
-        "start": state.params.start_time,
-        "submission-close": state.submission_deadline,
-        "aggregation-close": state.aggregation_deadline,
-    }[to]

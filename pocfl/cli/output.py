@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -35,10 +36,27 @@ from pocfl.errors import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from pocfl.local_node import Stopped
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class ProcessRecord(Protocol):
+    """The record of a local process a command started (``chain up``, ``ipfs up``)."""
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """Where it answers."""
+        ...
+
+
+Rec = TypeVar("Rec", bound=ProcessRecord)
 
 
 FIX_HINTS: dict[str, str] = {
@@ -235,3 +253,64 @@ def kv_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> Table
     for key, value in rows:
         table.add_row(key, escape(str(value)))
     return table
+
+
+def node_status(
+    out: Output,
+    command: str,
+    record: Rec | None,
+    info_of: Callable[[Rec], dict[str, Any]],
+    rows_of: Callable[[Rec, dict[str, Any]], list[tuple[str, Any]]],
+    record_file: Path,
+) -> None:
+    """Render ``pocfl chain status`` / ``pocfl ipfs status`` (``command``): exit 1 unless the process runs.
+
+    ``record`` is the recorded process (None: nothing recorded in ``record_file``); ``info_of`` says whether it runs
+    (``running``, with its ``url`` and ``pid``); the table shows status, URL, PID and ``rows_of(record, info)``.
+    """
+    what = "node" if command == "chain" else "IPFS daemon"
+    if record is None:
+        out.result(
+            {"running": False, "record": str(record_file)},
+            lambda: out.print(f"No {what} is running: start one with `pocfl {command} up`."),
+        )
+        raise typer.Exit(1)
+    info = info_of(record)
+    running = "running" if info["running"] else f"not running (`pocfl {command} up` to restart it)"
+    table = kv_table([("status", running), ("url", info["url"]), ("pid", info["pid"]), *rows_of(record, info)])
+    out.result(info, lambda: out.table(table))
+    if not info["running"]:
+        raise typer.Exit(1)
+
+
+def node_running(out: Output, command: str, info: dict[str, Any]) -> None:
+    """Render ``pocfl chain up`` / ``pocfl ipfs up`` (``command``) finding the recorded process still running."""
+    what = "A node" if command == "chain" else "An IPFS daemon"
+    out.result(
+        {"started": False, **info},
+        lambda: out.print(
+            f"{what} is already running at [bold]{info['url']}[/bold] (pid {info['pid']}); "
+            f"stop it with `pocfl {command} down` first to start another."
+        ),
+    )
+
+
+def node_down(out: Output, what: str, stop: Stopped[Rec], field: str, done: Callable[[Rec], list[str]]) -> None:
+    """Render ``pocfl chain down`` / ``pocfl ipfs down``: ``done(record)`` once stopped, else why not.
+
+    ``what`` names the process (``node``, ``IPFS daemon``); the JSON document adds the record's ``field``.
+    """
+    record = stop.record
+    if record is None:
+        out.result({"stopped": False, "reason": stop.reason}, lambda: out.print(f"No {what} is recorded."))
+        return
+    document = {"stopped": stop.stopped, "pid": record.pid, "url": record.url, field: getattr(record, field)}
+    if stop.reason:
+        document["reason"] = stop.reason
+    forgot = f"Forgot the {what} at {document['url']}: {stop.reason}."
+
+    def human() -> None:
+        for line in done(record) if stop.stopped else [forgot]:
+            out.print(line)
+
+    out.result(document, human)

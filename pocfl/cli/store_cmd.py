@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -70,13 +70,6 @@ def _open(ipfs: str | None, fetch_timeout: float = DEFAULT_FETCH_TIMEOUT) -> Ite
         store.close()
 
 
-@contextmanager
-def _fetched(store: ContentStore, cid: str, max_size: int) -> Iterator[Path]:
-    """Fetch ``cid`` into a private temporary file, verified, and delete it afterwards (bounded memory)."""
-    with tempfile.TemporaryDirectory(prefix="pocfl-get-") as tmp:
-        yield store.get_file(cid, Path(tmp) / "object", max_size=max_size)
-
-
 # ---------------------------------------------------------------------------------------------------
 # put / get
 # ---------------------------------------------------------------------------------------------------
@@ -93,20 +86,18 @@ def _files_table(rows: list[dict[str, Any]]) -> Table:
 @guarded
 def put(files: FilesArg, ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
     """Store files (streamed from disk) and pin them; print each file's CID and size."""
+    from pocfl.store_ops import put_files
+
     out = Output(json_out)
     with _open(ipfs) as store:
-        rows: list[dict[str, Any]] = []
-        for path in files:
-            size = path.stat().st_size
-            value = store.put_file(path)
-            store.pin(value)
-            rows.append({"path": str(path), "cid": value, "size": size})
+        rows = [asdict(f) for f in put_files(store, files)]
+        location = store.location
 
-        def human() -> None:
-            out.table(_files_table(rows))
-            out.print(f"stored and pinned in {escape(store.location)}")
+    def human() -> None:
+        out.table(_files_table(rows))
+        out.print(f"stored and pinned in {escape(location)}")
 
-        out.result(rows, human)
+    out.result(rows, human)
 
 
 @app.command("get")
@@ -134,6 +125,7 @@ def get(
     Without -o the raw bytes go to stdout (redirect or pipe them; a terminal is refused).
     """
     from pocfl.store import canonical_cid
+    from pocfl.store_ops import fetched
 
     out = Output(json_out)
     if output is None and json_out:
@@ -142,7 +134,7 @@ def get(
         raise ConfigError("refusing to write raw object bytes to a terminal: give -o FILE or redirect stdout")
     with _open(ipfs, timeout) as store:
         if output is None:
-            with _fetched(store, cid, max_size) as tmp, open(tmp, "rb") as src:
+            with fetched(store, cid, max_size) as tmp, open(tmp, "rb") as src:
                 sink = sys.stdout.buffer
                 shutil.copyfileobj(src, sink)
                 sink.flush()
@@ -169,16 +161,7 @@ def has(cids: CidsArg, ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
     out = Output(json_out)
     with _open(ipfs) as store:
         rows = [{"cid": canonical_cid(value), "present": store.has(value)} for value in cids]
-
-    def human() -> None:
-        table = Table("cid", "present")
-        for row in rows:
-            table.add_row(str(row["cid"]), "yes" if row["present"] else "[red]no[/red]")
-        out.table(table)
-
-    out.result(rows, human)
-    if not all(row["present"] for row in rows):
-        raise typer.Exit(1)
+    _cid_rows(out, rows, "present", lambda row: "yes" if row["present"] else "[red]no[/red]", ok="present")
 
 
 @app.command("pin")
@@ -190,14 +173,11 @@ def pin(
 
     The embedded store keeps every object: there it only checks that each CID is present.
     """
-    from pocfl.store import canonical_cid
+    from pocfl.store_ops import pin_cids
 
     out = Output(json_out)
-    pinned: list[str] = []
     with _open(ipfs, timeout) as store:
-        for value in cids:
-            store.pin(value)
-            pinned.append(canonical_cid(value))
+        pinned = pin_cids(store, cids)
 
     def human() -> None:
         for value in pinned:
@@ -223,13 +203,10 @@ def cid(
     json_out: JsonOpt = False,
 ) -> None:
     """Compute files' CIDs locally, exactly as `ipfs add` gives them, without storing anything."""
-    from pocfl.store import compute_cid_file
+    from pocfl.store_ops import compute_cids
 
     out = Output(json_out)
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        value, size = compute_cid_file(path, cid_version)
-        rows.append({"path": str(path), "cid": value, "size": size})
+    rows = [asdict(f) for f in compute_cids(files, cid_version)]
     out.result(rows, lambda: out.table(_files_table(rows)))
 
 
@@ -247,32 +224,37 @@ def verify(
     A corrupted object in the embedded store is moved to its quarantine/ folder on the way; putting the right
     bytes again repairs it. An unreachable IPFS node stops the whole command.
     """
-    from pocfl.store import StoreError, StoreUnavailableError
+    from pocfl.store_ops import verify_cids
 
     out = Output(json_out)
-    rows: list[dict[str, Any]] = []
     with _open(ipfs, timeout) as store:
-        for value in cids:
-            try:
-                with _fetched(store, value, max_size) as tmp:
-                    rows.append({"cid": value, "ok": True, "size": tmp.stat().st_size})
-            except StoreUnavailableError:
-                raise  # every other CID would fail the same way
-            except StoreError as err:
-                rows.append({"cid": value, "ok": False, "error": type(err).__name__, "message": error_message(err)})
+        checks = verify_cids(store, cids, max_size)
+    rows: list[dict[str, Any]] = [
+        {"cid": c.cid, "ok": True, "size": c.size}
+        if c.error is None
+        else {"cid": c.cid, "ok": False, "error": type(c.error).__name__, "message": error_message(c.error)}
+        for c in checks
+    ]
+    _cid_rows(out, rows, "result", _verify_cell, ok="ok")
+
+
+def _verify_cell(row: dict[str, Any]) -> str:
+    return f"ok ({row['size']} bytes)" if row["ok"] else f"[red]{row['error']}[/red]: {escape(row['message'])}"
+
+
+def _cid_rows(
+    out: Output, rows: list[dict[str, Any]], column: str, cell: Callable[[dict[str, Any]], str], *, ok: str
+) -> None:
+    """Emit one row per CID (a table of CID and ``cell`` under ``column``); exit 1 unless every row is ``ok``."""
 
     def human() -> None:
-        table = Table("cid", "result")
+        table = Table("cid", column)
         for row in rows:
-            if row["ok"]:
-                result = f"ok ({row['size']} bytes)"
-            else:
-                result = f"[red]{row['error']}[/red]: {escape(row['message'])}"
-            table.add_row(escape(row["cid"]), result)
+            table.add_row(escape(str(row["cid"])), cell(row))
         out.table(table)
 
     out.result(rows, human)
-    if not all(row["ok"] for row in rows):
+    if not all(row[ok] for row in rows):
         raise typer.Exit(1)
 
 
@@ -285,29 +267,23 @@ def verify(
 @guarded
 def info(ipfs: IpfsOpt = None, json_out: JsonOpt = False) -> None:
     """Show which content store the commands use and where it is. Exits 1 when an IPFS node does not answer."""
-    from pocfl.store import EmbeddedStore, IpfsStore, StoreError, describe_spec
+    from pocfl.store_ops import describe_store
 
     out = Output(json_out)
     with _open(ipfs) as store:
-        doc: dict[str, Any] = {"spec": describe_spec(ipfs), "location": store.location}
-        rows: list[tuple[str, Any]] = []
-        if isinstance(store, IpfsStore):
-            doc["backend"] = "ipfs"
-            try:
-                doc["version"] = str(store.version().get("Version"))
-                doc["answering"] = True
-                rows.append(("node", f"answers, version {doc['version']}"))
-            except StoreError as err:
-                doc["answering"] = False
-                doc["error"] = error_message(err)
-                rows.append(("node", f"not answering: {doc['error']}"))
-        elif isinstance(store, EmbeddedStore):
-            doc["backend"] = "embedded"
-            doc["objects"] = sum(1 for _ in (store.root / "objects").glob("*/*"))
-            doc["quarantined"] = sum(1 for _ in (store.root / "quarantine").iterdir())
-            rows += [("objects", doc["objects"]), ("quarantined", doc["quarantined"])]
-        else:
-            doc["backend"] = type(store).__name__.removesuffix("Store").lower()
+        found = describe_store(store, ipfs)
+    doc: dict[str, Any] = {"spec": found.spec, "location": found.location, "backend": found.backend}
+    rows: list[tuple[str, Any]] = []
+    if found.backend == "ipfs" and found.error is None:
+        doc.update(version=found.version, answering=True)
+        rows.append(("node", f"answers, version {found.version}"))
+    elif found.backend == "ipfs":
+        assert found.error is not None
+        doc.update(answering=False, error=error_message(found.error))
+        rows.append(("node", f"not answering: {doc['error']}"))
+    elif found.backend == "embedded":
+        doc.update(objects=found.objects, quarantined=found.quarantined)
+        rows += [("objects", found.objects), ("quarantined", found.quarantined)]
     rows = [("backend", doc["backend"]), ("spec", doc["spec"]), ("location", doc["location"]), *rows]
     out.result(doc, lambda: out.table(kv_table(rows)))
     if doc.get("answering") is False:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pocfl.cli.common import tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded
 from pocfl.cli.parse import parse_address
-from pocfl.cli.session import (
-    Session,
-    connected,
-)
+from pocfl.cli.session import Session, connected
+
+if TYPE_CHECKING:
+    from pocfl.accounts import StakeMove
 
 ProjectId = Annotated[int, typer.Argument(min=1, metavar="ID", help="Project id (see `pocfl project list`).")]
 
@@ -25,14 +25,14 @@ def register(
     s: Session,
 ) -> None:
     """Register as a trainer of a project, paying its stake (refunded after the project ends)."""
-    m = s.market()
-    stake = m.project(project_id).params.stake
-    receipt = m.register(project_id, stake)
+    from pocfl import accounts
+
+    paid = accounts.register(s.market(), project_id)
     s.out.result(
-        {"project_id": project_id, "trainer": m.sender, "stake_wei": stake, "tx": tx_doc(receipt)},
+        {"project_id": project_id, "trainer": paid.trainer, "stake_wei": paid.amount_wei, "tx": tx_doc(paid.receipt)},
         lambda: s.out.print(
-            f"Registered {m.sender} in project {project_id}"
-            + (f", staking {eth_wei(stake)}." if stake else " (no stake).")
+            f"Registered {paid.trainer} in project {project_id}"
+            + (f", staking {eth_wei(paid.amount_wei)}." if paid.amount_wei else " (no stake).")
         ),
     )
 
@@ -45,14 +45,14 @@ def leave(
     s: Session,
 ) -> None:
     """Unregister before training starts; the stake is credited back (withdraw with `pocfl claim`)."""
-    m = s.market()
-    receipt = m.leave(project_id)
-    refund = int(receipt.event("TrainerLeft").args["stakeCredited"])
-    s.out.result(
-        {"project_id": project_id, "trainer": m.sender, "stake_credited_wei": refund, "tx": tx_doc(receipt)},
-        lambda: s.out.print(
-            f"Left project {project_id}; {eth(refund)} ETH stake credited (withdraw with `pocfl claim`)."
-        ),
+    from pocfl import accounts
+
+    refund = accounts.leave(s.market(), project_id)
+    _credited(
+        s,
+        refund,
+        "stake_credited_wei",
+        f"Left project {project_id}; {eth(refund.amount_wei)} ETH stake credited (withdraw with `pocfl claim`).",
     )
 
 
@@ -64,12 +64,24 @@ def release_stake(
     s: Session,
 ) -> None:
     """Get the stake of an ended project credited back (withdraw with `pocfl claim`)."""
-    m = s.market()
-    receipt = m.release_stake(project_id)
-    amount = int(receipt.event("StakeReleased").args["amount"])
+    from pocfl import accounts
+
+    released = accounts.release_stake(s.market(), project_id)
+    _credited(
+        s, released, "amount_wei", f"Stake of {eth_wei(released.amount_wei)} credited; withdraw it with `pocfl claim`."
+    )
+
+
+def _credited(s: Session, move: StakeMove, amount_key: str, text: str) -> None:
+    """Render a stake credited back: the JSON document names the amount ``amount_key``."""
     s.out.result(
-        {"project_id": project_id, "trainer": m.sender, "amount_wei": amount, "tx": tx_doc(receipt)},
-        lambda: s.out.print(f"Stake of {eth_wei(amount)} credited; withdraw it with `pocfl claim`."),
+        {
+            "project_id": move.project_id,
+            "trainer": move.trainer,
+            amount_key: move.amount_wei,
+            "tx": tx_doc(move.receipt),
+        },
+        lambda: s.out.print(text),
     )
 
 
@@ -85,23 +97,18 @@ def claim(
     Nothing owed is not a failure: the balance is read first (no transaction, no gas) and the command says so and
     exits 0, so scripts need no `|| true` that would hide real failures.
     """
+    from pocfl import accounts
+
     dest = parse_address(to, "--to") if to else None
-    m = s.market()
-    recipient = dest or m.sender
-    if m.credits(m.sender) == 0:
-        s.out.result(
-            {"account": m.sender, "to": recipient, "amount_wei": 0, "amount_eth": eth(0), "tx": None},
-            lambda: s.out.print(f"nothing to withdraw for {m.sender}: 0 ETH credited"),
-        )
-        return
-    amount, receipt = m.claim(dest)
-    s.out.result(
-        {
-            "account": m.sender,
-            "to": recipient,
-            "amount_wei": amount,
-            "amount_eth": eth(amount),
-            "tx": tx_doc(receipt),
-        },
-        lambda: s.out.print(f"Claimed {eth_wei(amount)} to {recipient}."),
-    )
+    w = accounts.claim(s.market(), dest)
+    document = {
+        "account": w.account,
+        "to": w.to,
+        "amount_wei": w.amount_wei,
+        "amount_eth": eth(w.amount_wei),
+        "tx": tx_doc(w.receipt) if w.receipt is not None else None,
+    }
+    if w.receipt is None:
+        s.out.result(document, lambda: s.out.print(f"nothing to withdraw for {w.account}: 0 ETH credited"))
+    else:
+        s.out.result(document, lambda: s.out.print(f"Claimed {eth_wei(w.amount_wei)} to {w.to}."))

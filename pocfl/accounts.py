@@ -1,0 +1,151 @@
+"""What an account does and holds on the marketplace: joining and leaving projects, stakes, credits, withdrawals.
+
+The functions behind ``pocfl register``, ``leave``, ``release-stake``, ``claim`` and ``pocfl account``: each sends at
+most one transaction and returns a frozen result (the receipt included) for the caller to render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pocfl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from pocfl.chain.client import MarketplaceClient
+    from pocfl.chain.types import Receipt
+    from pocfl.connection import Connection
+    from pocfl.updates import EncryptionKeyPair
+
+
+@dataclass(frozen=True)
+class StakeMove:
+    """A stake paid into a project (``register``) or credited back to the trainer (``leave``, ``release-stake``)."""
+
+    project_id: int
+    trainer: str
+    amount_wei: int
+    receipt: Receipt
+
+
+def register(market: MarketplaceClient, project_id: int) -> StakeMove:
+    """Register the signing account as a trainer of a project, paying its stake (refunded after the project ends)."""
+    stake = market.project(project_id).params.stake
+    receipt = market.register(project_id, stake)
+    return StakeMove(project_id, market.sender, stake, receipt)
+
+
+def leave(market: MarketplaceClient, project_id: int) -> StakeMove:
+    """Unregister before training starts; the stake is credited back (withdraw with :func:`claim`)."""
+    return _credited(project_id, market.sender, market.leave(project_id), "TrainerLeft", "stakeCredited")
+
+
+def release_stake(market: MarketplaceClient, project_id: int) -> StakeMove:
+    """Get the stake of an ended project credited back (withdraw with :func:`claim`)."""
+    return _credited(project_id, market.sender, market.release_stake(project_id), "StakeReleased", "amount")
+
+
+def _credited(project_id: int, trainer: str, receipt: Receipt, event: str, field: str) -> StakeMove:
+    """The stake credited back, as the transaction's ``event`` reports it in ``field``."""
+    return StakeMove(project_id, trainer, int(receipt.event(event).args[field]), receipt)
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """Credits withdrawn from ``account`` to ``to``; no transaction (``receipt`` None) when nothing was owed."""
+
+    account: str
+    to: str
+    amount_wei: int
+    receipt: Receipt | None
+
+
+def claim(market: MarketplaceClient, to: str | None = None) -> Withdrawal:
+    """Withdraw everything the signing account is owed (rewards and released stakes, all projects).
+
+    The balance is read first: with nothing owed no transaction is sent (no gas spent) and the amount is 0.
+    """
+    recipient = to or market.sender
+    if market.credits(market.sender) == 0:
+        return Withdrawal(market.sender, recipient, 0, None)
+    amount, receipt = market.claim(to)
+    return Withdrawal(market.sender, recipient, amount, receipt)
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account's ETH balance and claimable credits.
+
+    ``credits_wei`` is None when the chain has no marketplace to ask (``credits_error`` says why).
+    """
+
+    address: str
+    chain_id: int
+    balance_wei: int
+    credits_wei: int | None
+    credits_error: ConfigError | None
+
+
+def show_account(conn: Connection) -> AccountView:
+    """The signing account of ``conn``: its address, balance and credits on the connection's marketplace."""
+    account = conn.account()
+    chain = conn.chain()
+    balance = int(chain.w3.eth.get_balance(account.address))
+    credits: int | None = None
+    error: ConfigError | None = None
+    try:
+        credits = conn.market(signer=False).credits(account.address)
+    except ConfigError as exc:
+        error = exc
+    return AccountView(account.address, chain.chain_id, balance, credits, error)
+
+
+def new_keystore(path: Path, password: Callable[[Path], str]) -> LocalAccount:
+    """A new random account, encrypted into the keystore file ``path`` (never overwritten).
+
+    ``password`` gives the password for ``path``; it is asked only once ``path`` is known to be free.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` exists.
+    """
+    from pocfl.chain.accounts import create_keystore
+
+    if path.exists():
+        raise ConfigError(f"{path} exists; refusing to overwrite a keystore (pick another path)")
+    return create_keystore(path, password(path))
+
+
+def default_key_file() -> Path:
+    """Where :func:`new_encryption_key` writes without a path: ``<state dir>/keys/aggregator.key``."""
+    from pocfl.deployment import state_dir
+
+    return state_dir() / "keys" / "aggregator.key"
+
+
+def new_encryption_key(key_file: Path | None = None) -> tuple[Path, EncryptionKeyPair]:
+    """A new X25519 key pair for trainers to encrypt updates to, saved to ``key_file`` (JSON, mode 0600).
+
+    Without ``key_file`` it goes to :func:`default_key_file` (its folder created, mode 0700). Returns the file and
+    the pair.
+
+    Raises
+    ------
+    ConfigError
+        The file exists (a key file is never overwritten).
+    """
+    from pocfl.updates import EncryptionKeyPair
+
+    if key_file is None:
+        key_file = default_key_file()
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if key_file.exists():
+        raise ConfigError(f"{key_file} exists; refusing to overwrite a key file (pick another path)")
+    pair = EncryptionKeyPair.generate()
+    pair.save(key_file)  # 0600 from creation, and exclusive: a file created meanwhile is a KeyFileError, not lost
+    return key_file, pair
