@@ -14,10 +14,8 @@ from pocfl.chain.types import (
     ZERO_ADDRESS,
     ZERO_BYTES32,
     CancelReason,
-    ProjectParams,
     ProjectState,
     ProjectStatus,
-    RegistrationMode,
 )
 from pocfl.cli.common import project_events, tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
@@ -44,6 +42,7 @@ from pocfl.fsutil import write_bytes_atomic
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
     from pocfl.manifest import ProjectManifest
+    from pocfl.projects import CreatedProject
     from pocfl.store import ContentStore
 
 app = typer.Typer(name="project", help="Create and manage training projects.", no_args_is_help=True)
@@ -134,108 +133,69 @@ def create(
     training give --manifest: the manifest names the model, its initial weights (already in the store) and the
     validation set, whose commitment goes on chain.
     """
-    if sum(x is not None for x in (initial_model, initial_model_cid, manifest)) != 1:
-        raise ConfigError(
-            "give the initial model with exactly one of --initial-model FILE or --initial-model-cid CID, "
-            "or a training project's --manifest FILE"
-        )
+    from pocfl.projects import ProjectRequest, create_project
+
     if (budget is None) == (budget_wei is None):
         raise ConfigError("give the reward budget with exactly one of --budget ETH or --budget-wei WEI")
-    budget_amount = parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei))
-    if budget_amount == 0:
-        raise ConfigError("the budget must be more than 0")
-    if (start_in is None) == (start_time is None):
-        raise ConfigError("say when training starts with exactly one of --start-in SECONDS or --start-time UNIX")
     if validation_commitment is not None and validation_file is not None:
         raise ConfigError("give at most one of --validation-commitment and --validation-file")
-    if not 1 <= min_trainers <= max_trainers:
-        raise ConfigError(f"need --min-trainers <= --max-trainers, got {min_trainers} > {max_trainers}")
     commitment = ZERO_BYTES32
     if validation_commitment is not None:
         commitment = parse_bytes32(validation_commitment, "--validation-commitment")
     elif validation_file is not None:
         commitment = sha256_file(validation_file, "--validation-file")
-    allowed = parse_addresses(allowlist, "--allowlist")
-    agg = parse_address(_keystore_address(aggregator), "--aggregator")
-    verifier_address = parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS
-    stake_wei = parse_eth(stake, "--stake")
-    model_file = existing_file(initial_model, "--initial-model") if initial_model is not None else None
-    project_manifest = _read_manifest(manifest) if manifest is not None else None
-    sm = s.store_market()
-    m = sm.client
-    if project_manifest is not None:
-        from pocfl.fl_project import validation_commitment as manifest_commitment
-        from pocfl.store import compute_cid
-
-        stored_cid(sm.store, project_manifest.model.initial_weights_cid, "model.initial_weights_cid", "FILE")
-        model_cid = compute_cid(project_manifest.to_json())
-        expected = manifest_commitment(project_manifest, sm)
-        if commitment not in (ZERO_BYTES32, expected):
-            raise ConfigError(
-                f"the validation commitment 0x{commitment.hex()} is not the manifest's validation set's "
-                f"0x{expected.hex()}"
-            )
-        commitment = expected
-        _check_proof_config(sm.client, project_manifest, verifier_address, max_trainers)
-    elif initial_model_cid is not None:
-        model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
-    else:
-        model_cid = sm.publish(_present(model_file))
-    start = start_time if start_time is not None else s.now() + int(start_in or 0)
-    params = ProjectParams(
-        aggregator=agg,
-        start_time=start,
-        num_rounds=rounds,
+    request = ProjectRequest(
+        aggregator=parse_address(_keystore_address(aggregator), "--aggregator"),
+        rounds=rounds,
         submission_window=submission_window,
         aggregation_window=aggregation_window,
         min_trainers=min_trainers,
         max_trainers=max_trainers,
-        initial_model_cid=model_cid,
-        registration_mode=RegistrationMode.ALLOWLIST if allowlist else RegistrationMode.OPEN,
-        stake=stake_wei,
-        validation_set_commitment=commitment,
-        verifier=verifier_address,
+        budget=parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei)),
+        start_time=start_time,
+        start_in=start_in,
+        stake=parse_eth(stake, "--stake"),
+        allowlist=tuple(parse_addresses(allowlist, "--allowlist")),
+        verifier=parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS,
+        validation_commitment=commitment,
+        manifest=_read_manifest(manifest) if manifest is not None else None,
+        initial_model=existing_file(initial_model, "--initial-model") if initial_model is not None else None,
+        initial_model_cid=initial_model_cid,
     )
-    with s.out.status("creating the project"):
-        if project_manifest is not None:
-            from pocfl.fl_project import create_fl_project
+    sm = s.store_market()
+    if initial_model_cid is not None:  # checked here too, for a message that names the option
+        stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
+    created = create_project(sm, request, step=s.out.status)
+    _render_created(s, created)
 
-            project_id, receipt = create_fl_project(sm, params, budget_amount, project_manifest)
-        else:
-            project_id, receipt = m.create_project(params, budget_amount)
-    allow_receipt = None
-    if allowed:
-        with s.out.status(f"allowlisting {len(allowed)} trainers"):
-            allow_receipt = m.allow_trainers(project_id, allowed)
+
+def _render_created(s: Session, created: CreatedProject) -> None:
+    """``project create``'s output: the project's parameters and transactions."""
+    project_id, params = created.project_id, created.params
     now = s.now()
     document: dict[str, Any] = {
         "project_id": project_id,
-        "owner": m.sender,
-        "initial_model_cid": model_cid,
-        "store": sm.store.location,
-        "budget_wei": budget_amount,
-        "round_budget_wei": budget_amount // rounds,
+        "owner": created.owner,
+        "initial_model_cid": params.initial_model_cid,
+        "store": created.store,
+        "budget_wei": created.budget,
+        "round_budget_wei": created.round_budget,
         "params": params.to_json(),
-        "allowlist": allowed,
-        "tx": tx_doc(receipt),
+        "allowlist": list(created.allowlist),
+        "tx": tx_doc(created.receipt),
     }
-    if allow_receipt is not None:
-        document["allow_tx"] = tx_doc(allow_receipt)
+    if created.allow_receipt is not None:
+        document["allow_tx"] = tx_doc(created.allow_receipt)
 
     def human() -> None:
-        s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(budget_amount)}")
-        s.out.print(f"Initial model {escape(model_cid)} (in {escape(sm.store.location)}).")
-        s.out.print(f"Registration closes and round 0 opens at {when(start, now)}.")
-        if allowed:
-            s.out.print(f"Allowlisted {len(allowed)} trainers.")
+        s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(created.budget)}")
+        s.out.print(f"Initial model {escape(params.initial_model_cid)} (in {escape(created.store)}).")
+        s.out.print(f"Registration closes and round 0 opens at {when(params.start_time, now)}.")
+        if created.allowlist:
+            s.out.print(f"Allowlisted {len(created.allowlist)} trainers.")
         s.out.print(f"Trainers join with `pocfl register {project_id}`; see `pocfl project status {project_id}`.")
 
     s.out.result(document, human)
-
-
-def _present(path: Path | None) -> Path:
-    assert path is not None
-    return path
 
 
 def _read_manifest(path: Path) -> ProjectManifest:
@@ -250,35 +210,6 @@ def _read_manifest(path: Path) -> ProjectManifest:
 # ---------------------------------------------------------------------------------------------------
 # manifest
 # ---------------------------------------------------------------------------------------------------
-
-
-def _check_proof_config(client: Any, manifest: ProjectManifest, verifier: str, max_trainers: int) -> None:
-    """A manifest with a ``proof`` section needs the matching EzklRoundVerifier and at most ``slots`` trainers."""
-    proof = manifest.proof
-    has_verifier = int(verifier, 16) != 0
-    if proof is None:
-        if has_verifier:
-            raise ConfigError(
-                "--verifier is set but the manifest has no proof section: trainers would not commit to features "
-                "(write it with `pocfl project manifest --prove-slots K`)"
-            )
-        return
-    if not has_verifier:
-        raise ConfigError(
-            "the manifest's rounds are proven: pass --verifier (`pocfl deploy --with-verifier` prints it)"
-        )
-    if max_trainers > proof.slots:
-        raise ConfigError(f"--max-trainers {max_trainers} exceeds the circuit's {proof.slots} slots")
-    from pocfl.chain.client import ContractClient
-    from pocfl.contracts import load_artifact
-
-    adapter = ContractClient(client.chain, verifier, load_artifact("EzklRoundVerifier")["abi"])
-    try:
-        slots = int(adapter.call(adapter.contract.functions.slots()))
-    except Exception as exc:  # no code, or another contract: any failure means it is not the adapter
-        raise ConfigError(f"--verifier {verifier} is not an EzklRoundVerifier ({type(exc).__name__})") from exc
-    if slots != proof.slots:
-        raise ConfigError(f"--verifier {verifier} verifies a {slots}-slot circuit, the manifest has {proof.slots}")
 
 
 def _keystore_address(value: str) -> str:
