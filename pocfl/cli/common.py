@@ -1,8 +1,10 @@
-"""Small helpers shared by the command modules: transaction summaries and event queries."""
+"""Small helpers shared by the command modules: transaction summaries, event queries, option declarations."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import typer
 
 from pocfl.chain.types import jsonable
 
@@ -24,3 +26,11 @@ def tx_doc(receipt: Receipt) -> dict[str, Any]:
 def project_events(market: MarketplaceClient, name: str, from_block: int, **filters: Any) -> list[EventRecord]:
     """Events ``name`` of the marketplace from ``from_block`` on, filtered on indexed arguments."""
     return market.events(name, from_block=from_block, **filters)
+
+
+def option(*names: str, help: str, metavar: str | None = None, **settings: Any) -> Any:
+    """A ``typer.Option`` that does not show its default (None, or said in ``help``) unless ``settings`` say so.
+
+    The commands' optional paths and settings are declared with it on a line or two each.
+    """
+    return typer.Option(*names, help=help, metavar=metavar, **({"show_default": False} | settings))
