@@ -17,7 +17,7 @@ from pocfl.chain.types import (
     ProjectState,
     ProjectStatus,
 )
-from pocfl.cli.common import project_events, tx_doc
+from pocfl.cli.common import option, project_events, tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
 from pocfl.cli.parse import (
     existing_file,
@@ -41,6 +41,7 @@ from pocfl.fsutil import write_bytes_atomic
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
+    from pocfl.chain.types import EventRecord
     from pocfl.manifest import ProjectManifest
     from pocfl.projects import CreatedProject
     from pocfl.store import ContentStore
@@ -56,74 +57,79 @@ ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
 # ---------------------------------------------------------------------------------------------------
 
 
+AggregatorOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="ADDRESS|KEYSTORE",
+        help="The only account allowed to post rounds (an address or its keystore file).",
+    ),
+]
+SubmissionWindowOpt = Annotated[int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")]
+AggregationWindowOpt = Annotated[
+    int, typer.Option(min=1, metavar="SECONDS", help="Seconds the aggregator then has to post results.")
+]
+BudgetOpt = Annotated[str | None, typer.Option(metavar="ETH", help="Reward budget in ETH (exact decimal, e.g. 1.5).")]
+StartInOpt = Annotated[
+    int | None, typer.Option(min=1, metavar="SECONDS", help="Registration closes and round 0 opens in SECONDS.")
+]
+AllowlistOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="Only these trainers may register (repeat or comma-separate; enables allowlist mode).",
+    ),
+]
+VerifierOpt = Annotated[
+    str | None, typer.Option(metavar="ADDRESS", help="IRoundVerifier contract checking each round's proof.")
+]
+ValidationCommitmentOpt = Annotated[
+    str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the validation set.")
+]
+ValidationFileOpt = Annotated[
+    Path | None, typer.Option(metavar="PATH", help="...or the validation set file (its sha256 is committed).")
+]
+InitialModelOpt = Annotated[
+    Path | None,
+    option(
+        metavar="FILE",
+        help="The initial global model file: stored and pinned in the content store, its CID put on chain.",
+    ),
+]
+InitialModelCidOpt = Annotated[
+    str | None, option(metavar="CID", help="...or the CID of an initial model already in the content store.")
+]
+ManifestOpt = Annotated[
+    Path | None,
+    option(
+        metavar="FILE",
+        help="...or a training project's manifest (see `pocfl project manifest`): stored, its CID put on chain "
+        "as the initial model, and its validation set committed to.",
+    ),
+]
+
+
 @app.command("create")
 @guarded
 @connected(store=True)
 def create(
-    aggregator: Annotated[
-        str,
-        typer.Option(
-            metavar="ADDRESS|KEYSTORE",
-            help="The only account allowed to post rounds (an address or its keystore file).",
-        ),
-    ],
+    aggregator: AggregatorOpt,
     rounds: Annotated[int, typer.Option(min=1, metavar="N", help="Number of training rounds.")],
-    submission_window: Annotated[
-        int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")
-    ],
-    aggregation_window: Annotated[
-        int, typer.Option(min=1, metavar="SECONDS", help="Seconds the aggregator then has to post results.")
-    ],
+    submission_window: SubmissionWindowOpt,
+    aggregation_window: AggregationWindowOpt,
     min_trainers: Annotated[int, typer.Option(min=1, metavar="N", help="Trainers needed for training to start.")],
     max_trainers: Annotated[int, typer.Option(min=1, metavar="N", help="Registration cap (at most 512).")],
-    budget: Annotated[
-        str | None, typer.Option(metavar="ETH", help="Reward budget in ETH (exact decimal, e.g. 1.5).")
-    ] = None,
+    budget: BudgetOpt = None,
     budget_wei: Annotated[str | None, typer.Option(metavar="WEI", help="Reward budget in wei instead.")] = None,
-    start_in: Annotated[
-        int | None, typer.Option(min=1, metavar="SECONDS", help="Registration closes and round 0 opens in SECONDS.")
-    ] = None,
+    start_in: StartInOpt = None,
     start_time: Annotated[int | None, typer.Option(metavar="UNIX", help="...or at this unix timestamp.")] = None,
     stake: Annotated[str, typer.Option(metavar="ETH", help="Refundable stake each trainer deposits.")] = "0",
-    allowlist: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="Only these trainers may register (repeat or comma-separate; enables allowlist mode).",
-        ),
-    ] = None,
-    verifier: Annotated[
-        str | None, typer.Option(metavar="ADDRESS", help="IRoundVerifier contract checking each round's proof.")
-    ] = None,
-    validation_commitment: Annotated[
-        str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the validation set.")
-    ] = None,
-    validation_file: Annotated[
-        Path | None, typer.Option(metavar="PATH", help="...or the validation set file (its sha256 is committed).")
-    ] = None,
-    initial_model: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="The initial global model file: stored and pinned in the content store, its CID put on chain.",
-            show_default=False,
-        ),
-    ] = None,
-    initial_model_cid: Annotated[
-        str | None,
-        typer.Option(
-            metavar="CID", help="...or the CID of an initial model already in the content store.", show_default=False
-        ),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="...or a training project's manifest (see `pocfl project manifest`): stored, its CID put on chain "
-            "as the initial model, and its validation set committed to.",
-            show_default=False,
-        ),
-    ] = None,
+    allowlist: AllowlistOpt = None,
+    verifier: VerifierOpt = None,
+    validation_commitment: ValidationCommitmentOpt = None,
+    validation_file: ValidationFileOpt = None,
+    initial_model: InitialModelOpt = None,
+    initial_model_cid: InitialModelCidOpt = None,
+    manifest: ManifestOpt = None,
     *,
     s: Session,
 ) -> None:
@@ -235,6 +241,35 @@ def _public_key(value: str | None) -> str | None:
     return EncryptionKeyPair.load(value).public_key_hex
 
 
+AggregatorKeyOpt = Annotated[
+    str | None,
+    option(
+        metavar="HEX|FILE",
+        help="The aggregator's encryption public key (or its key file from `pocfl account encryption-key`): "
+        "trainers seal updates to it.",
+    ),
+]
+ValidationRecipeOpt = Annotated[
+    str | None,
+    option(metavar="RECIPE", help="Public validation set recipe. Default: sklearn-digits:seed=S:fraction=0.2."),
+]
+ProveSlotsOpt = Annotated[
+    int | None,
+    option(
+        "--prove-slots",
+        min=2,
+        max=64,
+        metavar="K",
+        help="Rounds are proven (zk/): the circuit's slot count, as given to `pocfl deploy --with-verifier`. "
+        "Create the project with that verifier (--verifier) and --max-trainers <= K.",
+    ),
+]
+SketchDimOpt = Annotated[
+    int,
+    typer.Option("--sketch-dim", min=2, max=512, metavar="k", help="Committed feature size with --prove-slots."),
+]
+
+
 @app.command("manifest")
 @guarded
 def manifest_cmd(
@@ -242,40 +277,13 @@ def manifest_cmd(
     hidden: Annotated[int, typer.Option(min=1, metavar="H", help="Hidden width of the MLP.")] = 32,
     seed: Annotated[int, typer.Option(min=0, metavar="S", help="Seed of the initial weights and of the split.")] = 0,
     name: Annotated[str, typer.Option(metavar="TEXT", help="The project's name.")] = "digits",
-    aggregator_key: Annotated[
-        str | None,
-        typer.Option(
-            metavar="HEX|FILE",
-            help="The aggregator's encryption public key (or its key file from `pocfl account encryption-key`): "
-            "trainers seal updates to it.",
-            show_default=False,
-        ),
-    ] = None,
+    aggregator_key: AggregatorKeyOpt = None,
     lr: Annotated[float, typer.Option(min=0.0, metavar="LR", help="Round-0 learning rate.")] = 0.1,
     epochs: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 local epochs.")] = 2,
     batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 batch size.")] = 32,
-    validation_recipe: Annotated[
-        str | None,
-        typer.Option(
-            metavar="RECIPE", help="Public validation set recipe. Default: sklearn-digits:seed=S:fraction=0.2."
-        ),
-    ] = None,
-    prove_slots: Annotated[
-        int | None,
-        typer.Option(
-            "--prove-slots",
-            min=2,
-            max=64,
-            metavar="K",
-            help="Rounds are proven (zk/): the circuit's slot count, as given to `pocfl deploy --with-verifier`. "
-            "Create the project with that verifier (--verifier) and --max-trainers <= K.",
-            show_default=False,
-        ),
-    ] = None,
-    sketch_dim: Annotated[
-        int,
-        typer.Option("--sketch-dim", min=2, max=512, metavar="k", help="Committed feature size with --prove-slots."),
-    ] = 16,
+    validation_recipe: ValidationRecipeOpt = None,
+    prove_slots: ProveSlotsOpt = None,
+    sketch_dim: SketchDimOpt = 16,
     ipfs: IpfsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -390,15 +398,10 @@ def _time(timestamp: int, now: int) -> dict[str, Any]:
     return {"timestamp": timestamp, "utc": utc(timestamp), "relative": relative(timestamp, now)}
 
 
-def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: ContentStore) -> dict[str, Any]:
-    st = m.project(project_id)
-    now = s.now()
-    start = s.from_block
-    registered = project_events(m, "TrainerRegistered", start, projectId=project_id)
-    credited = project_events(m, "TrainerCredited", start, projectId=project_id)
-    posted = project_events(m, "RoundPosted", start, projectId=project_id)
-    failed = project_events(m, "RoundFailed", start, projectId=project_id)
-    submitted = project_events(m, "UpdateSubmitted", start, projectId=project_id, round=st.current_round)
+def _trainers(
+    m: MarketplaceClient, project_id: int, registered: list[EventRecord], credited: list[EventRecord]
+) -> list[dict[str, Any]]:
+    """``project status``'s trainers: each registered one's state and what it was credited."""
     addresses = list(dict.fromkeys(str(e.args["trainer"]) for e in registered))
     earned: dict[str, int] = dict.fromkeys(addresses, 0)
     for e in credited:
@@ -416,6 +419,17 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: C
                 "credited_wei": earned.get(address, 0),
             }
         )
+    return trainers
+
+
+def _rounds(
+    st: ProjectState,
+    store: ContentStore,
+    posted: list[EventRecord],
+    failed: list[EventRecord],
+    credited: list[EventRecord],
+) -> list[dict[str, Any]]:
+    """``project status``'s settled rounds, posted or failed, in round order."""
     rounds: list[dict[str, Any]] = []
     for e in posted:
         r = int(e.args["round"])
@@ -444,6 +458,20 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: C
             }
         )
     rounds.sort(key=lambda item: int(item["round"]))
+    return rounds
+
+
+def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: ContentStore) -> dict[str, Any]:
+    st = m.project(project_id)
+    now = s.now()
+    start = s.from_block
+    registered = project_events(m, "TrainerRegistered", start, projectId=project_id)
+    credited = project_events(m, "TrainerCredited", start, projectId=project_id)
+    posted = project_events(m, "RoundPosted", start, projectId=project_id)
+    failed = project_events(m, "RoundFailed", start, projectId=project_id)
+    submitted = project_events(m, "UpdateSubmitted", start, projectId=project_id, round=st.current_round)
+    trainers = _trainers(m, project_id, registered, credited)
+    rounds = _rounds(st, store, posted, failed, credited)
     submissions = [
         {
             "index": int(e.args["index"]),
