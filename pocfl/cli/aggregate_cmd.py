@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pocfl.cli.common import option
+from pocfl.cli.common import option, progress_bars
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
     Session,
@@ -136,16 +135,7 @@ class _ProgressSink:
     def __init__(self, out: Output) -> None:
         self.out = out
         self.live = out.err.is_terminal
-        self.bar = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=out.err,
-            transient=True,
-            disable=not self.live,
-        )
+        self.bar = progress_bars(out, spinner=True, transient=True, disable=not self.live)
         self.task = self.bar.add_task("starting", total=None)
         self.last = ""
 

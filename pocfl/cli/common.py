@@ -1,4 +1,4 @@
-"""Small helpers shared by the command modules: transaction summaries, event queries, option declarations."""
+"""Small helpers shared by the command modules: transactions, events, options and progress bars."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import typer
 from pocfl.chain.types import jsonable
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from pocfl.chain.client import MarketplaceClient
     from pocfl.chain.types import EventRecord, Receipt
+    from pocfl.cli.output import Output
+    from pocfl.store import ContentStore
 
 
 def tx_doc(receipt: Receipt) -> dict[str, Any]:
@@ -34,3 +38,28 @@ def option(*names: str, help: str, metavar: str | None = None, **settings: Any) 
     The commands' optional paths and settings are declared with it on a line or two each.
     """
     return typer.Option(*names, help=help, metavar=metavar, **({"show_default": False} | settings))
+
+
+def progress_bars(out: Output, *, spinner: bool = False, **settings: Any) -> Progress:
+    """Rich progress bars on ``out``'s stderr: [spinner,] description, bar, done/total, elapsed time.
+
+    ``settings`` go to :class:`rich.progress.Progress` (``transient``, ``disable``, ...).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*([SpinnerColumn()] if spinner else []), *columns, console=out.err, **settings)
+
+
+def submission_doc(event: EventRecord, store: ContentStore) -> dict[str, Any]:
+    """An ``UpdateSubmitted`` event for ``--json`` output, with whether the store holds the update."""
+    from pocfl.cli.parse import store_holds
+
+    return {
+        "index": int(event.args["index"]),
+        "trainer": str(event.args["trainer"]),
+        "cid": event.args["cid"],
+        "stored": store_holds(store, str(event.args["cid"])),
+        "commitment": event.args["commitment"],
+        "feature_commitment": event.args["featureCommitment"],
+    }

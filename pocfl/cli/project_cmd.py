@@ -17,7 +17,7 @@ from pocfl.chain.types import (
     ProjectState,
     ProjectStatus,
 )
-from pocfl.cli.common import option, project_events, tx_doc
+from pocfl.cli.common import option, project_events, submission_doc, tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
 from pocfl.cli.parse import (
     existing_file,
@@ -472,17 +472,7 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: C
     submitted = project_events(m, "UpdateSubmitted", start, projectId=project_id, round=st.current_round)
     trainers = _trainers(m, project_id, registered, credited)
     rounds = _rounds(st, store, posted, failed, credited)
-    submissions = [
-        {
-            "index": int(e.args["index"]),
-            "trainer": str(e.args["trainer"]),
-            "cid": e.args["cid"],
-            "stored": store_holds(store, str(e.args["cid"])),
-            "commitment": e.args["commitment"],
-            "feature_commitment": e.args["featureCommitment"],
-        }
-        for e in sorted(submitted, key=lambda e: int(e.args["index"]))
-    ]
+    submissions = [submission_doc(e, store) for e in sorted(submitted, key=lambda e: int(e.args["index"]))]
     return {
         "project": st.to_json(),
         "model_stored": store_holds(store, st.model_cid),

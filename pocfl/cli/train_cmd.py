@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from pocfl.cli.common import option
+from pocfl.cli.common import option, progress_bars
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
     Session,
@@ -219,13 +219,4 @@ def _progress(out: Output) -> Progress | None:
     """Progress bars on a terminal's stderr; None elsewhere (one note per event instead)."""
     if not out.err.is_terminal:
         return None
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out.err,
-        transient=False,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
+    return progress_bars(out, transient=False, redirect_stdout=False, redirect_stderr=False)
