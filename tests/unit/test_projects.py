@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from pocfl.chain.accounts import new_account
 from pocfl.chain.backends import Chain, connect
 from pocfl.chain.client import MarketplaceClient, deploy_contract
-from pocfl.chain.types import ZERO_ADDRESS, RegistrationMode
+from pocfl.chain.types import ZERO_ADDRESS, ProjectParams, RegistrationMode
 from pocfl.errors import ConfigError
 from pocfl.fl_project import make_manifest, validation_commitment
 from pocfl.manifest import ProofConfig
@@ -159,3 +159,24 @@ def test_a_bad_proof_configuration_creates_nothing(owner: Owner) -> None:
     assert owner.projects() == 0
     created = create_project(owner.market, request(initial_model=None, manifest=proven, verifier=owner.adapter(4)))
     assert created.project_id == 1 and owner.market.client.project(1).params.verifier == created.params.verifier
+
+
+def test_a_request_from_built_params_creates_them(owner: Owner) -> None:
+    manifest, data = make_manifest("t", seed=0, hidden=4, store=owner.market)
+    params = ProjectParams(
+        aggregator=owner.account.address,
+        start_time=owner.chain.now() + 100,
+        num_rounds=3,
+        submission_window=10,
+        aggregation_window=20,
+        min_trainers=1,
+        max_trainers=3,
+        initial_model_cid="",
+        stake=7,
+    )
+    created = create_project(owner.market, ProjectRequest.from_params(params, ETH, manifest=manifest))
+    commitment = validation_commitment(manifest)
+    assert created.params == replace(params, initial_model_cid=compute_cid(data), validation_set_commitment=commitment)
+    stored = replace(params, initial_model_cid=owner.market.publish(b"model"))
+    again = create_project(owner.market, ProjectRequest.from_params(stored, ETH, allowlist=[owner.account.address]))
+    assert again.params == replace(stored, registration_mode=RegistrationMode.ALLOWLIST)
