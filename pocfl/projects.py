@@ -24,10 +24,23 @@ from pocfl.chain.types import ZERO_ADDRESS, ZERO_BYTES32, ProjectParams, Receipt
 from pocfl.errors import ConfigError
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market
-from pocfl.store import ContentStore, InvalidCidError, ObjectNotFoundError, parse_cid
+from pocfl.store import InvalidCidError, ObjectNotFoundError
 
 Step = Callable[[str], AbstractContextManager[Any]]
 """Wraps each transaction with a description of it (a progress spinner in the CLI)."""
+
+
+_AS_ON_CHAIN: tuple[str, ...] = (
+    "aggregator",
+    "num_rounds",
+    "submission_window",
+    "aggregation_window",
+    "min_trainers",
+    "max_trainers",
+    "stake",
+    "verifier",
+)
+"""The request's settings that go on chain as they are (same names as :class:`ProjectParams`'s)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class ProjectRequest:
     ----------
     aggregator
         The only account allowed to post rounds.
-    rounds, submission_window, aggregation_window
+    num_rounds, submission_window, aggregation_window
         Number of rounds and each round's windows (seconds).
     min_trainers, max_trainers
         Trainers needed for training to start, and the registration cap.
@@ -52,7 +65,7 @@ class ProjectRequest:
         Only these trainers may register (allowlist mode when not empty).
     verifier
         The ``IRoundVerifier`` checking each round's proof (zero address: none).
-    validation_commitment
+    validation_set_commitment
         32-byte commitment to the validation set; zero for none, or (with a manifest) the manifest's.
     manifest, initial_model, initial_model_cid
         The initial model, exactly one of: a training project's manifest (stored; its initial weights must be in
@@ -60,7 +73,7 @@ class ProjectRequest:
     """
 
     aggregator: str
-    rounds: int
+    num_rounds: int
     submission_window: int
     aggregation_window: int
     min_trainers: int
@@ -71,7 +84,7 @@ class ProjectRequest:
     stake: int = 0
     allowlist: tuple[str, ...] = ()
     verifier: str = ZERO_ADDRESS
-    validation_commitment: bytes = ZERO_BYTES32
+    validation_set_commitment: bytes = ZERO_BYTES32
     manifest: ProjectManifest | None = None
     initial_model: Path | bytes | None = None
     initial_model_cid: str | None = None
@@ -104,38 +117,24 @@ class ProjectRequest:
         The initial model comes from ``manifest``, else ``initial_model``, else ``params.initial_model_cid``.
         """
         return cls(
-            aggregator=params.aggregator,
-            rounds=params.num_rounds,
-            submission_window=params.submission_window,
-            aggregation_window=params.aggregation_window,
-            min_trainers=params.min_trainers,
-            max_trainers=params.max_trainers,
             budget=budget,
             start_time=params.start_time,
-            stake=params.stake,
             allowlist=tuple(allowlist),
-            verifier=params.verifier,
-            validation_commitment=params.validation_set_commitment,
+            validation_set_commitment=params.validation_set_commitment,
             manifest=manifest,
             initial_model=initial_model if manifest is None else None,
             initial_model_cid=params.initial_model_cid if manifest is None and initial_model is None else None,
+            **{name: getattr(params, name) for name in _AS_ON_CHAIN},
         )
 
     def params(self, start: int, model_cid: str, commitment: bytes) -> ProjectParams:
         """The on-chain parameters, once the start time, the model's CID and the commitment are known."""
         return ProjectParams(
-            aggregator=self.aggregator,
             start_time=start,
-            num_rounds=self.rounds,
-            submission_window=self.submission_window,
-            aggregation_window=self.aggregation_window,
-            min_trainers=self.min_trainers,
-            max_trainers=self.max_trainers,
             initial_model_cid=model_cid,
             registration_mode=RegistrationMode.ALLOWLIST if self.allowlist else RegistrationMode.OPEN,
-            stake=self.stake,
             validation_set_commitment=commitment,
-            verifier=self.verifier,
+            **{name: getattr(self, name) for name in _AS_ON_CHAIN},
         )
 
 
@@ -213,20 +212,19 @@ def check_proof_config(chain: Chain, manifest: ProjectManifest, verifier: str, m
         raise ConfigError(f"--verifier {verifier} verifies a {slots}-slot circuit, the manifest has {proof.slots}")
 
 
-def _require_weights(store: ContentStore, cid: str) -> None:
+def _require_weights(market: Market, cid: str) -> None:
     """The manifest's initial weights must be in the store: nobody could train from them otherwise."""
     option = "model.initial_weights_cid"
     try:
-        canonical = str(parse_cid(cid.strip()))
+        market.require(cid.strip())
     except InvalidCidError as exc:
         raise InvalidCidError(f"{option}: {exc}") from None
-    if not store.has(canonical):
-        err = ObjectNotFoundError(canonical, store.location)
-        err.args = (
-            f"{option} {canonical} is not in the content store {store.location}: store it first with "
+    except ObjectNotFoundError as exc:
+        exc.args = (
+            f"{option} {exc.cid} is not in the content store {market.store.location}: store it first with "
             "`pocfl store put FILE` (same --ipfs), or pass FILE",
         )
-        raise err
+        raise
 
 
 def check_manifest(market: Market, request: ProjectRequest) -> bytes:
@@ -243,11 +241,11 @@ def check_manifest(market: Market, request: ProjectRequest) -> bytes:
 
     manifest = request.manifest
     assert manifest is not None
-    _require_weights(market.store, manifest.model.initial_weights_cid)
+    _require_weights(market, manifest.model.initial_weights_cid)
     expected = validation_commitment(manifest, market)
-    if request.validation_commitment not in (ZERO_BYTES32, expected):
+    if request.validation_set_commitment not in (ZERO_BYTES32, expected):
         raise ConfigError(
-            f"the validation commitment 0x{request.validation_commitment.hex()} is not the manifest's validation "
+            f"the validation commitment 0x{request.validation_set_commitment.hex()} is not the manifest's validation "
             f"set's 0x{expected.hex()}"
         )
     check_proof_config(market.client.chain, manifest, request.verifier, request.max_trainers)
@@ -279,7 +277,7 @@ def create_project(market: Market, request: ProjectRequest, *, step: Step | None
         The store lacks the initial model's CID, or the manifest's initial weights.
     """
     wrap: Step = step or (lambda _: nullcontext())
-    commitment = request.validation_commitment
+    commitment = request.validation_set_commitment
     if request.manifest is not None:
         from pocfl.fl_project import create_fl_project
         from pocfl.store import compute_cid

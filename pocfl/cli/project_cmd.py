@@ -152,7 +152,7 @@ def create(
         commitment = sha256_file(validation_file, "--validation-file")
     request = ProjectRequest(
         aggregator=parse_address(_keystore_address(aggregator), "--aggregator"),
-        rounds=rounds,
+        num_rounds=rounds,
         submission_window=submission_window,
         aggregation_window=aggregation_window,
         min_trainers=min_trainers,
@@ -163,7 +163,7 @@ def create(
         stake=parse_eth(stake, "--stake"),
         allowlist=tuple(parse_addresses(allowlist, "--allowlist")),
         verifier=parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS,
-        validation_commitment=commitment,
+        validation_set_commitment=commitment,
         manifest=_read_manifest(manifest) if manifest is not None else None,
         initial_model=existing_file(initial_model, "--initial-model") if initial_model is not None else None,
         initial_model_cid=initial_model_cid,

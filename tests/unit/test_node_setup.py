@@ -40,7 +40,7 @@ def markets() -> Iterator[tuple[Market, Market]]:
         manifest, _ = make_manifest("t", seed=0, hidden=4, store=market, aggregator_public_key=key.public_key_hex)
         request = ProjectRequest(
             aggregator=owner.address,
-            rounds=3,
+            num_rounds=3,
             submission_window=60,
             aggregation_window=60,
             min_trainers=1,

@@ -58,7 +58,7 @@ def owner() -> Iterator[Owner]:
 def request(**overrides: Any) -> ProjectRequest:
     settings: dict[str, Any] = {
         "aggregator": new_account().address,
-        "rounds": 2,
+        "num_rounds": 2,
         "submission_window": 60,
         "aggregation_window": 60,
         "min_trainers": 1,
@@ -108,7 +108,9 @@ def test_a_manifest_is_stored_and_its_validation_set_committed_to(owner: Owner) 
 def test_an_inconsistent_manifest_is_refused_before_any_transaction(owner: Owner) -> None:
     manifest, _ = make_manifest("t", seed=0, hidden=4, store=owner.market)
     with pytest.raises(ConfigError, match="is not the manifest's validation set's"):
-        create_project(owner.market, request(initial_model=None, manifest=manifest, validation_commitment=b"\x01" * 32))
+        create_project(
+            owner.market, request(initial_model=None, manifest=manifest, validation_set_commitment=b"\x01" * 32)
+        )
     elsewhere, _ = make_manifest("t", seed=0, hidden=4, store=MemoryStore())
     unstored = replace(elsewhere, model=replace(elsewhere.model, initial_weights_cid=compute_cid(b"no weights")))
     with pytest.raises(ObjectNotFoundError, match=r"model\.initial_weights_cid"):
