@@ -165,17 +165,8 @@ def test_a_bad_proof_configuration_creates_nothing(owner: Owner) -> None:
 
 def test_a_request_from_built_params_creates_them(owner: Owner) -> None:
     manifest, data = make_manifest("t", seed=0, hidden=4, store=owner.market)
-    params = ProjectParams(
-        aggregator=owner.account.address,
-        start_time=owner.chain.now() + 100,
-        num_rounds=3,
-        submission_window=10,
-        aggregation_window=20,
-        min_trainers=1,
-        max_trainers=3,
-        initial_model_cid="",
-        stake=7,
-    )
+    # aggregator, start, rounds, submission and aggregation windows, trainers from 1 to 3, no CID yet
+    params = ProjectParams(owner.account.address, owner.chain.now() + 100, 3, 10, 20, 1, 3, "", stake=7)
     created = create_project(owner.market, ProjectRequest.from_params(params, ETH, manifest=manifest))
     commitment = validation_commitment(manifest)
     assert created.params == replace(params, initial_model_cid=compute_cid(data), validation_set_commitment=commitment)
