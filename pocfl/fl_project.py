@@ -7,7 +7,9 @@ and ``pocfl project manifest`` / ``pocfl project create --manifest`` build such 
 - :func:`make_manifest` stores the initial weights (:func:`pocfl.ml.model.initial_vector` for a seed, encoded as
   a ``weights`` update file against :meth:`ModelInfo.spec`) and returns the manifest with its canonical bytes;
 - :func:`validation_commitment` is the 32 bytes that go on chain as ``validationSetCommitment``;
-- :func:`create_fl_project` stores the manifest and creates the project with both.
+- :func:`create_fl_project` stores the manifest and creates the project with both. Callers go through
+  :func:`pocfl.projects.create_project`, which checks the manifest against the store, the request and the
+  project's verifier (:func:`pocfl.projects.check_proof_config`) first.
 
 Validation commitment
     For a manifest with a public ``validation.recipe`` it is ``sha256(np.save(X) || np.save(y))``: the

@@ -7,15 +7,14 @@ scores contributions, stores the new global model and the round report, and post
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pocfl.cli.common import option, progress_bars
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
     Session,
@@ -30,81 +29,60 @@ if TYPE_CHECKING:
     from aggregator.node import RoundOutcome
 
 
-def _zk_setup(market: Any, project: int, cache: Path | None, note: Callable[[str], None]) -> Any:
-    """The circuit setup of a proven project (None for a project without a verifier)."""
-    from pocfl.rounds.inputs import load_manifest
-
-    state = market.client.project(project)
-    if int(state.params.verifier, 16) == 0:
-        return None
-    manifest = load_manifest(market, state)
-    if manifest.proof is None:
-        return None  # the node refuses such a project with a clear error
-    from zk.cache import default_cache_dir
-    from zk.prover import CircuitShape, RoundCircuitSetup
-
-    proof = manifest.proof
-    shape = CircuitShape(proof.slots, proof.sketch_dim, proof.scale)
-    return RoundCircuitSetup.build(shape, cache or default_cache_dir(), progress=note, cached_only=True)
+RoundsOpt = Annotated[
+    int | None, option("--rounds", min=1, metavar="N", help="Handle N rounds, then stop. Default: one.")
+]
+FollowOpt = Annotated[
+    bool, typer.Option("--follow", help="Keep posting rounds until the project is finished or cancelled.")
+]
+DecryptKeyOpt = Annotated[
+    Path | None,
+    option(
+        "--decrypt-key",
+        metavar="FILE",
+        help="The aggregator's encryption key file (updates sealed to it are rejected without it).",
+    ),
+]
+ValidationOpt = Annotated[
+    Path | None,
+    option(
+        "--validation",
+        metavar="FILE",
+        help="The revealed validation set (NPZ with X and y), when the manifest names one by CID.",
+    ),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    option("--state-dir", metavar="DIR", help="Where the node journals its progress. Default: <state dir>/aggregator."),
+]
+ZkCacheOpt = Annotated[
+    Path | None,
+    option(
+        "--zk-cache",
+        metavar="DIR",
+        help="Circuit setups of proven projects (what `pocfl deploy --with-verifier` built; the same keys as the "
+        "deployed verifier). Default: <state dir>/zk.",
+    ),
+]
+PollOpt = Annotated[float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between chain checks.")]
+FailOverdueOpt = Annotated[
+    bool,
+    typer.Option("--fail-overdue/--no-fail-overdue", help="Fail a round whose aggregation window closed unposted."),
+]
 
 
 @guarded
 @connected(store=True, deadline=True)
 def aggregate(
     project: Annotated[int, typer.Option("--project", min=1, metavar="ID", help="Project id.")],
-    rounds: Annotated[
-        int | None,
-        typer.Option(
-            "--rounds", min=1, metavar="N", help="Handle N rounds, then stop. Default: one.", show_default=False
-        ),
-    ] = None,
-    follow: Annotated[
-        bool, typer.Option("--follow", help="Keep posting rounds until the project is finished or cancelled.")
-    ] = False,
-    decrypt_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--decrypt-key",
-            metavar="FILE",
-            help="The aggregator's encryption key file (updates sealed to it are rejected without it).",
-            show_default=False,
-        ),
-    ] = None,
-    validation: Annotated[
-        Path | None,
-        typer.Option(
-            "--validation",
-            metavar="FILE",
-            help="The revealed validation set (NPZ with X and y), when the manifest names one by CID.",
-            show_default=False,
-        ),
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-dir",
-            metavar="DIR",
-            help="Where the node journals its progress. Default: <state dir>/aggregator.",
-            show_default=False,
-        ),
-    ] = None,
-    zk_cache: Annotated[
-        Path | None,
-        typer.Option(
-            "--zk-cache",
-            metavar="DIR",
-            help="Circuit setups of proven projects (what `pocfl deploy --with-verifier` built; the same keys as the "
-            "deployed verifier). Default: <state dir>/zk.",
-            show_default=False,
-        ),
-    ] = None,
-    poll: Annotated[
-        float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between chain checks.")
-    ] = 5.0,
-    fail_overdue: Annotated[
-        bool,
-        typer.Option("--fail-overdue/--no-fail-overdue", help="Fail a round whose aggregation window closed unposted."),
-    ] = True,
+    rounds: RoundsOpt = None,
+    follow: FollowOpt = False,
+    decrypt_key: DecryptKeyOpt = None,
+    validation: ValidationOpt = None,
+    state_dir: StateDirOpt = None,
+    zk_cache: ZkCacheOpt = None,
+    poll: PollOpt = 5.0,
+    fail_overdue: FailOverdueOpt = True,
     *,
     s: Session,
 ) -> None:
@@ -112,44 +90,32 @@ def aggregate(
 
     Waits for the current round's submission window to close. Without --rounds or --follow it handles one round.
     """
-    from aggregator.node import AggregatorNode
+    from aggregator.setup import NodeOptions, connect_aggregator, load_circuit, missing_key_warning, start_node
     from pocfl.deployment import state_dir as pocfl_home
     from pocfl.updates import EncryptionKeyPair
 
     if follow and rounds is not None:
         raise ConfigError("give --rounds N or --follow, not both")
     keypair = EncryptionKeyPair.load(decrypt_key) if decrypt_key is not None else None
+    options = NodeOptions(keypair, state_dir or pocfl_home() / "aggregator", validation, poll)
     # started during an outage, wait for the chain and the store instead of exiting (--follow does the same)
-    sm = start_when_up("connect to the chain", s.store_market, say=s.out.note)
-    sender = sm.client.sender
-    aggregator = start_when_up("read the project", lambda: sm.client.project(project), say=s.out.note).params.aggregator
-    if sender.lower() != aggregator.lower():
-        raise ConfigError(
-            f"{sender} is not the aggregator of project {project} ({aggregator}): sign with its key "
-            "(--key ENV_VAR or --keystore FILE)"
-        )
-    outcomes: list[RoundOutcome] = []
+    sm = connect_aggregator(s.store_market, project, say=s.out.note)
     with s.out.status("loading the round circuit") as update:
-        zk_setup = start_when_up("read the manifest", lambda: _zk_setup(sm, project, zk_cache, update), say=s.out.note)
+        zk_setup = load_circuit(sm, project, zk_cache, note=update, say=s.out.note)
     with _progress(s.out) as progress:
-        node = start_when_up(
-            "start the aggregator (project, manifest)",
-            lambda: AggregatorNode(
-                sm,
-                project,
-                keypair=keypair,
-                state_dir=state_dir or pocfl_home() / "aggregator",
-                validation_file=validation,
-                from_block=s.from_block,
-                clock=lambda: chain_now(s.chain()),
-                poll=poll,
-                progress=progress,
-                zk_setup=zk_setup,
-            ),
+        node = start_node(
+            sm,
+            project,
+            options,
+            from_block=s.from_block,
+            clock=lambda: chain_now(s.chain()),
+            progress=progress,
+            zk_setup=zk_setup,
             say=s.out.note,
         )
-        if keypair is None and node.manifest.aggregator_public_key:
-            s.out.warn("no --decrypt-key: updates sealed to the aggregator's key will be rejected")
+        warning = missing_key_warning(node)
+        if warning is not None:
+            s.out.warn(warning)
 
         def done(outcome: RoundOutcome) -> None:
             if not s.out.as_json:
@@ -169,16 +135,7 @@ class _ProgressSink:
     def __init__(self, out: Output) -> None:
         self.out = out
         self.live = out.err.is_terminal
-        self.bar = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=out.err,
-            transient=True,
-            disable=not self.live,
-        )
+        self.bar = progress_bars(out, spinner=True, transient=True, disable=not self.live)
         self.task = self.bar.add_task("starting", total=None)
         self.last = ""
 

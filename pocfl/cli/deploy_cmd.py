@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pocfl.cli.output import eth_wei, guarded, kv_table
 from pocfl.cli.session import Session, connected
-from pocfl.deployment import Deployment, check_code, load_deployments, record_deployment
 from pocfl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pocfl.deploy import DeployedMarketplace
 
 
 @guarded
@@ -45,48 +47,41 @@ def deploy(
     s: Session,
 ) -> None:
     """Deploy PocMarketplace and record it in the deployment file for later commands."""
-    from pocfl.chain.client import MarketplaceClient
+    from pocfl.deploy import deploy_marketplace, live_deployment
 
     if s.market_override is not None:
         raise ConfigError("--market names an existing contract; `pocfl deploy` creates a new one (drop --market)")
     chain = s.chain()
-    chain_id = chain.chain_id
     if reuse:
-        existing = load_deployments(s.deployment_file).get(chain_id)
+        existing, why_not = live_deployment(chain, s.deployment_file)
+        if why_not is not None:
+            s.out.note(f"not reusing the recorded deployment: {why_not}")
         if existing is not None:
-            try:
-                check_code(existing.address, bytes(chain.w3.eth.get_code(existing.address)), chain_id)  # type: ignore[arg-type]
-            except ConfigError as exc:
-                s.out.note(f"not reusing the recorded deployment: {exc}")
-            else:
-                s.out.note(f"reusing the live deployment at {existing.address} (--reuse)")
-                verifier = _verifier(s, with_verifier, slots, sketch_dim, zk_cache, srs_dir)
-                s.out.result(
-                    {**existing.to_json(), "reused": True, "verifier": verifier},
-                    lambda: s.out.print(f"PocMarketplace already deployed at [bold]{existing.address}[/bold]"),
-                )
-                return
+            s.out.note(f"reusing the live deployment at {existing.address} (--reuse)")
+            verifier = _verifier(s, with_verifier, slots, sketch_dim, zk_cache, srs_dir)
+            s.out.result(
+                {**existing.to_json(), "reused": True, "verifier": verifier},
+                lambda: s.out.print(f"PocMarketplace already deployed at [bold]{existing.address}[/bold]"),
+            )
+            return
     account = s.account()
     with s.out.status(f"deploying PocMarketplace from {account.address}"):
-        client, receipt = MarketplaceClient.deploy(chain, account)
-    record = Deployment.new(
-        chain_id=chain_id,
-        address=client.address,
-        rpc=s.rpc,
-        block_number=receipt.block_number,
-        tx_hash=receipt.tx_hash,
-        deployer=account.address,
-    )
-    previous = None
+        deployed = deploy_marketplace(
+            chain, account, rpc=s.rpc, deployment_file=s.deployment_file, record=not s.throwaway
+        )
     if s.throwaway:
         s.out.warn(f"--rpc {s.rpc} is a throwaway chain: the contract vanishes on exit; not recording it")
-    else:
-        previous = record_deployment(s.deployment_file, record)
-    fee = receipt.fee_wei
     verifier = _verifier(s, with_verifier, slots, sketch_dim, zk_cache, srs_dir)
+    _render_deployed(s, deployed, verifier)
+
+
+def _render_deployed(s: Session, deployed: DeployedMarketplace, verifier: dict[str, Any] | None) -> None:
+    """``deploy``'s output: the new deployment, and its round verifier."""
+    record, receipt, previous = deployed.record, deployed.receipt, deployed.previous
+    fee = receipt.fee_wei
 
     def human() -> None:
-        s.out.print(f"Deployed PocMarketplace at [bold]{record.address}[/bold] on chain {chain_id}")
+        s.out.print(f"Deployed PocMarketplace at [bold]{record.address}[/bold] on chain {record.chain_id}")
         s.out.table(
             kv_table(
                 [
@@ -95,7 +90,7 @@ def deploy(
                     ("gas", f"{receipt.gas_used} ({eth_wei(fee)})"),
                     ("deployer", record.deployer),
                     ("compiler", record.compiler),
-                    ("recorded in", "(not recorded)" if s.throwaway else str(s.deployment_file)),
+                    ("recorded in", str(s.deployment_file) if deployed.recorded else "(not recorded)"),
                 ]
             )
         )
@@ -107,7 +102,7 @@ def deploy(
                 f"setup in {verifier['setup_dir']}"
             )
         if previous is not None and previous.address != record.address:
-            s.out.note(f"replaced the earlier deployment {previous.address} for chain {chain_id}")
+            s.out.note(f"replaced the earlier deployment {previous.address} for chain {record.chain_id}")
 
     s.out.result(
         {**record.to_json(), "reused": False, "gas_used": receipt.gas_used, "fee_wei": fee, "verifier": verifier},

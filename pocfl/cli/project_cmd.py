@@ -14,12 +14,10 @@ from pocfl.chain.types import (
     ZERO_ADDRESS,
     ZERO_BYTES32,
     CancelReason,
-    ProjectParams,
     ProjectState,
     ProjectStatus,
-    RegistrationMode,
 )
-from pocfl.cli.common import project_events, tx_doc
+from pocfl.cli.common import option, project_events, submission_doc, tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
 from pocfl.cli.parse import (
     existing_file,
@@ -43,7 +41,9 @@ from pocfl.fsutil import write_bytes_atomic
 
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
+    from pocfl.chain.types import EventRecord
     from pocfl.manifest import ProjectManifest
+    from pocfl.projects import CreatedProject
     from pocfl.store import ContentStore
 
 app = typer.Typer(name="project", help="Create and manage training projects.", no_args_is_help=True)
@@ -57,74 +57,79 @@ ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
 # ---------------------------------------------------------------------------------------------------
 
 
+AggregatorOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="ADDRESS|KEYSTORE",
+        help="The only account allowed to post rounds (an address or its keystore file).",
+    ),
+]
+SubmissionWindowOpt = Annotated[int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")]
+AggregationWindowOpt = Annotated[
+    int, typer.Option(min=1, metavar="SECONDS", help="Seconds the aggregator then has to post results.")
+]
+BudgetOpt = Annotated[str | None, typer.Option(metavar="ETH", help="Reward budget in ETH (exact decimal, e.g. 1.5).")]
+StartInOpt = Annotated[
+    int | None, typer.Option(min=1, metavar="SECONDS", help="Registration closes and round 0 opens in SECONDS.")
+]
+AllowlistOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="Only these trainers may register (repeat or comma-separate; enables allowlist mode).",
+    ),
+]
+VerifierOpt = Annotated[
+    str | None, typer.Option(metavar="ADDRESS", help="IRoundVerifier contract checking each round's proof.")
+]
+ValidationCommitmentOpt = Annotated[
+    str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the validation set.")
+]
+ValidationFileOpt = Annotated[
+    Path | None, typer.Option(metavar="PATH", help="...or the validation set file (its sha256 is committed).")
+]
+InitialModelOpt = Annotated[
+    Path | None,
+    option(
+        metavar="FILE",
+        help="The initial global model file: stored and pinned in the content store, its CID put on chain.",
+    ),
+]
+InitialModelCidOpt = Annotated[
+    str | None, option(metavar="CID", help="...or the CID of an initial model already in the content store.")
+]
+ManifestOpt = Annotated[
+    Path | None,
+    option(
+        metavar="FILE",
+        help="...or a training project's manifest (see `pocfl project manifest`): stored, its CID put on chain "
+        "as the initial model, and its validation set committed to.",
+    ),
+]
+
+
 @app.command("create")
 @guarded
 @connected(store=True)
 def create(
-    aggregator: Annotated[
-        str,
-        typer.Option(
-            metavar="ADDRESS|KEYSTORE",
-            help="The only account allowed to post rounds (an address or its keystore file).",
-        ),
-    ],
+    aggregator: AggregatorOpt,
     rounds: Annotated[int, typer.Option(min=1, metavar="N", help="Number of training rounds.")],
-    submission_window: Annotated[
-        int, typer.Option(min=1, metavar="SECONDS", help="Seconds each round accepts updates.")
-    ],
-    aggregation_window: Annotated[
-        int, typer.Option(min=1, metavar="SECONDS", help="Seconds the aggregator then has to post results.")
-    ],
+    submission_window: SubmissionWindowOpt,
+    aggregation_window: AggregationWindowOpt,
     min_trainers: Annotated[int, typer.Option(min=1, metavar="N", help="Trainers needed for training to start.")],
     max_trainers: Annotated[int, typer.Option(min=1, metavar="N", help="Registration cap (at most 512).")],
-    budget: Annotated[
-        str | None, typer.Option(metavar="ETH", help="Reward budget in ETH (exact decimal, e.g. 1.5).")
-    ] = None,
+    budget: BudgetOpt = None,
     budget_wei: Annotated[str | None, typer.Option(metavar="WEI", help="Reward budget in wei instead.")] = None,
-    start_in: Annotated[
-        int | None, typer.Option(min=1, metavar="SECONDS", help="Registration closes and round 0 opens in SECONDS.")
-    ] = None,
+    start_in: StartInOpt = None,
     start_time: Annotated[int | None, typer.Option(metavar="UNIX", help="...or at this unix timestamp.")] = None,
     stake: Annotated[str, typer.Option(metavar="ETH", help="Refundable stake each trainer deposits.")] = "0",
-    allowlist: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="Only these trainers may register (repeat or comma-separate; enables allowlist mode).",
-        ),
-    ] = None,
-    verifier: Annotated[
-        str | None, typer.Option(metavar="ADDRESS", help="IRoundVerifier contract checking each round's proof.")
-    ] = None,
-    validation_commitment: Annotated[
-        str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the validation set.")
-    ] = None,
-    validation_file: Annotated[
-        Path | None, typer.Option(metavar="PATH", help="...or the validation set file (its sha256 is committed).")
-    ] = None,
-    initial_model: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="The initial global model file: stored and pinned in the content store, its CID put on chain.",
-            show_default=False,
-        ),
-    ] = None,
-    initial_model_cid: Annotated[
-        str | None,
-        typer.Option(
-            metavar="CID", help="...or the CID of an initial model already in the content store.", show_default=False
-        ),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="...or a training project's manifest (see `pocfl project manifest`): stored, its CID put on chain "
-            "as the initial model, and its validation set committed to.",
-            show_default=False,
-        ),
-    ] = None,
+    allowlist: AllowlistOpt = None,
+    verifier: VerifierOpt = None,
+    validation_commitment: ValidationCommitmentOpt = None,
+    validation_file: ValidationFileOpt = None,
+    initial_model: InitialModelOpt = None,
+    initial_model_cid: InitialModelCidOpt = None,
+    manifest: ManifestOpt = None,
     *,
     s: Session,
 ) -> None:
@@ -134,108 +139,69 @@ def create(
     training give --manifest: the manifest names the model, its initial weights (already in the store) and the
     validation set, whose commitment goes on chain.
     """
-    if sum(x is not None for x in (initial_model, initial_model_cid, manifest)) != 1:
-        raise ConfigError(
-            "give the initial model with exactly one of --initial-model FILE or --initial-model-cid CID, "
-            "or a training project's --manifest FILE"
-        )
+    from pocfl.projects import ProjectRequest, create_project
+
     if (budget is None) == (budget_wei is None):
         raise ConfigError("give the reward budget with exactly one of --budget ETH or --budget-wei WEI")
-    budget_amount = parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei))
-    if budget_amount == 0:
-        raise ConfigError("the budget must be more than 0")
-    if (start_in is None) == (start_time is None):
-        raise ConfigError("say when training starts with exactly one of --start-in SECONDS or --start-time UNIX")
     if validation_commitment is not None and validation_file is not None:
         raise ConfigError("give at most one of --validation-commitment and --validation-file")
-    if not 1 <= min_trainers <= max_trainers:
-        raise ConfigError(f"need --min-trainers <= --max-trainers, got {min_trainers} > {max_trainers}")
     commitment = ZERO_BYTES32
     if validation_commitment is not None:
         commitment = parse_bytes32(validation_commitment, "--validation-commitment")
     elif validation_file is not None:
         commitment = sha256_file(validation_file, "--validation-file")
-    allowed = parse_addresses(allowlist, "--allowlist")
-    agg = parse_address(_keystore_address(aggregator), "--aggregator")
-    verifier_address = parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS
-    stake_wei = parse_eth(stake, "--stake")
-    model_file = existing_file(initial_model, "--initial-model") if initial_model is not None else None
-    project_manifest = _read_manifest(manifest) if manifest is not None else None
-    sm = s.store_market()
-    m = sm.client
-    if project_manifest is not None:
-        from pocfl.fl_project import validation_commitment as manifest_commitment
-        from pocfl.store import compute_cid
-
-        stored_cid(sm.store, project_manifest.model.initial_weights_cid, "model.initial_weights_cid", "FILE")
-        model_cid = compute_cid(project_manifest.to_json())
-        expected = manifest_commitment(project_manifest, sm)
-        if commitment not in (ZERO_BYTES32, expected):
-            raise ConfigError(
-                f"the validation commitment 0x{commitment.hex()} is not the manifest's validation set's "
-                f"0x{expected.hex()}"
-            )
-        commitment = expected
-        _check_proof_config(sm.client, project_manifest, verifier_address, max_trainers)
-    elif initial_model_cid is not None:
-        model_cid = stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
-    else:
-        model_cid = sm.publish(_present(model_file))
-    start = start_time if start_time is not None else s.now() + int(start_in or 0)
-    params = ProjectParams(
-        aggregator=agg,
-        start_time=start,
+    request = ProjectRequest(
+        aggregator=parse_address(_keystore_address(aggregator), "--aggregator"),
         num_rounds=rounds,
         submission_window=submission_window,
         aggregation_window=aggregation_window,
         min_trainers=min_trainers,
         max_trainers=max_trainers,
-        initial_model_cid=model_cid,
-        registration_mode=RegistrationMode.ALLOWLIST if allowlist else RegistrationMode.OPEN,
-        stake=stake_wei,
+        budget=parse_eth(budget, "--budget") if budget is not None else parse_wei(str(budget_wei)),
+        start_time=start_time,
+        start_in=start_in,
+        stake=parse_eth(stake, "--stake"),
+        allowlist=tuple(parse_addresses(allowlist, "--allowlist")),
+        verifier=parse_address(verifier, "--verifier") if verifier else ZERO_ADDRESS,
         validation_set_commitment=commitment,
-        verifier=verifier_address,
+        manifest=_read_manifest(manifest) if manifest is not None else None,
+        initial_model=existing_file(initial_model, "--initial-model") if initial_model is not None else None,
+        initial_model_cid=initial_model_cid,
     )
-    with s.out.status("creating the project"):
-        if project_manifest is not None:
-            from pocfl.fl_project import create_fl_project
+    sm = s.store_market()
+    if initial_model_cid is not None:  # checked here too, for a message that names the option
+        stored_cid(sm.store, initial_model_cid, "--initial-model-cid", "--initial-model FILE")
+    created = create_project(sm, request, step=s.out.status)
+    _render_created(s, created)
 
-            project_id, receipt = create_fl_project(sm, params, budget_amount, project_manifest)
-        else:
-            project_id, receipt = m.create_project(params, budget_amount)
-    allow_receipt = None
-    if allowed:
-        with s.out.status(f"allowlisting {len(allowed)} trainers"):
-            allow_receipt = m.allow_trainers(project_id, allowed)
+
+def _render_created(s: Session, created: CreatedProject) -> None:
+    """``project create``'s output: the project's parameters and transactions."""
+    project_id, params = created.project_id, created.params
     now = s.now()
     document: dict[str, Any] = {
         "project_id": project_id,
-        "owner": m.sender,
-        "initial_model_cid": model_cid,
-        "store": sm.store.location,
-        "budget_wei": budget_amount,
-        "round_budget_wei": budget_amount // rounds,
+        "owner": created.owner,
+        "initial_model_cid": params.initial_model_cid,
+        "store": created.store,
+        "budget_wei": created.budget,
+        "round_budget_wei": created.round_budget,
         "params": params.to_json(),
-        "allowlist": allowed,
-        "tx": tx_doc(receipt),
+        "allowlist": list(created.allowlist),
+        "tx": tx_doc(created.receipt),
     }
-    if allow_receipt is not None:
-        document["allow_tx"] = tx_doc(allow_receipt)
+    if created.allow_receipt is not None:
+        document["allow_tx"] = tx_doc(created.allow_receipt)
 
     def human() -> None:
-        s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(budget_amount)}")
-        s.out.print(f"Initial model {escape(model_cid)} (in {escape(sm.store.location)}).")
-        s.out.print(f"Registration closes and round 0 opens at {when(start, now)}.")
-        if allowed:
-            s.out.print(f"Allowlisted {len(allowed)} trainers.")
+        s.out.print(f"Created project [bold]{project_id}[/bold] escrowing {eth_wei(created.budget)}")
+        s.out.print(f"Initial model {escape(params.initial_model_cid)} (in {escape(created.store)}).")
+        s.out.print(f"Registration closes and round 0 opens at {when(params.start_time, now)}.")
+        if created.allowlist:
+            s.out.print(f"Allowlisted {len(created.allowlist)} trainers.")
         s.out.print(f"Trainers join with `pocfl register {project_id}`; see `pocfl project status {project_id}`.")
 
     s.out.result(document, human)
-
-
-def _present(path: Path | None) -> Path:
-    assert path is not None
-    return path
 
 
 def _read_manifest(path: Path) -> ProjectManifest:
@@ -250,35 +216,6 @@ def _read_manifest(path: Path) -> ProjectManifest:
 # ---------------------------------------------------------------------------------------------------
 # manifest
 # ---------------------------------------------------------------------------------------------------
-
-
-def _check_proof_config(client: Any, manifest: ProjectManifest, verifier: str, max_trainers: int) -> None:
-    """A manifest with a ``proof`` section needs the matching EzklRoundVerifier and at most ``slots`` trainers."""
-    proof = manifest.proof
-    has_verifier = int(verifier, 16) != 0
-    if proof is None:
-        if has_verifier:
-            raise ConfigError(
-                "--verifier is set but the manifest has no proof section: trainers would not commit to features "
-                "(write it with `pocfl project manifest --prove-slots K`)"
-            )
-        return
-    if not has_verifier:
-        raise ConfigError(
-            "the manifest's rounds are proven: pass --verifier (`pocfl deploy --with-verifier` prints it)"
-        )
-    if max_trainers > proof.slots:
-        raise ConfigError(f"--max-trainers {max_trainers} exceeds the circuit's {proof.slots} slots")
-    from pocfl.chain.client import ContractClient
-    from pocfl.contracts import load_artifact
-
-    adapter = ContractClient(client.chain, verifier, load_artifact("EzklRoundVerifier")["abi"])
-    try:
-        slots = int(adapter.call(adapter.contract.functions.slots()))
-    except Exception as exc:  # no code, or another contract: any failure means it is not the adapter
-        raise ConfigError(f"--verifier {verifier} is not an EzklRoundVerifier ({type(exc).__name__})") from exc
-    if slots != proof.slots:
-        raise ConfigError(f"--verifier {verifier} verifies a {slots}-slot circuit, the manifest has {proof.slots}")
 
 
 def _keystore_address(value: str) -> str:
@@ -304,6 +241,35 @@ def _public_key(value: str | None) -> str | None:
     return EncryptionKeyPair.load(value).public_key_hex
 
 
+AggregatorKeyOpt = Annotated[
+    str | None,
+    option(
+        metavar="HEX|FILE",
+        help="The aggregator's encryption public key (or its key file from `pocfl account encryption-key`): "
+        "trainers seal updates to it.",
+    ),
+]
+ValidationRecipeOpt = Annotated[
+    str | None,
+    option(metavar="RECIPE", help="Public validation set recipe. Default: sklearn-digits:seed=S:fraction=0.2."),
+]
+ProveSlotsOpt = Annotated[
+    int | None,
+    option(
+        "--prove-slots",
+        min=2,
+        max=64,
+        metavar="K",
+        help="Rounds are proven (zk/): the circuit's slot count, as given to `pocfl deploy --with-verifier`. "
+        "Create the project with that verifier (--verifier) and --max-trainers <= K.",
+    ),
+]
+SketchDimOpt = Annotated[
+    int,
+    typer.Option("--sketch-dim", min=2, max=512, metavar="k", help="Committed feature size with --prove-slots."),
+]
+
+
 @app.command("manifest")
 @guarded
 def manifest_cmd(
@@ -311,40 +277,13 @@ def manifest_cmd(
     hidden: Annotated[int, typer.Option(min=1, metavar="H", help="Hidden width of the MLP.")] = 32,
     seed: Annotated[int, typer.Option(min=0, metavar="S", help="Seed of the initial weights and of the split.")] = 0,
     name: Annotated[str, typer.Option(metavar="TEXT", help="The project's name.")] = "digits",
-    aggregator_key: Annotated[
-        str | None,
-        typer.Option(
-            metavar="HEX|FILE",
-            help="The aggregator's encryption public key (or its key file from `pocfl account encryption-key`): "
-            "trainers seal updates to it.",
-            show_default=False,
-        ),
-    ] = None,
+    aggregator_key: AggregatorKeyOpt = None,
     lr: Annotated[float, typer.Option(min=0.0, metavar="LR", help="Round-0 learning rate.")] = 0.1,
     epochs: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 local epochs.")] = 2,
     batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 batch size.")] = 32,
-    validation_recipe: Annotated[
-        str | None,
-        typer.Option(
-            metavar="RECIPE", help="Public validation set recipe. Default: sklearn-digits:seed=S:fraction=0.2."
-        ),
-    ] = None,
-    prove_slots: Annotated[
-        int | None,
-        typer.Option(
-            "--prove-slots",
-            min=2,
-            max=64,
-            metavar="K",
-            help="Rounds are proven (zk/): the circuit's slot count, as given to `pocfl deploy --with-verifier`. "
-            "Create the project with that verifier (--verifier) and --max-trainers <= K.",
-            show_default=False,
-        ),
-    ] = None,
-    sketch_dim: Annotated[
-        int,
-        typer.Option("--sketch-dim", min=2, max=512, metavar="k", help="Committed feature size with --prove-slots."),
-    ] = 16,
+    validation_recipe: ValidationRecipeOpt = None,
+    prove_slots: ProveSlotsOpt = None,
+    sketch_dim: SketchDimOpt = 16,
     ipfs: IpfsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -459,15 +398,10 @@ def _time(timestamp: int, now: int) -> dict[str, Any]:
     return {"timestamp": timestamp, "utc": utc(timestamp), "relative": relative(timestamp, now)}
 
 
-def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: ContentStore) -> dict[str, Any]:
-    st = m.project(project_id)
-    now = s.now()
-    start = s.from_block
-    registered = project_events(m, "TrainerRegistered", start, projectId=project_id)
-    credited = project_events(m, "TrainerCredited", start, projectId=project_id)
-    posted = project_events(m, "RoundPosted", start, projectId=project_id)
-    failed = project_events(m, "RoundFailed", start, projectId=project_id)
-    submitted = project_events(m, "UpdateSubmitted", start, projectId=project_id, round=st.current_round)
+def _trainers(
+    m: MarketplaceClient, project_id: int, registered: list[EventRecord], credited: list[EventRecord]
+) -> list[dict[str, Any]]:
+    """``project status``'s trainers: each registered one's state and what it was credited."""
     addresses = list(dict.fromkeys(str(e.args["trainer"]) for e in registered))
     earned: dict[str, int] = dict.fromkeys(addresses, 0)
     for e in credited:
@@ -485,6 +419,17 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: C
                 "credited_wei": earned.get(address, 0),
             }
         )
+    return trainers
+
+
+def _rounds(
+    st: ProjectState,
+    store: ContentStore,
+    posted: list[EventRecord],
+    failed: list[EventRecord],
+    credited: list[EventRecord],
+) -> list[dict[str, Any]]:
+    """``project status``'s settled rounds, posted or failed, in round order."""
     rounds: list[dict[str, Any]] = []
     for e in posted:
         r = int(e.args["round"])
@@ -513,17 +458,21 @@ def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: C
             }
         )
     rounds.sort(key=lambda item: int(item["round"]))
-    submissions = [
-        {
-            "index": int(e.args["index"]),
-            "trainer": str(e.args["trainer"]),
-            "cid": e.args["cid"],
-            "stored": store_holds(store, str(e.args["cid"])),
-            "commitment": e.args["commitment"],
-            "feature_commitment": e.args["featureCommitment"],
-        }
-        for e in sorted(submitted, key=lambda e: int(e.args["index"]))
-    ]
+    return rounds
+
+
+def _status_document(m: MarketplaceClient, s: Session, project_id: int, store: ContentStore) -> dict[str, Any]:
+    st = m.project(project_id)
+    now = s.now()
+    start = s.from_block
+    registered = project_events(m, "TrainerRegistered", start, projectId=project_id)
+    credited = project_events(m, "TrainerCredited", start, projectId=project_id)
+    posted = project_events(m, "RoundPosted", start, projectId=project_id)
+    failed = project_events(m, "RoundFailed", start, projectId=project_id)
+    submitted = project_events(m, "UpdateSubmitted", start, projectId=project_id, round=st.current_round)
+    trainers = _trainers(m, project_id, registered, credited)
+    rounds = _rounds(st, store, posted, failed, credited)
+    submissions = [submission_doc(e, store) for e in sorted(submitted, key=lambda e: int(e.args["index"]))]
     return {
         "project": st.to_json(),
         "model_stored": store_holds(store, st.model_cid),

@@ -8,20 +8,21 @@ submits a round twice (the chain and the journal in the state folder are checked
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from pocfl.cli.common import option, progress_bars
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
     Session,
     connected,
 )
-from pocfl.waiting import start_when_up
 
 if TYPE_CHECKING:
     from trainer_client.client import RoundOutcome, RoundResult, RoundSummary, TrainerReporter
@@ -107,68 +108,68 @@ def _summary_table(summaries: list[RoundSummary]) -> Table:
     return table
 
 
+ProjectOpt = Annotated[int, option("--project", min=1, metavar="ID", help="Project id (see `pocfl project list`).")]
+DataOpt = Annotated[
+    str,
+    option(
+        "--data",
+        metavar="PATH|SPEC",
+        help="Private training data: a .csv (header row; see --label-column), a .npz (arrays X, y), an image "
+        "folder (root/<class>/<image>), or a demo share 'digits:part=I:of=N[:alpha=A][:seed=S]'.",
+        show_default=True,
+    ),
+]
+RoundsOpt = Annotated[
+    int | None,
+    option("--rounds", min=1, metavar="N", help="Stop after N submitted rounds. Default: until the project ends."),
+]
+AttackOpt = Annotated[
+    str | None,
+    option(
+        "--attack",
+        metavar="NAME",
+        help="Demo/benchmark attacker: sign_flip, scaling, gaussian, free_rider, label_flip or copycat.",
+    ),
+]
+LabelColumnOpt = Annotated[
+    str | None,
+    option(
+        "--label-column",
+        metavar="NAME|INDEX",
+        help="CSV label column. Default: 'label' if present, else the last column.",
+    ),
+]
+PollOpt = Annotated[
+    float,
+    option("--poll", min=0.05, metavar="SECONDS", help="Seconds between looks at the chain.", show_default=True),
+]
+MaxWaitOpt = Annotated[
+    float | None,
+    option(
+        "--max-wait",
+        min=1,
+        metavar="SECONDS",
+        help="Give up when nothing happens for this long (e.g. the aggregator is gone). Default: wait forever.",
+    ),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    option("--state-dir", metavar="DIR", help="Folder of the submission journal. Default: $POCFL_HOME, else ./.pocfl."),
+]
+
+
 @guarded
 @connected(store=True, deadline=True)
 def train(
-    project_id: Annotated[
-        int, typer.Option("--project", min=1, metavar="ID", help="Project id (see `pocfl project list`).")
-    ],
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            metavar="PATH|SPEC",
-            help="Private training data: a .csv (header row; see --label-column), a .npz (arrays X, y), an image "
-            "folder (root/<class>/<image>), or a demo share 'digits:part=I:of=N[:alpha=A][:seed=S]'.",
-        ),
-    ],
-    rounds: Annotated[
-        int | None,
-        typer.Option(
-            "--rounds", min=1, metavar="N", help="Stop after N submitted rounds. Default: until the project ends."
-        ),
-    ] = None,
-    attack: Annotated[
-        str | None,
-        typer.Option(
-            "--attack",
-            metavar="NAME",
-            help="Demo/benchmark attacker: sign_flip, scaling, gaussian, free_rider, label_flip or copycat.",
-            show_default=False,
-        ),
-    ] = None,
+    project_id: ProjectOpt,
+    data: DataOpt,
+    rounds: RoundsOpt = None,
+    attack: AttackOpt = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of local training (with the round number).")] = 0,
-    label_column: Annotated[
-        str | None,
-        typer.Option(
-            "--label-column",
-            metavar="NAME|INDEX",
-            help="CSV label column. Default: 'label' if present, else the last column.",
-            show_default=False,
-        ),
-    ] = None,
-    poll: Annotated[
-        float, typer.Option("--poll", min=0.05, metavar="SECONDS", help="Seconds between looks at the chain.")
-    ] = 5.0,
-    max_wait: Annotated[
-        float | None,
-        typer.Option(
-            "--max-wait",
-            min=1,
-            metavar="SECONDS",
-            help="Give up when nothing happens for this long (e.g. the aggregator is gone). Default: wait forever.",
-            show_default=False,
-        ),
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-dir",
-            metavar="DIR",
-            help="Folder of the submission journal. Default: $POCFL_HOME, else ./.pocfl.",
-            show_default=False,
-        ),
-    ] = None,
+    label_column: LabelColumnOpt = None,
+    poll: PollOpt = 5.0,
+    max_wait: MaxWaitOpt = None,
+    state_dir: StateDirOpt = None,
     *,
     s: Session,
 ) -> None:
@@ -180,78 +181,42 @@ def train(
     interrupt and rerun: a round is never submitted twice, and a round whose window closed is skipped.
     """
     from pocfl.deployment import state_dir as default_state_dir
-    from trainer_client.client import TrainerClient, parse_attack
-    from trainer_client.data import load_private_data
+    from trainer_client.setup import prepare_trainer, training_result
 
-    chosen_attack = parse_attack(attack)
-    x, y = load_private_data(data, label_column=label_column)
     # started during an outage, wait for the chain and the store instead of exiting (the loop does the same)
-    m = start_when_up("connect to the chain", s.store_market, say=s.out.note)
-    state = start_when_up("read the project", lambda: m.client.project(project_id), say=s.out.note)
-    total = rounds if rounds is not None else max(state.params.num_rounds - state.current_round, 1)
-    s.out.note(
-        f"trainer {m.client.sender}, project {project_id}: {x.shape[0]} samples x {x.shape[1]} features"
-        + (f", attack {chosen_attack.value}" if chosen_attack is not None else "")
+    prepared = prepare_trainer(
+        s.store_market, project_id, data, label_column=label_column, attack=attack, rounds=rounds, say=s.out.note
     )
-    live = s.out.err.is_terminal
-    progress = (
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=s.out.err,
-            transient=False,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        if live
-        else None
-    )
-    rounds_task = progress.add_task("starting", total=total) if progress is not None else None
-    client = start_when_up(
-        "start the trainer",
-        lambda: TrainerClient(
-            m,
-            project_id,
-            x,
-            y,
-            seed=seed,
-            attack=chosen_attack,
-            state_dir=state_dir or default_state_dir(),
-            reporter=_reporter(s.out, progress, rounds_task),
-            from_block=s.from_block,
-        ),
+    s.out.note(prepared.describe())
+    progress = _progress(s.out)
+    rounds_task = progress.add_task("starting", total=prepared.rounds) if progress is not None else None
+    client = prepared.start(
+        seed=seed,
+        state_dir=state_dir or default_state_dir(),
+        reporter=_reporter(s.out, progress, rounds_task),
+        from_block=s.from_block,
         say=s.out.note,
     )
     try:
-        if progress is not None:
-            with progress:
-                summaries = client.run(rounds, poll=poll, max_wait=max_wait)
-        else:
+        with progress or nullcontext():
             summaries = client.run(rounds, poll=poll, max_wait=max_wait)
     except KeyboardInterrupt:
         s.out.warn("interrupted; run the same command again to resume (no round is submitted twice)")
         raise typer.Exit(130) from None
-    earned, claimable, final = start_when_up(
-        "read the final credits",
-        lambda: (client.earned(), m.client.credits(m.client.sender), m.client.project(project_id)),
-        say=s.out.note,
-    )
-    document: dict[str, Any] = {
-        "project_id": project_id,
-        "trainer": m.client.sender,
-        "project_status": final.status.name.lower(),
-        "rounds": [item.to_json() for item in summaries],
-        "earned_wei": earned,
-        "claimable_wei": claimable,
-    }
+    result = training_result(client, summaries, say=s.out.note)
 
     def human() -> None:
         s.out.table(_summary_table(summaries))
         s.out.print(
-            f"Project {project_id} is {final.status.name.lower()}. Earned {eth(earned)} ETH here; "
-            f"{eth(claimable)} ETH claimable in all (withdraw with `pocfl claim`)."
+            f"Project {project_id} is {result.project_status}. Earned {eth(result.earned)} ETH here; "
+            f"{eth(result.claimable)} ETH claimable in all (withdraw with `pocfl claim`)."
         )
 
-    s.out.result(document, human)
+    s.out.result(result.to_json(), human)
+
+
+def _progress(out: Output) -> Progress | None:
+    """Progress bars on a terminal's stderr; None elsewhere (one note per event instead)."""
+    if not out.err.is_terminal:
+        return None
+    return progress_bars(out, transient=False, redirect_stdout=False, redirect_stderr=False)

@@ -19,7 +19,7 @@ import pytest
 
 from pocfl.chain import accounts
 from pocfl.chain.accounts import new_account
-from pocfl.chain.backends import Chain, free_port, stop_pid
+from pocfl.chain.backends import Chain
 from pocfl.cli import session
 from pocfl.cli.output import eth
 from pocfl.cli.parse import parse_eth, parse_flags, parse_scores
@@ -29,6 +29,7 @@ from pocfl.deployment import Deployment, load_deployments, record_deployment
 from pocfl.errors import ConfigError
 from pocfl.market import report_hash
 from pocfl.payouts import allocate, round_budget
+from pocfl.procs import free_port, stop_pid
 from pocfl.store import compute_cid
 from pocfl.updates import EncryptionKeyPair, update_commitment
 from tests.e2e.conftest import Actors, Cli, Files

@@ -20,10 +20,10 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from pocfl.chain.backends import free_port, stop_pid
 from pocfl.cli import ipfs_cmd, store_cmd
 from pocfl.cli.main import app
 from pocfl.cli.state import pid_alive
+from pocfl.procs import free_port, stop_pid
 from pocfl.store import DEFAULT_MAX_SIZE, EmbeddedStore, compute_cid
 from pocfl.store.daemon import api_version
 
