@@ -128,8 +128,9 @@ class FlScenario(Scenario[FlDemoResult]):
 
     def create_project(self, run: DemoRun) -> tuple[int, Receipt]:
         """Deploy the verifier (``prove``), store the manifest and its initial weights, create the project."""
-        from pocfl.fl_project import create_fl_project, make_manifest, validation_commitment
+        from pocfl.fl_project import make_manifest, validation_commitment
         from pocfl.manifest import TrainingConfig
+        from pocfl.projects import ProjectRequest, create_project
 
         cfg, say = self.cfg, run.say
         verifier, proof_config = ZERO_ADDRESS, None
@@ -151,7 +152,9 @@ class FlScenario(Scenario[FlDemoResult]):
         run.ledger.stored += [manifest.model.initial_weights_cid, self.manifest_cid]
         params = run.project_params(self.manifest_cid, verifier=verifier)
         say.stage(f"owner creates the project, escrowing {run.budget // ETH} ETH over {cfg.rounds} rounds")
-        project_id, receipt = create_fl_project(run.on["owner"], params, run.budget, manifest)
+        # the checks `pocfl project create` makes (manifest against the store, the proof configuration) run here too
+        created = create_project(run.on["owner"], ProjectRequest.from_params(params, run.budget, manifest=manifest))
+        project_id, receipt = created.project_id, created.receipt
         self.created_block = receipt.block_number
         self.commitment = validation_commitment(manifest)
         state = run.client.project(project_id)

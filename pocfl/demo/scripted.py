@@ -174,14 +174,16 @@ class ScriptedScenario(Scenario[DemoResult]):
 
     def create_project(self, run: DemoRun) -> tuple[int, Receipt]:
         """Store the initial model (a pocfl weights file) and escrow the budget."""
+        from pocfl.projects import ProjectRequest, create_project
+
         run.say.stage("owner stores the initial model (a pocfl weights file) in the content store")
         self.model_cid = run.on["owner"].publish(initial_model(self.seed))
         run.ledger.stored.append(self.model_cid)
         commitment = hashlib.sha256(b"pocfl demo validation set").digest()
         params = run.project_params(self.model_cid, validation_set_commitment=commitment)
         run.say.stage(f"owner creates a project escrowing {run.budget // 10**18} ETH over {self.rounds} rounds")
-        # Market.create_project stores the model too, but drops the receipt whose gas the reconciliation needs.
-        return run.client.create_project(params, run.budget)
+        created = create_project(run.on["owner"], ProjectRequest.from_params(params, run.budget))
+        return created.project_id, created.receipt
 
     def register(self, run: DemoRun, index: int, name: str) -> None:
         """The trainer stakes and registers."""
