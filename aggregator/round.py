@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from eth_utils.crypto import keccak
@@ -195,6 +195,10 @@ class _Rows:
     ratios: list[float]
     scores: list[int]
     values: list[float]
+    trust: TrustResult | None = None
+    """The ``trust`` rule's result (None under ``flag``, or with no accepted update)."""
+    method: str = "none"
+    evaluations: int = 0
 
     @classmethod
     def rejected(cls, n: int) -> _Rows:
@@ -207,6 +211,12 @@ class _Rows:
             self.outliers[i], self.weights[i], self.ratios[i] = part.outliers[j], part.weights[j], part.ratios[j]
             self.scores[i], self.values[i] = int(part.scored.scores[j]), float(part.scored.values[j])
             self.statuses[i] = "outlier" if part.outliers[j] else _status_name(part.scored.status[j])
+        self.trust, self.method, self.evaluations = part.trust, part.scored.method, part.scored.evaluations
+
+    def columns(self) -> dict[str, tuple[Any, ...]]:
+        """The per-submission fields of :class:`RoundDecision`."""
+        names = ("outliers", "scores", "statuses", "values", "weights", "ratios")
+        return {name: tuple(getattr(self, name)) for name in names}
 
     def unpay(self) -> None:
         """Credit nobody: every score 0 and each scored update ``unpaid``."""
@@ -260,14 +270,11 @@ def decide_round(
     """
     own_evaluate = evaluate is None
     evaluate = evaluate or _validation_evaluate(validation, config.n_classes)
-    g = np.asarray(global_vector, dtype=np.float32)
-    n = len(updates)
+    g, n = np.asarray(global_vector, dtype=np.float32), len(updates)
     accepted = [i for i, u in enumerate(updates) if u is not None]
     rows = _Rows.rejected(n)
     acc_before, loss_before = evaluate(g)
     new_global = g.copy()
-    method, evaluations = "none", 0
-    tr: TrustResult | None = None
     if accepted:
         if outlier_flags is not None and len(outlier_flags) != n:
             raise ValueError(f"outlier_flags has {len(outlier_flags)} entries for {n} submissions")
@@ -276,35 +283,24 @@ def decide_round(
         if flags is None and config.rule == "trust" and len(accepted) >= MIN_FLAG_UPDATES and reference is None:
             reference = server_reference(g, validation, hyperparams, seeds.shapley, config.n_classes)
         part = _decide_accepted(g, matrix, flags, reference, _utility(evaluate, config), seeds, prior_updates, config)
-        new_global, tr = (g + part.aggregate).astype(np.float32), part.trust
-        method, evaluations = part.scored.method, part.scored.evaluations
+        new_global = (g + part.aggregate).astype(np.float32)
         rows.fill(accepted, part)
     accuracy, loss = evaluate(new_global)
-    history = [*accuracy_history, accuracy]
     gain = accuracy - acc_before if config.metric == "accuracy" else loss_before - loss
-    floor = 0.0
-    if tr is not None:
-        if own_evaluate:
-            floor = config.noise_z * gain_noise_floor(g, new_global, validation, config)
-        if not gain > floor:  # gains inside the validation noise buy nothing: nobody is credited
-            rows.unpay()
-    outliers, scores, statuses = rows.outliers, rows.scores, rows.statuses
-    values, weights, ratios = rows.values, rows.weights, rows.ratios
+    trusted = rows.trust is not None
+    floor = config.noise_z * gain_noise_floor(g, new_global, validation, config) if trusted and own_evaluate else 0.0
+    if trusted and not gain > floor:  # gains inside the validation noise buy nothing: nobody is credited
+        rows.unpay()
     return RoundDecision(
-        outliers=tuple(outliers),
-        scores=tuple(scores),
-        statuses=tuple(statuses),
-        values=tuple(values),
-        weights=tuple(weights),
-        ratios=tuple(ratios),
+        **rows.columns(),
         new_global=new_global,
         accuracy_before=float(acc_before),
         loss_before=float(loss_before),
         accuracy=float(accuracy),
         loss=float(loss),
-        next_hyperparams=next_hyperparams(hyperparams, history, config.hyper_rule),
-        shapley_method=method,
-        shapley_evaluations=evaluations,
+        next_hyperparams=next_hyperparams(hyperparams, [*accuracy_history, accuracy], config.hyper_rule),
+        shapley_method=rows.method,
+        shapley_evaluations=rows.evaluations,
         gain=float(gain),
         noise_floor=float(floor),
     )

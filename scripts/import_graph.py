@@ -40,7 +40,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("pocfl", "aggregator", "trainer_client", "zk")
 
-AGGREGATOR_SHELL = ("aggregator.node", "aggregator.flower_server", "aggregator.round_inputs")
+AGGREGATOR_SHELL = (
+    "aggregator.node",
+    "aggregator.flower_server",
+    "aggregator.round_inputs",
+    "aggregator.node_context",
+    "aggregator.node_records",
+    "aggregator.preparing",
+    "aggregator.proving",
+    "aggregator.posting",
+    "aggregator.round_report",
+    "aggregator.setup",
+)
+"""The aggregator's I/O shell: the modules pyproject's layers contract places with the applications."""
 """The modules of aggregator that do I/O (pyproject's layers contract puts them with the applications)."""
 
 POCFL_APPLICATIONS = {"cli": "pocfl.cli", "audit": "pocfl.audit", "demo": "pocfl demos"}
