@@ -210,7 +210,7 @@ class _Rows:
         for j, i in enumerate(accepted):
             self.outliers[i], self.weights[i], self.ratios[i] = part.outliers[j], part.weights[j], part.ratios[j]
             self.scores[i], self.values[i] = int(part.scored.scores[j]), float(part.scored.values[j])
-            self.statuses[i] = "outlier" if part.outliers[j] else _status_name(part.scored.status[j])
+            self.statuses[i] = "outlier" if part.outliers[j] else status_name(part.scored.status[j])
         self.trust, self.method, self.evaluations = part.trust, part.scored.method, part.scored.evaluations
 
     def columns(self) -> dict[str, tuple[Any, ...]]:
@@ -497,5 +497,6 @@ def _drop_negative(tr: TrustResult, scored: _Scored) -> tuple[list[bool], list[f
     return bad, [float(x) for x in w], aggregate, _Scored(scores, values, status, scored.method, scored.evaluations)
 
 
-def _status_name(status: Status) -> str:
+def status_name(status: Status) -> str:
+    """A scoring status as the round report names it (``scored`` for an update that was scored)."""
     return "scored" if status is Status.OK else str(status.value)

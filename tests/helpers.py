@@ -174,13 +174,13 @@ class Env:
     whale: LocalAccount
     trainers: tuple[LocalAccount, ...]
     verifier: str
-    _clients: dict[str, MarketplaceClient] = field(default_factory=dict, repr=False)
+    clients: dict[str, MarketplaceClient] = field(default_factory=dict, repr=False)
 
     def client(self, account: LocalAccount) -> MarketplaceClient:
         """The marketplace, signing as ``account`` (cached: building a web3 contract object is not free)."""
-        if account.address not in self._clients:
-            self._clients[account.address] = self.market.as_account(account)
-        return self._clients[account.address]
+        if account.address not in self.clients:
+            self.clients[account.address] = self.market.as_account(account)
+        return self.clients[account.address]
 
     def funded_accounts(self, n: int, wei: int = ACCOUNT_FUNDS) -> list[LocalAccount]:
         """``n`` fresh random accounts with ``wei`` each."""

@@ -522,8 +522,8 @@ def test_pocfl_train_command(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
         deadline = time.monotonic() + 60
         while not agg.submitted_updates(world.project_id, 0) and time.monotonic() < deadline:
             time.sleep(0.1)
-        thread_world = replace(world, env=replace(env, chain=chain, market=agg_client, _clients={}))
-        thread_world.env._clients[env.aggregator.address] = agg_client
+        thread_world = replace(world, env=replace(env, chain=chain, market=agg_client, clients={}))
+        thread_world.env.clients[env.aggregator.address] = agg_client
         thread_world.post(0, initial_vector(0, hidden=HIDDEN), HyperParams(1, 0.1, 1, 32), scores=[7])
 
     thread = threading.Thread(target=aggregator, daemon=True)

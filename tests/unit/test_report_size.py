@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 import pytest
 
-from aggregator.round import RoundConfig, _status_name
+from aggregator.round import RoundConfig, status_name
 from aggregator.shapley import Method, Status
 from pocfl.rounds.inputs import HISTORY_ROUNDS
 from pocfl.rounds.report import (
@@ -109,7 +109,7 @@ def test_the_bound_uses_the_contract_and_aggregator_constants() -> None:
     source = CONTRACT.read_text()
     assert re.search(rf"MAX_TRAINERS = {MAX_SUBMISSIONS};", source)
     assert re.search(rf"MAX_CID_LENGTH = {MAX_CID_BYTES};", source)
-    assert {_status_name(s) for s in Status} | {"rejected", "unpaid"} <= set(STATUSES)  # unpaid: aggregator.round
+    assert {status_name(s) for s in Status} | {"rejected", "unpaid"} <= set(STATUSES)  # unpaid: aggregator.round
     assert max(len(m) for m in get_args(Method)) <= 32  # the room REPORT_FIXED_MAX_JSON gives the method name
 
 
