@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pocfl.cli.common import option
 from pocfl.cli.output import Output, eth, guarded
 from pocfl.cli.session import Session, connected
 
@@ -30,26 +31,22 @@ if TYPE_CHECKING:
 VERDICT_COLOURS = {"verified": "green", "mismatch": "red", "unverifiable": "yellow", "unchecked": "yellow"}
 
 
-ProjectOpt = Annotated[
-    int, typer.Option("--project", min=1, metavar="ID", help="The project to audit.", show_default=False)
-]
+ProjectOpt = Annotated[int, option("--project", min=1, metavar="ID", help="The project to audit.")]
 ValidationOpt = Annotated[
     Path | None,
-    typer.Option(
+    option(
         "--validation",
         metavar="FILE",
         help="The owner's revealed validation set (NPZ with X and y), for projects without a public recipe; "
         "checked against the on-chain validationSetCommitment.",
-        show_default=False,
     ),
 ]
 OutOpt = Annotated[
     Path | None,
-    typer.Option(
+    option(
         "--out",
         metavar="DIR",
         help="Where to write the figures, audit.html and audit.json. Default: <state dir>/audit/project-<ID>/.",
-        show_default=False,
     ),
 ]
 StrictOpt = Annotated[
@@ -62,23 +59,21 @@ StrictOpt = Annotated[
 ]
 EvidenceOpt = Annotated[
     list[Path] | None,
-    typer.Option(
+    option(
         "--evidence",
         metavar="FILE",
         help="A trainer's evidence file (pocfl-evidence/1 JSON, saved by `pocfl train` when its update was "
         "rejected or flagged): its plaintext is checked against the on-chain commitment and can disprove a "
         "rejection. Repeatable.",
-        show_default=False,
     ),
 ]
 ExtraIpfsOpt = Annotated[
     list[str] | None,
-    typer.Option(
+    option(
         "--extra-ipfs",
         metavar="URL|DIR",
         help="Another content store to look for rejected updates the main store lacks (an IPFS RPC URL or an "
         "embedded store directory). Repeatable.",
-        show_default=False,
     ),
 ]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pocfl.cli.common import option
 from pocfl.cli.output import Output, eth, eth_wei, guarded, node_down, node_running, node_status, utc
 from pocfl.cli.parse import parse_address, parse_eth
 from pocfl.cli.session import JsonOpt, Session, connected
@@ -42,11 +43,10 @@ def up(
     port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1 only).")] = DEFAULT_PORT,
     state: Annotated[
         Path | None,
-        typer.Option(
+        option(
             metavar="FILE",
             help="Load the chain from and save it to FILE so it survives restarts. "
             f"Default: <state dir>/{STATE_FILE_NAME}.",
-            show_default=False,
         ),
     ] = None,
     no_state: Annotated[bool, typer.Option("--no-state", help="Start an empty chain that is not saved.")] = False,
@@ -190,18 +190,15 @@ def advance(
     ] = None,
     to: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--to",
             metavar="POINT",
             help="Move the clock exactly to a point of the project's current round: start (round 0 opens), "
             "submission-close (submissions closed, posting open) or aggregation-close (the round may be failed); "
             "or to a unix TIMESTAMP.",
-            show_default=False,
         ),
     ] = None,
-    project: Annotated[
-        int | None, typer.Option("--project", min=1, metavar="ID", help="The project of --to POINT.")
-    ] = None,
+    project: Annotated[int | None, option("--project", min=1, metavar="ID", help="The project of --to POINT.")] = None,
     *,
     s: Session,
 ) -> None:

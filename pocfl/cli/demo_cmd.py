@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pocfl.cli.common import option
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import JsonOpt
 
@@ -40,11 +41,10 @@ FL_ONLY = {
 
 RoundsOpt = Annotated[
     int | None,
-    typer.Option(
+    option(
         min=1,
         max=64,
         help="Number of rounds. Default: 4 (3 with --scripted, whose script repeats).",
-        show_default=False,
     ),
 ]
 ScriptedOpt = Annotated[
@@ -54,12 +54,11 @@ ScriptedOpt = Annotated[
 TrainersOpt = Annotated[int, typer.Option(min=3, max=64, help="Trainers in all (honest + attackers + free riders).")]
 AttackOpt = Annotated[
     list[str] | None,
-    typer.Option(
+    option(
         "--attack",
         metavar="NAME",
         help="One attacking trainer per use: sign_flip, scaling, gaussian, label_flip, copycat, free_rider "
         "(default: sign_flip and scaling; 'none' for no attacker).",
-        show_default=False,
     ),
 ]
 FreeRidersOpt = Annotated[int, typer.Option(min=0, help="Trainers that submit zero updates.")]
@@ -90,10 +89,9 @@ SketchDimOpt = Annotated[
 ]
 ZkCacheOpt = Annotated[
     Path | None,
-    typer.Option(
+    option(
         "--zk-cache",
         help="Folder caching circuit setups (proving keys are hundreds of MB). Default: a temporary folder.",
-        show_default=False,
     ),
 ]
 
@@ -120,13 +118,12 @@ def demo(
     encrypt: EncryptOpt = True,
     ipfs: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--ipfs",
             envvar="POCFL_IPFS",
             metavar="URL|DIR",
             help="Content store for the demo's files: an IPFS node's RPC URL or a directory (kept). "
             "Default: a temporary directory, deleted after the run.",
-            show_default=False,
         ),
     ] = None,
     prove: ProveOpt = False,

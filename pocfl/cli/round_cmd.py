@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pocfl.chain.types import ZERO_BYTES32
-from pocfl.cli.common import tx_doc
+from pocfl.cli.common import option, tx_doc
 from pocfl.cli.output import eth, guarded, short
 from pocfl.cli.parse import existing_file, parse_bytes32, parse_flags, parse_scores, read_bytes
 from pocfl.cli.session import Session, connected
@@ -33,46 +33,37 @@ app = typer.Typer(
 
 ProjectId = Annotated[int, typer.Argument(min=1, metavar="ID", help="Project id.")]
 RoundOpt = Annotated[
-    int | None,
-    typer.Option("--round", min=0, metavar="N", help="Round number. Default: the current round.", show_default=False),
+    int | None, option("--round", min=0, metavar="N", help="Round number. Default: the current round.")
 ]
 
 # --- round submit options ---
 UpdateOpt = Annotated[
     Path | None,
-    typer.Option(
-        metavar="FILE",
-        help="The plaintext update file (pocfl safetensors): stored and pinned, then its CID submitted.",
-        show_default=False,
+    option(
+        metavar="FILE", help="The plaintext update file (pocfl safetensors): stored and pinned, then its CID submitted."
     ),
 ]
 EncryptToOpt = Annotated[
     str | None,
-    typer.Option(
+    option(
         metavar="HEX",
         help="Encrypt --update to this X25519 public key (the aggregator's, 32 bytes hex) before storing it.",
-        show_default=False,
     ),
 ]
 CidOpt = Annotated[
     str | None,
-    typer.Option(
-        metavar="CID",
-        help="...or the CID of an update file already in the content store (needs --commitment).",
-        show_default=False,
-    ),
+    option(metavar="CID", help="...or the CID of an update file already in the content store (needs --commitment)."),
 ]
 CommitmentOpt = Annotated[
     str | None,
-    typer.Option(
+    option(
         metavar="0xHEX",
         help="32-byte commitment to the plaintext update. Default with --update: computed for this chain, "
         "marketplace, project, round and sender.",
-        show_default=False,
     ),
 ]
 FeatureCommitmentOpt = Annotated[
-    str | None, typer.Option(metavar="0xHEX", help="32-byte commitment to the update's features (for proofs).")
+    str | None, option(metavar="0xHEX", help="32-byte commitment to the update's features (for proofs).")
 ]
 
 # --- round post options ---
@@ -80,42 +71,30 @@ ScoresOpt = Annotated[
     str, typer.Option(metavar="S1,S2,...", help="One integer score per submission, in submission order.")
 ]
 ModelOpt = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="FILE",
-        help="The new global model file: stored and pinned, then its CID posted.",
-        show_default=False,
-    ),
+    Path | None, option(metavar="FILE", help="The new global model file: stored and pinned, then its CID posted.")
 ]
 ModelCidOpt = Annotated[
-    str | None,
-    typer.Option(metavar="CID", help="...or the CID of a model already in the content store.", show_default=False),
+    str | None, option(metavar="CID", help="...or the CID of a model already in the content store.")
 ]
 ReportOpt = Annotated[
     Path | None,
-    typer.Option(
-        metavar="FILE",
-        help="The round report: stored and pinned; its root digest is posted as the report hash.",
-        show_default=False,
-    ),
+    option(metavar="FILE", help="The round report: stored and pinned; its root digest is posted as the report hash."),
 ]
 ReportHashOpt = Annotated[
     str | None,
-    typer.Option(
+    option(
         metavar="0xHEX",
         help="...or (advanced) the report hash of a report already in the content store: the digest inside "
         "its CID. Default without either: no report (zero hash).",
-        show_default=False,
     ),
 ]
 OutliersOpt = Annotated[
-    str | None,
-    typer.Option(metavar="0,1,...", help="One 0/1 outlier flag per submission. Default: all 0.", show_default=False),
+    str | None, option(metavar="0,1,...", help="One 0/1 outlier flag per submission. Default: all 0.")
 ]
 HyperparamsHashOpt = Annotated[
-    str | None, typer.Option(metavar="0xHEX", help="32-byte hash of the next round's hyper-parameters.")
+    str | None, option(metavar="0xHEX", help="32-byte hash of the next round's hyper-parameters.")
 ]
-ProofFileOpt = Annotated[Path | None, typer.Option(metavar="FILE", help="Proof bytes for the project's verifier.")]
+ProofFileOpt = Annotated[Path | None, option(metavar="FILE", help="Proof bytes for the project's verifier.")]
 
 
 @app.command("submit")
@@ -279,10 +258,9 @@ def fetch(
     ],
     decrypt_key: Annotated[
         Path | None,
-        typer.Option(
+        option(
             metavar="FILE",
             help="The aggregator's encryption key file: decrypt encrypted updates and check their commitments.",
-            show_default=False,
         ),
     ] = None,
     round_: RoundOpt = None,

@@ -29,6 +29,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from pocfl.cli.common import option
 from pocfl.cli.output import Output
 from pocfl.cli.parse import parse_address
 from pocfl.connection import DEFAULT_KEY_ENV, PASSWORD_ENV, THROWAWAY, Connection, chain_now
@@ -58,14 +59,13 @@ PANEL = "Connection and output"
 
 RpcOpt = Annotated[
     str | None,
-    typer.Option(
+    option(
         "--rpc",
         envvar="POCFL_RPC",
         metavar="URL",
         help="Chain: an http(s) JSON-RPC URL, 'embedded' or 'anvil' (throwaway chains). "
         "Default: the node started by `pocfl chain up`.",
         rich_help_panel=PANEL,
-        show_default=False,
     ),
 ]
 KeyOpt = Annotated[
@@ -79,13 +79,12 @@ KeyOpt = Annotated[
 ]
 KeystoreOpt = Annotated[
     Path | None,
-    typer.Option(
+    option(
         "--keystore",
         envvar="POCFL_KEYSTORE",
         metavar="FILE",
         help=f"Encrypted keystore to sign with instead (password from ${PASSWORD_ENV} or a prompt).",
         rich_help_panel=PANEL,
-        show_default=False,
     ),
 ]
 JsonOpt = Annotated[
@@ -94,42 +93,39 @@ JsonOpt = Annotated[
 ]
 DeploymentOpt = Annotated[
     Path | None,
-    typer.Option(
+    option(
         "--deployment",
         envvar="POCFL_DEPLOYMENT",
         metavar="FILE",
         help="Deployment file. Default: <state dir>/deployments.json ($POCFL_HOME, else ./.pocfl).",
         rich_help_panel=PANEL,
-        show_default=False,
     ),
 ]
 MarketOpt = Annotated[
     str | None,
-    typer.Option(
+    option(
         "--market",
         metavar="ADDRESS",
         help="Marketplace contract address (overrides the deployment file).",
         rich_help_panel=PANEL,
-        show_default=False,
     ),
 ]
 
 IpfsOpt = Annotated[
     str | None,
-    typer.Option(
+    option(
         "--ipfs",
         envvar="POCFL_IPFS",
         metavar="URL|DIR",
         help="Content store: an IPFS node's RPC URL (http://127.0.0.1:5001) or an embedded store directory. "
         "Default: the embedded store in <state dir>/store.",
         rich_help_panel=PANEL,
-        show_default=False,
     ),
 ]
 
 DeadlineMarginOpt = Annotated[
     int | None,
-    typer.Option(
+    option(
         "--deadline-margin",
         envvar="POCFL_DEADLINE_MARGIN",
         min=0,
@@ -139,7 +135,6 @@ DeadlineMarginOpt = Annotated[
         "Default 4 (a few blocks of a local chain mining every second); on a public chain give 2-3 block times "
         "(e.g. 36 on Ethereum). 0 sends it anyway.",
         rich_help_panel=PANEL,
-        show_default=False,
     ),
 ]
 

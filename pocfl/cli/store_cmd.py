@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pocfl.cli.common import option
 from pocfl.cli.output import Output, error_message, guarded, kv_table
 from pocfl.cli.session import IpfsOpt, JsonOpt
 from pocfl.errors import ConfigError
@@ -106,13 +107,12 @@ def get(
     cid: Annotated[str, typer.Argument(metavar="CID", help="Content identifier of the object to fetch.")],
     output: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--output",
             "-o",
             metavar="FILE",
             dir_okay=False,
             help="Write the object to FILE (only once its CID checks out). Default: raw bytes on stdout.",
-            show_default=False,
         ),
     ] = None,
     max_size: MaxSizeOpt = DEFAULT_MAX_SIZE,

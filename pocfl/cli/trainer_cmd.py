@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pocfl.cli.common import tx_doc
+from pocfl.cli.common import option, tx_doc
 from pocfl.cli.output import eth, eth_wei, guarded
 from pocfl.cli.parse import parse_address
 from pocfl.cli.session import Session, connected
@@ -88,7 +88,7 @@ def _credited(s: Session, move: StakeMove, amount_key: str, text: str) -> None:
 @guarded
 @connected()
 def claim(
-    to: Annotated[str | None, typer.Option(metavar="ADDRESS", help="Send the ether here instead.")] = None,
+    to: Annotated[str | None, option(metavar="ADDRESS", help="Send the ether here instead.")] = None,
     *,
     s: Session,
 ) -> None:
