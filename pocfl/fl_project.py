@@ -6,6 +6,9 @@ and ``pocfl project manifest`` / ``pocfl project create --manifest`` build such 
 
 - :func:`make_manifest` stores the initial weights (:func:`pocfl.ml.model.initial_vector` for a seed, encoded as
   a ``weights`` update file against :meth:`ModelInfo.spec`) and returns the manifest with its canonical bytes;
+- :func:`manifest_from_data` does the same for a project on the owner's own data: features and classes inferred
+  from its validation set (CSV, NPZ or image folder), the set stored (or kept private, only its commitment
+  published) and its standardisation statistics published as the manifest's ``preprocessing``;
 - :func:`validation_commitment` is the 32 bytes that go on chain as ``validationSetCommitment``;
 - :func:`create_fl_project` stores the manifest and creates the project with both. Callers go through
   :func:`pocfl.projects.create_project`, which checks the manifest against the store, the request and the
@@ -17,14 +20,16 @@ Validation commitment
     ``numpy.save(..., allow_pickle=False)`` (NPY format, version chosen by numpy, 1.0 for these arrays) into one
     buffer, X first. Anyone can rebuild the recipe and check it. For a manifest whose ``validation.cid`` names a
     revealed NPZ file it is the sha256 of that file's bytes, which is what
-    :func:`pocfl.rounds.inputs.load_validation` checks against the chain.
+    :func:`pocfl.rounds.inputs.load_validation` checks against the chain; a private set's manifest carries that
+    sha256 itself (``validation.commitment``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +39,7 @@ from pocfl.manifest import (
     AggregationConfig,
     ManifestError,
     ModelInfo,
+    Preprocessing,
     ProjectManifest,
     ProofConfig,
     TrainingConfig,
@@ -97,6 +103,8 @@ def make_manifest(
     n_features: int = DIGITS_FEATURES,
     n_classes: int = DIGITS_CLASSES,
     proof: ProofConfig | None = None,
+    validation: ValidationInfo | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> tuple[ProjectManifest, bytes]:
     """Build a project manifest and store its initial weights.
 
@@ -122,6 +130,11 @@ def make_manifest(
         The model's input and output sizes (the digits data set's by default).
     proof
         Circuit shape when the project's rounds are proven (its ``verifier`` is an ``EzklRoundVerifier``).
+    validation
+        Where the validation set comes from, instead of ``validation_recipe`` (a revealed CID or a private
+        commitment; :func:`manifest_from_data` builds it).
+    preprocessing
+        The input transform (default ``none``).
 
     Returns
     -------
@@ -132,8 +145,11 @@ def make_manifest(
     Raises
     ------
     ManifestError
-        A non-positive width or seed below 0.
+        A non-positive width or seed below 0, both ``validation`` and ``validation_recipe``, or preprocessing
+        statistics that do not fit ``n_features``.
     """
+    if validation is not None and validation_recipe is not None:
+        raise ManifestError("give either a validation recipe or a validation source, not both")
     if hidden < 1:
         raise ManifestError(f"model.hidden must be >= 1, got {hidden}")
     if seed < 0:
@@ -146,13 +162,120 @@ def make_manifest(
         model=ModelInfo(n_features=n_features, hidden=hidden, n_classes=n_classes, initial_weights_cid=weights_cid),
         training=training if training is not None else TrainingConfig(),
         aggregation=aggregation if aggregation is not None else AggregationConfig(),
-        validation=ValidationInfo(
+        validation=validation
+        if validation is not None
+        else ValidationInfo(
             recipe=validation_recipe if validation_recipe is not None else default_validation_recipe(seed)
         ),
         aggregator_public_key=key,
         proof=proof,
+        preprocessing=preprocessing if preprocessing is not None else Preprocessing(),
     )
+    manifest.preprocessing.check(n_features)
     return manifest, manifest.to_json()
+
+
+@dataclass(frozen=True)
+class DataManifest:
+    """A manifest built from the owner's own validation data (:func:`manifest_from_data`).
+
+    Attributes
+    ----------
+    manifest, manifest_bytes
+        As :func:`make_manifest` returns them.
+    validation_npz
+        The validation set as the NPZ file (arrays ``X``, ``y``) whose sha256 is the on-chain commitment; stored
+        under ``manifest.validation.cid`` unless private, and to be kept by the owner (the aggregator reads it).
+    commitment
+        ``sha256(validation_npz)``, the project's ``validationSetCommitment``.
+    n_samples, n_present
+        Validation samples, and how many of the classes occur in them.
+    """
+
+    manifest: ProjectManifest
+    manifest_bytes: bytes
+    validation_npz: bytes
+    commitment: bytes
+    n_samples: int
+    n_present: int
+
+
+def manifest_from_data(
+    name: str,
+    validation: str | Path,
+    *,
+    store: ContentStore | Market,
+    seed: int = 0,
+    hidden: int = 32,
+    training: TrainingConfig | None = None,
+    label_column: str | int | None = None,
+    n_features: int | None = None,
+    n_classes: int | None = None,
+    transform: str = "standardize",
+    private: bool = False,
+    aggregator_public_key: str | None = None,
+    aggregation: AggregationConfig | None = None,
+    proof: ProofConfig | None = None,
+) -> DataManifest:
+    """The manifest of a project on the owner's own data: shape inferred from its validation set.
+
+    Parameters
+    ----------
+    name
+        The project's name.
+    validation
+        The owner's validation set: a ``.csv`` (numeric, label last unless ``label_column``, header optional), a
+        ``.npz`` (``X``, ``y``) or an image folder (:func:`pocfl.ml.tabular.load_table`).
+    store
+        Where the initial weights (and, unless ``private``, the validation set) are stored and pinned.
+    seed, hidden, training, aggregator_public_key, aggregation, proof
+        As :func:`make_manifest`.
+    label_column
+        CSV only: the label column's header name or zero-based position.
+    n_features, n_classes
+        Checked against the data when given; inferred otherwise (features = columns, classes = max label + 1).
+    transform
+        ``standardize`` (the default: the validation set's per-feature mean and std are published) or ``none``.
+    private
+        Keep the validation set off the store: the manifest carries only its commitment.
+
+    Raises
+    ------
+    DatasetError
+        The file is missing or malformed, or holds fewer than two classes (:class:`~pocfl.ml.tabular.TableError`,
+        :class:`~pocfl.ml.tabular.TooFewClassesError`).
+    ManifestError
+        ``n_features`` / ``n_classes`` contradict the data, or another :func:`make_manifest` error.
+    """
+    from pocfl.ml.tabular import fit_transform, infer_shape, load_table
+
+    x, y = load_table(validation, label_column)
+    inferred_classes, present = infer_shape(validation, y)
+    if n_features is not None and n_features != x.shape[1]:
+        raise ManifestError(f"--features {n_features}: the validation set has {x.shape[1]} features per sample")
+    if n_classes is not None and n_classes < inferred_classes:
+        raise ManifestError(f"--classes {n_classes}: the validation set has labels up to {inferred_classes - 1}")
+    classes = n_classes if n_classes is not None else inferred_classes
+    buffer = io.BytesIO()
+    np.savez(buffer, X=x, y=y)
+    npz = buffer.getvalue()
+    commitment = hashlib.sha256(npz).digest()
+    info = ValidationInfo(commitment=commitment.hex()) if private else ValidationInfo(cid=_publish(store, npz))
+    manifest, data = make_manifest(
+        name,
+        seed=seed,
+        hidden=hidden,
+        store=store,
+        aggregator_public_key=aggregator_public_key,
+        training=training,
+        aggregation=aggregation,
+        n_features=int(x.shape[1]),
+        n_classes=classes,
+        proof=proof,
+        validation=info,
+        preprocessing=fit_transform(transform, x),
+    )
+    return DataManifest(manifest, data, npz, commitment, int(y.shape[0]), present)
 
 
 def validation_bytes(x: NDArray[np.floating], y: NDArray[np.integer]) -> bytes:
@@ -178,20 +301,32 @@ def validation_commitment(manifest: ProjectManifest, store: ContentStore | Marke
     ValidationSetError
         The recipe cannot be built.
     ManifestError
-        Neither a recipe nor a CID, or a CID without a store to read it from.
+        Neither a recipe, a CID nor a commitment, a CID without a store to read it from, or a malformed
+        commitment.
     """
     info = manifest.validation
     if info.recipe is not None:
         from pocfl.rounds.inputs import load_validation
 
-        x, y = load_validation(manifest, MemoryStore())  # a recipe reads nothing from the store
+        # a recipe reads nothing from the store; the commitment is to the data, before any preprocessing
+        x, y = load_validation(manifest, MemoryStore(), raw=True)
         return hashlib.sha256(validation_bytes(x, y)).digest()
+    if info.commitment is not None:
+        try:
+            digest = bytes.fromhex(info.commitment.removeprefix("0x"))
+        except ValueError as exc:
+            raise ManifestError(f"validation.commitment {info.commitment!r} is not hex") from exc
+        if len(digest) != 32:
+            raise ManifestError(f"validation.commitment must be 32 bytes, got {len(digest)}")
+        return digest
     if info.cid is not None:
         if store is None:
             raise ManifestError(f"validation.cid {info.cid}: pass the store holding the validation set")
         backend = store.store if isinstance(store, Market) else store
         return hashlib.sha256(backend.get_bytes(info.cid, max_size=1 << 30)).digest()
-    raise ManifestError("the manifest has neither validation.recipe nor validation.cid: nothing to commit to")
+    raise ManifestError(
+        "the manifest has no validation.recipe, validation.cid or validation.commitment: nothing to commit to"
+    )
 
 
 def create_fl_project(
@@ -241,10 +376,12 @@ def create_fl_project(
 __all__ = [
     "DIGITS_CLASSES",
     "DIGITS_FEATURES",
+    "DataManifest",
     "create_fl_project",
     "default_validation_recipe",
     "initial_weights",
     "make_manifest",
+    "manifest_from_data",
     "validation_bytes",
     "validation_commitment",
 ]

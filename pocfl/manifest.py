@@ -3,8 +3,14 @@
 The contract's ``initialModelCid`` names the manifest, a canonical JSON file in the content store. It fixes the
 model architecture (so every update is decoded against the same :class:`~pocfl.updates.ModelSpec`), the CID of
 the initial weights, the starting hyper-parameters, the aggregator's encryption key (trainers may seal updates
-to it), the aggregation and scoring settings, and how the validation set is built or where it is revealed.
+to it), the aggregation and scoring settings, how the validation set is built or where it is revealed, and the
+input preprocessing every party applies to its features (:class:`Preprocessing`).
 Because the CID is in the project's parameters, nobody can change any of this after creation.
+
+Format versions: every manifest is ``pocfl-project/1``. Fields added later (``training.momentum``,
+``validation.commitment``, ``preprocessing``) are optional and left out of the JSON when they hold their
+defaults, so a manifest written before them keeps its bytes and its CID, and reads as before (no momentum, no
+preprocessing).
 
 ``round 0`` trains from ``model.initial_weights_cid``; later rounds from the ``modelCid`` the contract holds.
 """
@@ -12,6 +18,7 @@ Because the CID is in the project's parameters, nobody can change any of this af
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from pocfl.errors import PocflError
@@ -19,6 +26,9 @@ from pocfl.untrusted import clip, load_document
 from pocfl.updates import ModelSpec, UpdateFormatError
 
 MANIFEST_FORMAT = "pocfl-project/1"
+
+TRANSFORMS = ("none", "standardize")
+"""Named input transforms a manifest may publish."""
 
 MANIFEST_MAX_SIZE = 1 << 20
 """Largest manifest read (1 MiB)."""
@@ -58,6 +68,8 @@ class TrainingConfig:
     learning_rate: float = 0.1
     local_epochs: int = 2
     batch_size: int = 32
+    momentum: float = 0.0
+    """SGD momentum of every round (the optimizer is SGD; 0 = plain SGD)."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +102,48 @@ class ValidationInfo:
 
     ``recipe`` is a public, reproducible construction (e.g. ``sklearn-digits:seed=0:fraction=0.2`` for the demo);
     otherwise ``cid`` names the NPZ file the owner reveals (its sha256 is the on-chain
-    ``validationSetCommitment``), and audits need it.
+    ``validationSetCommitment``), and audits need it. A private validation set has neither: ``commitment`` is the
+    sha256 (hex) of the NPZ file the owner keeps, which the aggregator is given as a file.
     """
 
     recipe: str | None = None
     cid: str | None = None
+    commitment: str | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The input transform every trainer applies to its features and the aggregator to the validation set.
+
+    Attributes
+    ----------
+    transform
+        ``none`` (features as they are) or ``standardize`` (``(x_j - mean_j) / std_j`` per feature).
+    mean, std
+        The owner's per-feature statistics for ``standardize`` (computed on its validation set); None for ``none``.
+    """
+
+    transform: str = "none"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def check(self, n_features: int) -> None:
+        """Raise :class:`ManifestError` unless the transform is known and its statistics fit ``n_features``."""
+        if self.transform not in TRANSFORMS:
+            raise ManifestError(f"preprocessing.transform {self.transform!r} is not one of {list(TRANSFORMS)}")
+        if self.transform == "none":
+            if self.mean is not None or self.std is not None:
+                raise ManifestError("preprocessing: transform none takes no mean or std")
+            return
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is None or len(values) != n_features:
+                got = "none" if values is None else len(values)
+                raise ManifestError(f"preprocessing.{name} needs {n_features} values (one per feature), got {got}")
+            if not all(isinstance(v, float | int) and math.isfinite(v) for v in values):
+                raise ManifestError(f"preprocessing.{name} holds a non-number, NaN or infinity")
+        assert self.std is not None
+        if min(self.std) <= 0:
+            raise ManifestError("preprocessing.std: every value must be > 0")
 
 
 @dataclass(frozen=True)
@@ -109,6 +158,7 @@ class ProjectManifest:
     aggregator_public_key: str | None = None
     max_update_size: int = 64 << 20
     proof: ProofConfig | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     format: str = MANIFEST_FORMAT
 
     def to_json(self) -> bytes:
@@ -116,6 +166,13 @@ class ProjectManifest:
         body = asdict(self)
         if body["proof"] is None:
             del body["proof"]  # manifests without proofs keep the bytes (and CIDs) they had before proofs existed
+        # later optional fields likewise: left out at their defaults (see the module docstring)
+        if self.preprocessing == Preprocessing():
+            del body["preprocessing"]
+        if self.training.momentum == 0.0:
+            del body["training"]["momentum"]
+        if self.validation.commitment is None:
+            del body["validation"]["commitment"]
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -138,6 +195,7 @@ class ProjectManifest:
                 aggregator_public_key=raw.get("aggregator_public_key"),
                 max_update_size=int(raw.get("max_update_size", 64 << 20)),
                 proof=None if raw.get("proof") is None else ProofConfig(**raw["proof"]),
+                preprocessing=_preprocessing(raw.get("preprocessing", {})),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int() of a string or of infinity
             raise ManifestError(f"the project manifest is missing or has a wrong field: {clip(str(exc), 200)}") from exc
@@ -145,4 +203,13 @@ class ProjectManifest:
             manifest.model.spec()  # shapes must make sense
         except UpdateFormatError as exc:
             raise ManifestError(f"the project manifest's model is invalid: {exc}") from exc
+        manifest.preprocessing.check(manifest.model.n_features)
         return manifest
+
+
+def _preprocessing(raw: object) -> Preprocessing:
+    """The ``preprocessing`` object of a manifest's JSON (lists of statistics become tuples)."""
+    if not isinstance(raw, dict):
+        raise TypeError("preprocessing must be an object")
+    stats = {k: None if raw.get(k) is None else tuple(raw[k]) for k in ("mean", "std")}
+    return Preprocessing(transform=str(raw.get("transform", "none")), **stats)

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from pocfl.chain.types import EventRecord, ProjectState
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market
+from pocfl.ml.tabular import apply_preprocessing, scale_warning
 from pocfl.rounds.inputs import global_model, load_manifest, round_hyperparams
 from pocfl.testing.attacks import Attack
 from pocfl.waiting import StatusLine
@@ -204,8 +205,18 @@ class TrainerClient:
                     f"labels span {int(self.y.min())}..{int(self.y.max())}, project {self.project_id}'s model has "
                     f"classes 0..{model.n_classes - 1}"
                 )
+            self._preprocess(manifest)
             self._manifest = manifest
         return self._manifest
+
+    def _preprocess(self, manifest: ProjectManifest) -> None:
+        """Apply the manifest's input transform to the local features, warning when their scale is off."""
+        warning = scale_warning(manifest.preprocessing, self.X)
+        if warning is not None:
+            self.reporter.warning(f"warning: {warning}")
+        if manifest.preprocessing.transform != "none":
+            self.local.X = apply_preprocessing(manifest.preprocessing, self.X)
+        self.local.momentum = manifest.training.momentum
 
     def submission(self, round_: int) -> EventRecord | None:
         """The ``UpdateSubmitted`` event of this trainer in ``round_``, if the chain has one."""

@@ -3,8 +3,9 @@
 :func:`load_private_data` takes a path or a spec and returns ``(X, y)`` in the layout
 :func:`pocfl.ml.training.local_train` expects (float32 ``(n, features)``, int64 labels):
 
-- ``PATH.csv``: one sample per row with a header; the label column is ``label_column`` (default: the column
-  named ``label``, else the last one);
+- ``PATH.csv``: one sample per row, numeric columns, header row optional
+  (:func:`pocfl.ml.tabular.load_csv_table`); the label column is ``label_column`` (default: the column named
+  ``label``, else the last one);
 - ``PATH.npz``: arrays ``X`` and ``y``;
 - a folder: images as ``root/<class>/<image>`` (``image_size`` resizes them);
 - ``digits:part=I:of=N[:alpha=A][:seed=S][:fraction=F]``: trainer ``I`` of ``N`` in a Dirichlet(``A``)
@@ -12,6 +13,9 @@
   :func:`pocfl.ml.data.load_digits_split` ``(S, F)``, the same call the manifest's validation recipe
   ``sklearn-digits:seed=S:fraction=F`` makes, so the owner's validation samples are never in a trainer's share.
   Defaults: ``alpha=0.5``, ``seed=0``, ``fraction=0.2``.
+
+The features are returned as stored; the project's preprocessing (its manifest's ``preprocessing``) is applied
+by the trainer once it has read the manifest (:meth:`trainer_client.client.TrainerClient.manifest`).
 
 Every problem is a :class:`DataSpecError` (a bad spec) or a :class:`~pocfl.ml.data.DatasetError` (a bad file),
 both :class:`~pocfl.errors.PocflError`, so the CLI shows them as one line.
@@ -26,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from pocfl.ml.data import DatasetError, dirichlet_partition, load_csv, load_digits_split, load_image_folder, load_npz
+from pocfl.ml.data import DatasetError, dirichlet_partition, load_digits_split, load_image_folder, load_npz
+from pocfl.ml.tabular import load_csv_table
 
 FloatMatrix = NDArray[np.float32]
 Labels = NDArray[np.int64]
@@ -199,7 +204,7 @@ def load_private_data(
         )
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return load_csv(path, _csv_label(path, label_column))
+        return load_csv_table(path, _csv_label(path, label_column))
     if suffix == ".npz":
         return load_npz(path)
     raise DataSpecError(text, f"cannot read {suffix or 'files without a suffix'}: use .csv, .npz or an image folder")

@@ -31,7 +31,8 @@ class LocalTrainer:
     Parameters
     ----------
     X, y
-        The private data, float32 features and int64 labels (checked by the caller).
+        The private data, float32 features and int64 labels (checked by the caller); ``X`` is replaced by its
+        preprocessed form once the manifest is read.
     seed
         Seed of training and of randomised attacks (combined with the round number).
     attack
@@ -53,6 +54,7 @@ class LocalTrainer:
     ) -> None:
         self.X, self.y, self.seed, self.attack = X, y, seed, attack
         self.view, self.reporter = view, reporter
+        self.momentum = 0.0  # the manifest's training.momentum, set once the manifest is read
 
     def train(self, round_: int, start: Vector, hyper: HyperParams, n_classes: int) -> tuple[Vector, float, float]:
         """The delta of ``hyper.local_epochs`` epochs from ``start``; the trained model's local accuracy and loss."""
@@ -71,6 +73,7 @@ class LocalTrainer:
                 lr=hyper.learning_rate,
                 batch_size=hyper.batch_size,
                 seed=derive_seed(self.seed, round_, _TRAIN * 1000 + epoch),
+                momentum=self.momentum,
                 n_classes=n_classes,
             )
             current = (current + step).astype(np.float32)

@@ -270,6 +270,29 @@ SketchDimOpt = Annotated[
 ]
 
 
+ValidationDataOpt = Annotated[
+    Path | None,
+    option(
+        "--validation",
+        metavar="FILE.csv|FILE.npz|DIR",
+        help="Your own validation set: features and classes are inferred from it and the manifest stores it (or "
+        "only its commitment, with --private-validation). CSV: numeric columns, label last (or --label-column), "
+        "header optional.",
+    ),
+]
+LabelColumnOpt = Annotated[
+    str | None, option(metavar="NAME|INDEX", help="With --validation FILE.csv: the label column (default: last).")
+]
+TransformOpt = Annotated[
+    str,
+    option(
+        metavar="NAME",
+        help="With --validation: input preprocessing every party applies: standardize (your validation set's "
+        "per-feature mean and std, published) or none.",
+    ),
+]
+
+
 @app.command("manifest")
 @guarded
 def manifest_cmd(
@@ -281,44 +304,90 @@ def manifest_cmd(
     lr: Annotated[float, typer.Option(min=0.0, metavar="LR", help="Round-0 learning rate.")] = 0.1,
     epochs: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 local epochs.")] = 2,
     batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Round-0 batch size.")] = 32,
+    momentum: Annotated[
+        float, option(min=0.0, max=0.99, metavar="M", help="SGD momentum of local training (the optimizer is SGD).")
+    ] = 0.0,
     validation_recipe: ValidationRecipeOpt = None,
+    validation: ValidationDataOpt = None,
+    label_column: LabelColumnOpt = None,
+    features: Annotated[
+        int | None, option(min=1, metavar="N", help="Input features (default: inferred from --validation).")
+    ] = None,
+    classes: Annotated[
+        int | None, option(min=2, metavar="N", help="Classes (default: inferred from --validation, max label + 1).")
+    ] = None,
+    transform: TransformOpt = "standardize",
+    private_validation: Annotated[
+        bool, option(help="With --validation: publish only the validation set's commitment, not the set itself.")
+    ] = False,
     prove_slots: ProveSlotsOpt = None,
     sketch_dim: SketchDimOpt = 16,
     ipfs: IpfsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a training project's manifest (a digits MLP), storing its initial weights in the content store.
+    """Write a training project's manifest, storing its initial weights in the content store.
 
-    Then create the project with `pocfl project create --manifest OUT.json ...`.
+    Without --validation the model is the digits MLP (64 features, 10 classes) and the validation set a public
+    recipe. With --validation FILE the model fits your data; the validation set is written next to OUT.json as
+    OUT.validation.npz (give it to `pocfl aggregate --validation` when it is private). Then create the project
+    with `pocfl project create --manifest OUT.json ...`.
     """
     from pocfl.cli.output import Output
-    from pocfl.fl_project import make_manifest, validation_commitment
+    from pocfl.fl_project import DataManifest, make_manifest, manifest_from_data, validation_commitment
     from pocfl.manifest import ProofConfig, TrainingConfig
     from pocfl.store import compute_cid, open_store
 
+    if validation is None and ((label_column, features, classes) != (None, None, None) or private_validation):
+        raise ConfigError("--label-column, --features, --classes and --private-validation need --validation FILE")
+    if validation is not None and validation_recipe is not None:
+        raise ConfigError("give either --validation FILE or --validation-recipe, not both")
     out = Output(json_out)
     aggregator_key = _public_key(aggregator_key)
+    training = TrainingConfig(learning_rate=lr, local_epochs=epochs, batch_size=batch_size, momentum=momentum)
+    proof = None if prove_slots is None else ProofConfig(slots=prove_slots, sketch_dim=sketch_dim)
     store = open_store(ipfs)
+    own: DataManifest | None = None
     try:
-        made, data = make_manifest(
-            name,
-            seed=seed,
-            hidden=hidden,
-            store=store,
-            aggregator_public_key=aggregator_key,
-            training=TrainingConfig(learning_rate=lr, local_epochs=epochs, batch_size=batch_size),
-            validation_recipe=validation_recipe,
-            proof=None if prove_slots is None else ProofConfig(slots=prove_slots, sketch_dim=sketch_dim),
-        )
-        commitment = validation_commitment(made)
+        if validation is None:
+            made, data = make_manifest(
+                name,
+                seed=seed,
+                hidden=hidden,
+                store=store,
+                aggregator_public_key=aggregator_key,
+                training=training,
+                validation_recipe=validation_recipe,
+                proof=proof,
+            )
+            commitment = validation_commitment(made)
+        else:
+            own = manifest_from_data(
+                name,
+                validation,
+                store=store,
+                seed=seed,
+                hidden=hidden,
+                training=training,
+                label_column=label_column,
+                n_features=features,
+                n_classes=classes,
+                transform=transform,
+                private=private_validation,
+                aggregator_public_key=aggregator_key,
+                proof=proof,
+            )
+            made, data, commitment = own.manifest, own.manifest_bytes, own.commitment
         location = store.location
     finally:
         store.close()
+    npz_file = out_file.with_suffix(".validation.npz")
     try:
+        if own is not None:
+            write_bytes_atomic(npz_file, own.validation_npz)
         write_bytes_atomic(out_file, data)  # never half a manifest
     except OSError as exc:
         raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from exc
-    document = {
+    document: dict[str, Any] = {
         "file": str(out_file),
         "manifest_cid": compute_cid(data),
         "initial_weights_cid": made.model.initial_weights_cid,
@@ -326,13 +395,35 @@ def manifest_cmd(
         "validation_set_commitment": "0x" + commitment.hex(),
         "manifest": json.loads(data),
     }
+    if own is not None:
+        document |= {
+            "features": made.model.n_features,
+            "classes": made.model.n_classes,
+            "transform": made.preprocessing.transform,
+            "validation_file": str(npz_file),
+            "validation_samples": own.n_samples,
+            "validation_private": private_validation,
+        }
 
     def human() -> None:
         out.print(f"Wrote {escape(str(out_file))} (manifest CID {document['manifest_cid']}).")
         out.print(f"Initial weights {made.model.initial_weights_cid} stored in {escape(location)}.")
-        out.print(
-            f"Validation set {escape(str(made.validation.recipe))}, commitment {document['validation_set_commitment']}."
-        )
+        if own is None:
+            out.print(
+                f"Validation set {escape(str(made.validation.recipe))}, commitment "
+                f"{document['validation_set_commitment']}."
+            )
+        else:
+            m = made.model
+            where = "kept private" if private_validation else f"stored as {made.validation.cid}"
+            out.print(
+                f"Model: MLP {m.n_features} features -> {m.hidden} hidden -> {m.n_classes} classes; inputs "
+                f"{made.preprocessing.transform}."
+            )
+            out.print(
+                f"Validation set: {own.n_samples} samples of {own.n_present} classes, {where}, written to "
+                f"{escape(str(npz_file))}; commitment {document['validation_set_commitment']}."
+            )
         out.print(f"Create the project with `pocfl project create --manifest {escape(str(out_file))} ...`.")
 
     out.result(document, human)

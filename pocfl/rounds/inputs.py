@@ -167,8 +167,9 @@ def load_validation(
     validation_file: Path | None = None,
     *,
     commitment: bytes = ZERO_BYTES32,
+    raw: bool = False,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """The owner's validation set ``(X, y)``.
+    """The owner's validation set ``(X, y)``, after the manifest's preprocessing (the arrays models are scored on).
 
     Sources, in order: ``validation_file`` (an NPZ with arrays ``X`` and ``y``), the manifest's public
     ``validation.recipe`` (``sklearn-digits:seed=S:fraction=F`` is the validation part of
@@ -186,14 +187,31 @@ def load_validation(
         The on-chain ``validationSetCommitment`` (``params.validation_set_commitment``): when non-zero, the NPZ
         bytes (file or stored object) must hash to it with sha256. The manifest's ``validation.cid``, when set,
         must also name the file's bytes.
+    raw
+        Skip the manifest's ``preprocessing`` (the commitment is to the raw data).
 
     Raises
     ------
     ValidationSetError
-        No source, an unknown recipe, an unreadable NPZ, or bytes that do not match the commitment or CID.
+        No source, an unknown recipe, an unreadable NPZ, bytes that do not match the commitment or CID, or data
+        the preprocessing statistics do not fit.
     StoreError
         ``validation.cid`` cannot be read.
     """
+    x, y = _raw_validation(manifest, store, validation_file, commitment)
+    if raw or manifest.preprocessing.transform == "none":
+        return x, y
+    from pocfl.ml.tabular import apply_preprocessing
+
+    try:
+        return apply_preprocessing(manifest.preprocessing, x), y
+    except PocflError as exc:
+        raise ValidationSetError(f"validation set: {exc}") from exc
+
+
+def _raw_validation(
+    manifest: ProjectManifest, store: ContentStore | Market, validation_file: Path | None, commitment: bytes
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     info = manifest.validation
     data: bytes | None = None
     what = ""
@@ -213,9 +231,10 @@ def load_validation(
         data = _store_of(store).get_bytes(info.cid, max_size=VALIDATION_MAX_SIZE)
         what = info.cid
     else:
+        private = " (it is private: the owner holds the file)" if info.commitment is not None else ""
         raise ValidationSetError(
             "the manifest has no validation recipe and no validation CID: pass the revealed validation set "
-            "(--validation FILE)"
+            f"(--validation FILE){private}"
         )
     if commitment != ZERO_BYTES32:
         digest = hashlib.sha256(data).digest()
