@@ -227,3 +227,42 @@ def test_project_manifest_then_create_with_it(cli: Cli, actors: Actors, pocfl_ho
     assert both["error"] == "ConfigError" and "--manifest" in both["message"]
     wrong = cli.json(*base, "--manifest", str(path), "--validation-commitment", "0x" + "ab" * 32, code=1)
     assert wrong["error"] == "ConfigError" and "validation" in wrong["message"]
+
+
+def test_project_manifest_from_a_wine_csv_then_create(cli: Cli, actors: Actors, pocfl_home: Path) -> None:
+    """Issue 14: a CSV with 13 features and 3 classes becomes a project from the CLI alone."""
+    import numpy as np
+    from sklearn.datasets import load_wine
+
+    wine = load_wine()
+    csv = pocfl_home.parent / "wine.csv"
+    np.savetxt(csv, np.column_stack([wine.data, wine.target]), delimiter=",", fmt="%.10g")
+    own = ("--key", actors.owner.env)
+    cli("deploy", *own)
+    path = pocfl_home.parent / "wine.json"
+    argv = ["project", "manifest", str(path), "--validation", str(csv), "--name", "wine", "--hidden", "16"]
+    made = cli.json(*argv, "--epochs", "3", "--batch-size", "8", "--lr", "0.05", "--momentum", "0.5", rpc=False)
+    manifest = ProjectManifest.from_json(path.read_bytes())
+    assert (made["features"], made["classes"], made["transform"]) == (13, 3, "standardize")
+    assert (manifest.model.n_features, manifest.model.n_classes, manifest.model.hidden) == (13, 3, 16)
+    assert manifest.preprocessing.transform == "standardize" and manifest.preprocessing.mean is not None
+    assert len(manifest.preprocessing.mean) == 13
+    assert (manifest.training.local_epochs, manifest.training.batch_size, manifest.training.momentum) == (3, 8, 0.5)
+    store = EmbeddedStore(pocfl_home / "store")
+    assert manifest.validation.cid is not None and store.has(manifest.validation.cid)
+    npz = Path(made["validation_file"])
+    assert store.get_bytes(manifest.validation.cid) == npz.read_bytes()
+    base = ["project", "create", *own, "--aggregator", actors.aggregator.address, "--rounds", "1", "--budget", "1"]
+    base += ["--submission-window", "60", "--aggregation-window", "60", "--start-in", "60"]
+    base += ["--min-trainers", "1", "--max-trainers", "2"]
+    created = cli.json(*base, "--manifest", str(path))
+    assert created["initial_model_cid"] == made["manifest_cid"]
+    assert created["params"]["validation_set_commitment"] == made["validation_set_commitment"]
+    human = cli("project", "manifest", str(path), "--validation", str(csv), "--private-validation", rpc=False)
+    assert "13 features" in human.stdout and "3 classes" in human.stdout and "kept private" in human.stdout
+    private = ProjectManifest.from_json(path.read_bytes())
+    assert private.validation.cid is None and private.validation.commitment is not None
+    bad = pocfl_home.parent / "one.csv"
+    bad.write_text("1,2,0\n3,4,0\n")
+    one = cli.json("project", "manifest", str(path), "--validation", str(bad), code=1, rpc=False)
+    assert one["error"] == "TooFewClassesError" and "at least 2" in one["message"]
