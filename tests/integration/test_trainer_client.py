@@ -176,6 +176,60 @@ def make_world(
     return World(env, store, project_id, manifest, trainers, tmp_path / "state", receipt.block_number)
 
 
+# --- a project on the owner's own data (issue 14) -----------------------------------------------------------
+
+
+class Warnings(TrainerReporter):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_trainers_apply_the_manifests_standardisation_and_warn_on_rescaled_data(env: Env, tmp_path: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    from pocfl.fl_project import manifest_from_data
+    from pocfl.ml.tabular import apply_preprocessing
+    from pocfl.ml.training import local_train
+
+    wine = load_wine()
+    x, y = np.asarray(wine.data), np.asarray(wine.target, dtype=np.int64)
+    own = tmp_path / "validation.csv"
+    np.savetxt(own, np.column_stack([x[::3], y[::3]]), delimiter=",", fmt="%.10g")
+    store = MemoryStore()
+    training = TrainingConfig(learning_rate=0.05, local_epochs=2, batch_size=8, momentum=0.5)
+    made = manifest_from_data("wine", own, store=store, hidden=HIDDEN, training=training)
+    manifest = made.manifest
+    owner = Market(env.client(env.owner), store)
+    params = replace(standard_params(env, min_trainers=1, max_trainers=12), validation_set_commitment=made.commitment)
+    project_id, receipt = owner.create_project(params, BUDGET, initial_model=manifest.to_json())
+    for t in env.trainers[:2]:
+        env.client(t).register(project_id)
+    warp_to(env.chain, params.start_time)
+    world = World(env, store, project_id, manifest, list(env.trainers[:2]), tmp_path / "state", receipt.block_number)
+
+    raw = (x[1::3], y[1::3])
+    heard = Warnings()
+    result = world.client(0, data=raw, seed=4, reporter=heard).train_round(0)
+    assert result.status is RoundStatus.SUBMITTED and heard.lines == []  # raw data in the owner's units
+    start = decode_update(store.get_bytes(manifest.model.initial_weights_cid), world.spec, kind="weights").vector()
+    current, standardised = start.copy(), apply_preprocessing(manifest.preprocessing, raw[0])
+    for epoch in range(training.local_epochs):
+        seed = derive_seed(4, 0, 1000 + epoch)
+        step = local_train(
+            current, standardised, raw[1], epochs=1, lr=0.05, batch_size=8, seed=seed, momentum=0.5, n_classes=3
+        )
+        current = (current + step).astype(np.float32)
+    assert np.array_equal(world.delta(result.cid), current - start)  # the standardised data, with momentum
+
+    rescaled = ((x[2::3] - x.mean(axis=0)) / x.std(axis=0), y[2::3])  # a trainer that rescaled on its own
+    warned = Warnings()
+    assert world.client(1, data=rescaled, reporter=warned).train_round(0).status is RoundStatus.SUBMITTED
+    assert len(warned.lines) == 1 and "standard deviations from the project's" in warned.lines[0]
+
+
 # --- round 0: three trainers, once each ---------------------------------------------------------------------
 
 
