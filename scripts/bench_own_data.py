@@ -167,7 +167,8 @@ def run_task(
     init = decode_update(store.get_bytes(manifest.model.initial_weights_cid), spec, kind="weights").vector()
     n_classes, momentum = manifest.model.n_classes, manifest.training.momentum
 
-    config, hyper, history = round_config(manifest), initial_hyperparams(manifest), []
+    config, hyper = round_config(manifest), initial_hyperparams(manifest)
+    history: list[float] = []
     w = init.copy()
     excluded = 0  # trainer-rounds the decision gave no aggregation weight (outliers, screened)
     for r in range(rounds):

@@ -318,7 +318,11 @@ def manifest_cmd(
     ] = None,
     transform: TransformOpt = "standardize",
     private_validation: Annotated[
-        bool, option(help="With --validation: publish only the validation set's commitment, not the set itself.")
+        bool,
+        option(
+            "--private-validation",
+            help="With --validation: publish only the validation set's commitment, not the set itself.",
+        ),
     ] = False,
     prove_slots: ProveSlotsOpt = None,
     sketch_dim: SketchDimOpt = 16,

@@ -222,6 +222,7 @@ def test_trainers_apply_the_manifests_standardisation_and_warn_on_rescaled_data(
             current, standardised, raw[1], epochs=1, lr=0.05, batch_size=8, seed=seed, momentum=0.5, n_classes=3
         )
         current = (current + step).astype(np.float32)
+    assert result.cid is not None
     assert np.array_equal(world.delta(result.cid), current - start)  # the standardised data, with momentum
 
     rescaled = ((x[2::3] - x.mean(axis=0)) / x.std(axis=0), y[2::3])  # a trainer that rescaled on its own
