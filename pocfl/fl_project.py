@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +130,9 @@ def make_manifest(
         The model's input and output sizes (the digits data set's by default).
     proof
         Circuit shape when the project's rounds are proven (its ``verifier`` is an ``EzklRoundVerifier``).
-    validation
-        Where the validation set comes from, instead of ``validation_recipe`` (a revealed CID or a private
-        commitment; :func:`manifest_from_data` builds it).
-    preprocessing
-        The input transform (default ``none``).
+    validation, preprocessing
+        Instead of ``validation_recipe``: a stored or private validation set; the input transform (default
+        ``none``). :func:`manifest_from_data` sets both.
 
     Returns
     -------
@@ -145,8 +143,7 @@ def make_manifest(
     Raises
     ------
     ManifestError
-        A non-positive width or seed below 0, both ``validation`` and ``validation_recipe``, or preprocessing
-        statistics that do not fit ``n_features``.
+        A non-positive width or seed below 0, both validation sources, or statistics not fitting ``n_features``.
     """
     if validation is not None and validation_recipe is not None:
         raise ManifestError("give either a validation recipe or a validation source, not both")
@@ -162,11 +159,7 @@ def make_manifest(
         model=ModelInfo(n_features=n_features, hidden=hidden, n_classes=n_classes, initial_weights_cid=weights_cid),
         training=training if training is not None else TrainingConfig(),
         aggregation=aggregation if aggregation is not None else AggregationConfig(),
-        validation=validation
-        if validation is not None
-        else ValidationInfo(
-            recipe=validation_recipe if validation_recipe is not None else default_validation_recipe(seed)
-        ),
+        validation=validation or ValidationInfo(recipe=validation_recipe or default_validation_recipe(seed)),
         aggregator_public_key=key,
         proof=proof,
         preprocessing=preprocessing if preprocessing is not None else Preprocessing(),
@@ -278,6 +271,85 @@ def manifest_from_data(
     return DataManifest(manifest, data, npz, commitment, int(y.shape[0]), present)
 
 
+@dataclass(frozen=True)
+class ManifestRequest:
+    """What ``pocfl project manifest`` asks for: the digits MLP with a recipe, or a model fitted to ``validation``.
+
+    Fields as :func:`make_manifest` and :func:`manifest_from_data` take them; ``validation`` None builds the
+    digits manifest, and then ``label_column``, ``n_features``, ``n_classes`` and ``private`` must be unset.
+    """
+
+    name: str
+    seed: int = 0
+    hidden: int = 32
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    aggregator_public_key: str | None = None
+    proof: ProofConfig | None = None
+    validation_recipe: str | None = None
+    validation: Path | None = None
+    label_column: str | None = None
+    n_features: int | None = None
+    n_classes: int | None = None
+    transform: str = "standardize"
+    private: bool = False
+
+
+@dataclass(frozen=True)
+class BuiltManifest:
+    """A manifest :func:`build_manifest` made: its bytes, its validation commitment, and the own-data details."""
+
+    manifest: ProjectManifest
+    manifest_bytes: bytes
+    commitment: bytes
+    own: DataManifest | None
+
+
+def build_manifest(request: ManifestRequest, store: ContentStore | Market) -> BuiltManifest:
+    """Build (and store the parts of) the manifest ``request`` describes.
+
+    Raises
+    ------
+    ManifestError
+        Own-data settings without ``validation``, both a recipe and ``validation``, or a :func:`make_manifest` /
+        :func:`manifest_from_data` error.
+    DatasetError
+        The validation file is missing or malformed.
+    """
+    r = request
+    if r.validation is None:
+        if (r.label_column, r.n_features, r.n_classes) != (None, None, None) or r.private:
+            raise ManifestError("--label-column, --features, --classes and --private-validation need --validation")
+        made, data = make_manifest(
+            r.name,
+            seed=r.seed,
+            hidden=r.hidden,
+            store=store,
+            aggregator_public_key=r.aggregator_public_key,
+            training=r.training,
+            validation_recipe=r.validation_recipe,
+            proof=r.proof,
+        )
+        return BuiltManifest(made, data, validation_commitment(made), None)
+    if r.validation_recipe is not None:
+        raise ManifestError("give either --validation FILE or --validation-recipe, not both")
+    own = manifest_from_data(
+        r.name,
+        r.validation,
+        store=store,
+        seed=r.seed,
+        hidden=r.hidden,
+        training=r.training,
+        label_column=r.label_column,
+        n_features=r.n_features,
+        n_classes=r.n_classes,
+        transform=r.transform,
+        private=r.private,
+        aggregator_public_key=r.aggregator_public_key,
+        proof=r.proof,
+    )
+    return BuiltManifest(own.manifest, own.manifest_bytes, own.commitment, own)
+
+
 def validation_bytes(x: NDArray[np.floating], y: NDArray[np.integer]) -> bytes:
     """The canonical bytes of a validation set: ``np.save(X as float32) || np.save(y as int64)``."""
     buffer = io.BytesIO()
@@ -376,7 +448,10 @@ def create_fl_project(
 __all__ = [
     "DIGITS_CLASSES",
     "DIGITS_FEATURES",
+    "BuiltManifest",
     "DataManifest",
+    "ManifestRequest",
+    "build_manifest",
     "create_fl_project",
     "default_validation_recipe",
     "initial_weights",

@@ -18,7 +18,7 @@ from pocfl.chain.types import (
     ProjectStatus,
 )
 from pocfl.cli.common import option, project_events, submission_doc, tx_doc
-from pocfl.cli.output import eth, eth_wei, guarded, kv_table, relative, short, utc, when
+from pocfl.cli.output import Output, eth, eth_wei, guarded, kv_table, relative, short, utc, when
 from pocfl.cli.parse import (
     existing_file,
     parse_address,
@@ -42,6 +42,7 @@ from pocfl.fsutil import write_bytes_atomic
 if TYPE_CHECKING:
     from pocfl.chain.client import MarketplaceClient
     from pocfl.chain.types import EventRecord
+    from pocfl.fl_project import BuiltManifest
     from pocfl.manifest import ProjectManifest
     from pocfl.projects import CreatedProject
     from pocfl.store import ContentStore
@@ -336,68 +337,53 @@ def manifest_cmd(
     OUT.validation.npz (give it to `pocfl aggregate --validation` when it is private). Then create the project
     with `pocfl project create --manifest OUT.json ...`.
     """
-    from pocfl.cli.output import Output
-    from pocfl.fl_project import DataManifest, make_manifest, manifest_from_data, validation_commitment
+    from pocfl.fl_project import ManifestRequest, build_manifest
     from pocfl.manifest import ProofConfig, TrainingConfig
-    from pocfl.store import compute_cid, open_store
+    from pocfl.store import open_store
 
-    if validation is None and ((label_column, features, classes) != (None, None, None) or private_validation):
-        raise ConfigError("--label-column, --features, --classes and --private-validation need --validation FILE")
-    if validation is not None and validation_recipe is not None:
-        raise ConfigError("give either --validation FILE or --validation-recipe, not both")
-    out = Output(json_out)
-    aggregator_key = _public_key(aggregator_key)
-    training = TrainingConfig(learning_rate=lr, local_epochs=epochs, batch_size=batch_size, momentum=momentum)
-    proof = None if prove_slots is None else ProofConfig(slots=prove_slots, sketch_dim=sketch_dim)
+    request = ManifestRequest(
+        name,
+        seed=seed,
+        hidden=hidden,
+        training=TrainingConfig(learning_rate=lr, local_epochs=epochs, batch_size=batch_size, momentum=momentum),
+        aggregator_public_key=_public_key(aggregator_key),
+        proof=None if prove_slots is None else ProofConfig(slots=prove_slots, sketch_dim=sketch_dim),
+        validation_recipe=validation_recipe,
+        validation=validation,
+        label_column=label_column,
+        n_features=features,
+        n_classes=classes,
+        transform=transform,
+        private=private_validation,
+    )
     store = open_store(ipfs)
-    own: DataManifest | None = None
     try:
-        if validation is None:
-            made, data = make_manifest(
-                name,
-                seed=seed,
-                hidden=hidden,
-                store=store,
-                aggregator_public_key=aggregator_key,
-                training=training,
-                validation_recipe=validation_recipe,
-                proof=proof,
-            )
-            commitment = validation_commitment(made)
-        else:
-            own = manifest_from_data(
-                name,
-                validation,
-                store=store,
-                seed=seed,
-                hidden=hidden,
-                training=training,
-                label_column=label_column,
-                n_features=features,
-                n_classes=classes,
-                transform=transform,
-                private=private_validation,
-                aggregator_public_key=aggregator_key,
-                proof=proof,
-            )
-            made, data, commitment = own.manifest, own.manifest_bytes, own.commitment
+        built = build_manifest(request, store)
         location = store.location
     finally:
         store.close()
     npz_file = out_file.with_suffix(".validation.npz")
     try:
-        if own is not None:
-            write_bytes_atomic(npz_file, own.validation_npz)
-        write_bytes_atomic(out_file, data)  # never half a manifest
+        if built.own is not None:
+            write_bytes_atomic(npz_file, built.own.validation_npz)
+        write_bytes_atomic(out_file, built.manifest_bytes)  # never half a manifest
     except OSError as exc:
         raise ConfigError(f"cannot write {out_file}: {exc.strerror or exc}") from exc
+    _render_manifest(Output(json_out), built, out_file, npz_file, location)
+
+
+def _render_manifest(out: Output, built: BuiltManifest, out_file: Path, npz_file: Path, location: str) -> None:
+    """``project manifest``'s output: the files, CIDs and commitment; the model and validation set of own data."""
+    from pocfl.store import compute_cid
+
+    made, own = built.manifest, built.own
     document: dict[str, Any] = {
         "file": str(out_file),
-        "manifest_cid": compute_cid(data),
+        "manifest_cid": compute_cid(built.manifest_bytes),
         "initial_weights_cid": made.model.initial_weights_cid,
         "store": location,
-        "validation_set_commitment": "0x" + commitment.hex(),
-        "manifest": json.loads(data),
+        "validation_set_commitment": "0x" + built.commitment.hex(),
+        "manifest": json.loads(built.manifest_bytes),
     }
     if own is not None:
         document |= {
@@ -406,7 +392,7 @@ def manifest_cmd(
             "transform": made.preprocessing.transform,
             "validation_file": str(npz_file),
             "validation_samples": own.n_samples,
-            "validation_private": private_validation,
+            "validation_private": made.validation.cid is None,
         }
 
     def human() -> None:
@@ -419,7 +405,7 @@ def manifest_cmd(
             )
         else:
             m = made.model
-            where = "kept private" if private_validation else f"stored as {made.validation.cid}"
+            where = "kept private" if made.validation.cid is None else f"stored as {made.validation.cid}"
             out.print(
                 f"Model: MLP {m.n_features} features -> {m.hidden} hidden -> {m.n_classes} classes; inputs "
                 f"{made.preprocessing.transform}."
