@@ -46,9 +46,10 @@ sys.path.insert(0, str(ROOT))
 from aggregator.round import RoundSeeds, decide_round  # noqa: E402
 from aggregator.round_inputs import round_config  # noqa: E402
 from pocfl.fl_project import manifest_from_data  # noqa: E402
-from pocfl.manifest import TrainingConfig  # noqa: E402
+from pocfl.manifest import ProjectManifest, TrainingConfig  # noqa: E402
 from pocfl.ml import dirichlet_partition, evaluate, local_train  # noqa: E402
 from pocfl.ml.tabular import apply_preprocessing, scale_warning  # noqa: E402
+from pocfl.rounds.hyperparams import HyperParams  # noqa: E402
 from pocfl.rounds.inputs import initial_hyperparams, load_validation  # noqa: E402
 from pocfl.store import MemoryStore  # noqa: E402
 from pocfl.updates import decode_update  # noqa: E402
@@ -101,34 +102,38 @@ def write_csv(path: Path, x: NDArray[np.float64], y: NDArray[np.int64], header: 
     np.savetxt(path, np.column_stack([x, y]), delimiter=",", fmt="%.10g", header=names if header else "", comments="")
 
 
+Shares = list[tuple[NDArray[np.float32], NDArray[np.int64]]]
+
+
+def local_updates(
+    w: NDArray[np.float32], trainers: Shares, hyper: HyperParams, momentum: float, seed: int, r: int, n_classes: int
+) -> list[NDArray[np.float32]]:
+    """Every trainer's round-``r`` update from ``w`` (the trainer's ``local_train`` on its preprocessed share)."""
+    return [
+        local_train(
+            w,
+            x,
+            y,
+            epochs=hyper.local_epochs,
+            lr=hyper.learning_rate,
+            batch_size=hyper.batch_size,
+            momentum=momentum,
+            seed=seed * 1_000_000 + r * 100 + i,
+            n_classes=n_classes,
+        )
+        for i, (x, y) in enumerate(trainers)
+    ]
+
+
 def fedavg_run(
-    init: NDArray[np.float32],
-    trainers: list[tuple[NDArray[np.float32], NDArray[np.int64]]],
-    t: TrainingConfig,
-    rounds: int,
-    seed: int,
-    n_classes: int,
+    init: NDArray[np.float32], trainers: Shares, manifest: ProjectManifest, rounds: int, seed: int
 ) -> NDArray[np.float32]:
     """The reference without the round decision: the sample-weighted mean of the same local updates (FedAvg)."""
     counts = np.array([y.shape[0] for _, y in trainers], dtype=np.float64)
+    hyper, momentum, n_classes = initial_hyperparams(manifest), manifest.training.momentum, manifest.model.n_classes
     w = init.copy()
     for r in range(rounds):
-        updates = np.stack(
-            [
-                local_train(
-                    w,
-                    x,
-                    y,
-                    epochs=t.local_epochs,
-                    lr=t.learning_rate,
-                    batch_size=t.batch_size,
-                    momentum=t.momentum,
-                    seed=seed * 1_000_000 + r * 100 + i,
-                    n_classes=n_classes,
-                )
-                for i, (x, y) in enumerate(trainers)
-            ]
-        )
+        updates = np.stack(local_updates(w, trainers, hyper, momentum, seed, r, n_classes))
         w = (w + (counts / counts.sum()) @ updates).astype(np.float32)
     return w
 
@@ -151,7 +156,7 @@ def run_task(
     manifest = made.manifest
     x_val, y_val = load_validation(manifest, store, commitment=made.commitment)
 
-    trainers: list[tuple[NDArray[np.float32], NDArray[np.int64]]] = []
+    trainers: Shares = []
     warned = 0
     for i, part in enumerate(parts):
         share = pool[part]
@@ -172,20 +177,7 @@ def run_task(
     w = init.copy()
     excluded = 0  # trainer-rounds the decision gave no aggregation weight (outliers, screened)
     for r in range(rounds):
-        updates = [
-            local_train(
-                w,
-                x,
-                y,
-                epochs=hyper.local_epochs,
-                lr=hyper.learning_rate,
-                batch_size=hyper.batch_size,
-                momentum=momentum,
-                seed=seed * 1_000_000 + r * 100 + i,
-                n_classes=n_classes,
-            )
-            for i, (x, y) in enumerate(trainers)
-        ]
+        updates = local_updates(w, trainers, hyper, momentum, seed, r, n_classes)
         round_seed = hashlib.sha256(f"bench_own_data/{task.name}/{seed}/{r}".encode()).digest()
         decision = decide_round(
             w,
@@ -201,9 +193,7 @@ def run_task(
         history.append(decision.accuracy)
         hyper = decision.next_hyperparams
     federated = evaluate(w, x_test, y_test, n_classes=n_classes)[0]
-    fedavg = evaluate(
-        fedavg_run(init, trainers, manifest.training, rounds, seed, n_classes), x_test, y_test, n_classes=n_classes
-    )[0]
+    fedavg = evaluate(fedavg_run(init, trainers, manifest, rounds, seed), x_test, y_test, n_classes=n_classes)[0]
 
     x_all = np.concatenate([x for x, _ in trainers])
     y_all = np.concatenate([y for _, y in trainers])
