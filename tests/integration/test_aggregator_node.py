@@ -28,6 +28,7 @@ from pocfl.store import EmbeddedStore, compute_cid
 from pocfl.updates import (
     EncryptionKeyPair,
     ModelSpec,
+    decode_update,
     encode_update,
     encrypt_update,
     update_commitment,
@@ -190,6 +191,60 @@ def test_two_rounds_with_real_updates_and_the_follow_loop(env: Env, tmp_path: Pa
     assert second.config["accuracy_history"] == [report.accuracy]
     assert second.config["prior_update_rounds"] == [0]
     assert env.market.project(s.project_id).status.name == "FINISHED"
+
+
+def test_a_private_standardised_validation_set_scores_the_round(env: Env, tmp_path: Path) -> None:
+    """Issue 14: an own-data project (wine, private validation set, standardize) is scored on the owner's file
+    after the manifest's transform; without the file the node cannot score it."""
+    from sklearn.datasets import load_wine
+
+    from pocfl.fl_project import manifest_from_data
+    from pocfl.ml.tabular import apply_preprocessing
+    from pocfl.ml.training import evaluate
+    from pocfl.rounds.inputs import ValidationSetError
+
+    wine = load_wine()
+    x, y = np.asarray(wine.data), np.asarray(wine.target, dtype=np.int64)
+    own = tmp_path / "validation.csv"
+    np.savetxt(own, np.column_stack([x[::4], y[::4]]), delimiter=",", fmt="%.10g")
+    store = EmbeddedStore(tmp_path / "store")
+    key = EncryptionKeyPair.generate()
+    training = TrainingConfig(learning_rate=0.1, local_epochs=3, batch_size=8)
+    made = manifest_from_data(
+        "wine",
+        own,
+        store=store,
+        hidden=HIDDEN,
+        training=training,
+        private=True,
+        aggregator_public_key=key.public_key_hex,
+    )
+    npz = tmp_path / "validation.npz"
+    npz.write_bytes(made.validation_npz)
+    owner = Market(env.client(env.owner), store)
+    params = replace(standard_params(env, num_rounds=1, max_trainers=12), validation_set_commitment=made.commitment)
+    project_id, _ = owner.create_project(params, BUDGET, initial_model=made.manifest.to_json())
+    for t in env.trainers[:3]:
+        env.client(t).register(project_id)
+    warp_to(env.chain, params.start_time)
+    pre = made.manifest.preprocessing
+    rest = np.setdiff1d(np.arange(y.shape[0]), np.arange(0, y.shape[0], 4))
+    data = (apply_preprocessing(pre, x[rest]), y[rest])
+    s = Setup(env, store, project_id, made.manifest, made.manifest.model.spec(), key, data, tmp_path / "node")
+    for i in range(3):
+        xs, ys = data[0][i::3], data[1][i::3]
+        _, start = global_model(s.market(env.trainers[i]), s.manifest, project_id, 0)
+        delta = local_train(start, xs, ys, epochs=3, lr=0.1, batch_size=8, seed=i, n_classes=3)
+        s.submit(i, 0, encode_update(s.spec.unflatten(delta), s.spec, kind="delta"))
+    s.close()
+    with pytest.raises(ValidationSetError, match="it is private"):
+        s.node().validation()
+    outcome = s.node(validation_file=npz).run_round(0)
+    report = check_posted(s, outcome)
+    model = decode_update(store.get_bytes(report.model_out), s.spec, kind="weights").vector()
+    x_val = apply_preprocessing(pre, x[::4])
+    assert report.accuracy == pytest.approx(evaluate(model, x_val, y[::4], n_classes=3)[0])
+    assert report.accuracy > 0.8 and report.accuracy > report.accuracy_before
 
 
 def nan_update(spec: ModelSpec) -> bytes:
