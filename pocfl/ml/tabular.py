@@ -17,8 +17,10 @@ Scale warning (:func:`scale_warning`): a trainer whose data is on another scale 
 that fits neither. With ``standardize`` it is warned when the median over features of
 ``|mean_j(trainer) - mean_j(owner)| / std_j(owner)`` exceeds :data:`SCALE_Z_LIMIT` (3): the typical feature is
 more than three owner standard deviations off. With ``none`` there are no owner statistics; it is warned when
-the median per-feature std of its data exceeds :data:`RAW_SCALE_LIMIT` (100), data an MLP with the default
-learning rate trains poorly on unscaled.
+the largest per-feature std of its data exceeds :data:`RAW_SCALE_LIMIT` (100): one such feature dominates the
+gradients, and SGD at the usual learning rates then stalls at the majority class (measured: raw wine, whose
+proline column has std 314, stays at its 40 % majority class after 40 epochs at lr 0.1; standardised, it fits
+all 178 samples).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ SCALE_Z_LIMIT = 3.0
 """Median |z| of a trainer's feature means (in owner standard deviations) above which it is warned."""
 
 RAW_SCALE_LIMIT = 100.0
-"""Median per-feature std above which unscaled (``none``) data is warned about."""
+"""Largest per-feature std above which unscaled (``none``) data is warned about."""
 
 
 class TableError(DatasetError):
@@ -225,10 +227,10 @@ def scale_warning(pre: Preprocessing, x: NDArray[np.floating]) -> str | None:
                 f"(limit {SCALE_Z_LIMIT:g}): give raw features in the owner's units, not rescaled ones"
             )
         return None
-    spread = float(np.median(arr.std(axis=0)))
+    spread = float(arr.std(axis=0).max())
     if spread > RAW_SCALE_LIMIT:
         return (
-            f"your data is unscaled (median feature std {spread:.3g} > {RAW_SCALE_LIMIT:g}) and the project publishes "
+            f"your data is unscaled (a feature's std is {spread:.3g} > {RAW_SCALE_LIMIT:g}) and the project publishes "
             "no standardisation: training may stall at the majority class"
         )
     return None

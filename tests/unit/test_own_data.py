@@ -139,6 +139,8 @@ def test_scale_warning_rule() -> None:
     assert scale_warning(pre, x + 4.0 * np.asarray(pre.std)) is not None
     raw = Preprocessing()
     assert scale_warning(raw, rescaled) is None
+    raw_wine = scale_warning(raw, x)  # proline's std is 314: the raw data the issue saw stall at 40 %
+    assert raw_wine is not None and "std is 314" in raw_wine
     unscaled = scale_warning(raw, rescaled * 10 * RAW_SCALE_LIMIT)
     assert unscaled is not None and "publishes no standardisation" in unscaled
 
