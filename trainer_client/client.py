@@ -213,7 +213,7 @@ class TrainerClient:
         """Apply the manifest's input transform to the local features, warning when their scale is off."""
         warning = scale_warning(manifest.preprocessing, self.X)
         if warning is not None:
-            self.reporter.warning(f"warning: {warning}")
+            self.reporter.warning(f"WARNING: {warning}")
         if manifest.preprocessing.transform != "none":
             self.local.X = apply_preprocessing(manifest.preprocessing, self.X)
         self.local.momentum = manifest.training.momentum
