@@ -203,6 +203,9 @@ class ProjectManifest:
             manifest.model.spec()  # shapes must make sense
         except UpdateFormatError as exc:
             raise ManifestError(f"the project manifest's model is invalid: {exc}") from exc
+        momentum = manifest.training.momentum
+        if not isinstance(momentum, float | int) or isinstance(momentum, bool) or not 0 <= momentum < 1:
+            raise ManifestError(f"training.momentum must be a number in [0, 1), got {clip(repr(momentum), 40)}")
         manifest.preprocessing.check(manifest.model.n_features)
         return manifest
 

@@ -207,3 +207,12 @@ def test_bad_preprocessing_in_a_manifest_is_a_named_error(wine_csv: Path) -> Non
         ProjectManifest.from_json(short.encode())
     with pytest.raises(ManifestError, match="preprocessing"):
         ProjectManifest.from_json(good.replace('"std":[', '"std":"x","was":[').encode())
+
+
+@pytest.mark.parametrize("momentum", ["1.0", "-0.1", '"x"', "true"])
+def test_momentum_out_of_range_is_a_named_error(momentum: str) -> None:
+    _, data = make_manifest("digits", seed=0, hidden=8, store=MemoryStore(), training=TrainingConfig(momentum=0.5))
+    text = data.decode()
+    assert '"momentum":0.5' in text
+    with pytest.raises(ManifestError, match=r"training\.momentum must be a number in"):
+        ProjectManifest.from_json(text.replace('"momentum":0.5', f'"momentum":{momentum}').encode())
