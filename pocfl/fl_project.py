@@ -217,8 +217,8 @@ def manifest_from_data(
     name
         The project's name.
     validation
-        The owner's validation set: a ``.csv`` (numeric, label last unless ``label_column``, header optional), a
-        ``.npz`` (``X``, ``y``) or an image folder (:func:`pocfl.ml.tabular.load_table`).
+        The owner's validation set: a ``.csv`` (numeric, label ``label`` or last unless ``label_column``, header
+        optional), a ``.npz`` (``X``, ``y``) or an image folder (:func:`pocfl.ml.tabular.load_table`).
     store
         Where the initial weights (and, unless ``private``, the validation set) are stored and pinned.
     seed, hidden, training, aggregator_public_key, aggregation, proof

@@ -277,12 +277,13 @@ ValidationDataOpt = Annotated[
         "--validation",
         metavar="FILE.csv|FILE.npz|DIR",
         help="Your own validation set: features and classes are inferred from it and the manifest stores it (or "
-        "only its commitment, with --private-validation). CSV: numeric columns, label last (or --label-column), "
-        "header optional.",
+        "only its commitment, with --private-validation). CSV: numeric columns, label in the "
+        "column named label or the last one (or --label-column), header optional.",
     ),
 ]
 LabelColumnOpt = Annotated[
-    str | None, option(metavar="NAME|INDEX", help="With --validation FILE.csv: the label column (default: last).")
+    str | None,
+    option(metavar="NAME|INDEX", help="With --validation FILE.csv: the label column (default: label, else the last)."),
 ]
 TransformOpt = Annotated[
     str,

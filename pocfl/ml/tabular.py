@@ -2,9 +2,10 @@
 
 Files :func:`load_table` reads:
 
-- ``PATH.csv``: comma separated, one sample per row, every column numeric; the label is the last column unless
-  ``label_column`` names another (a header name, or a zero-based position). The header row is optional: a first
-  row with any non-numeric field is a header. Labels are integers ``0..k-1``.
+- ``PATH.csv``: comma separated, one sample per row, every column numeric; the label is the column named
+  ``label`` when the header has one, else the last column, unless ``label_column`` names another (a header name,
+  or a zero-based position). The header row is optional: a first row with any non-numeric field is a header.
+  Labels are integers ``0..k-1``.
 - ``PATH.npz``: arrays ``X`` (one row per sample) and ``y`` (integer labels), e.g. ``numpy.savez(p, X=X, y=y)``;
 - a folder: images as ``root/<class>/<image>`` (:func:`pocfl.ml.data.load_image_folder`).
 
@@ -39,6 +40,9 @@ Labels = NDArray[np.int64]
 
 SCALE_Z_LIMIT = 3.0
 """Median |z| of a trainer's feature means (in owner standard deviations) above which it is warned."""
+
+LABEL_NAME = "label"
+"""The label column's default header name (as for trainers' CSVs, :mod:`trainer_client.data`)."""
 
 RAW_SCALE_LIMIT = 100.0
 """Largest per-feature std above which unscaled (``none``) data is warned about."""
@@ -75,7 +79,7 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 def _label_index(path: Path, label_column: str | int | None, header: list[str] | None, width: int) -> int:
     if label_column is None:
-        return width - 1
+        return header.index(LABEL_NAME) if header is not None and LABEL_NAME in header else width - 1
     if isinstance(label_column, str) and label_column.strip().lstrip("-").isdigit():
         label_column = int(label_column)
     if isinstance(label_column, int):
@@ -90,7 +94,7 @@ def _label_index(path: Path, label_column: str | int | None, header: list[str] |
 
 
 def load_csv_table(path: str | Path, label_column: str | int | None = None) -> tuple[FloatMatrix, Labels]:
-    """Load a numeric CSV (see the module docstring): header optional, label last unless ``label_column``.
+    """Load a numeric CSV (see the module docstring): header optional, label ``label`` or last by default.
 
     Raises
     ------

@@ -216,3 +216,11 @@ def test_momentum_out_of_range_is_a_named_error(momentum: str) -> None:
     assert '"momentum":0.5' in text
     with pytest.raises(ManifestError, match=r"training\.momentum must be a number in"):
         ProjectManifest.from_json(text.replace('"momentum":0.5', f'"momentum":{momentum}').encode())
+
+
+def test_a_header_column_named_label_is_the_default_label(tmp_path: Path) -> None:
+    path = tmp_path / "named.csv"
+    path.write_text("label,a,b\n1,0.5,2\n0,1.5,3\n")
+    x, y = load_table(path)
+    assert y.tolist() == [1, 0] and x.tolist() == [[0.5, 2.0], [1.5, 3.0]]
+    assert np.array_equal(load_private_data(path)[1], y)  # the trainer's rule is the same
