@@ -10,7 +10,8 @@ Because the CID is in the project's parameters, nobody can change any of this af
 Format versions: every manifest is ``pocfl-project/1``. Fields added later (``training.momentum``,
 ``validation.commitment``, ``preprocessing``) are optional and left out of the JSON when they hold their
 defaults, so a manifest written before them keeps its bytes and its CID, and reads as before (no momentum, no
-preprocessing).
+preprocessing). A reader older than these fields refuses a manifest that sets them with a named
+:class:`ManifestError` (an unknown field), never by training on untransformed data.
 
 ``round 0`` trains from ``model.initial_weights_cid``; later rounds from the ``modelCid`` the contract holds.
 """
