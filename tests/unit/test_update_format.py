@@ -417,6 +417,11 @@ def test_wrong_fingerprint_is_architecture_mismatch() -> None:
         decode_update(data, small_spec())
     assert info.value.expected == small_spec().fingerprint and info.value.got == other.fingerprint
     assert other.fingerprint in str(info.value) and small_spec().fingerprint in str(info.value)
+    # issue 14: the models in words first, the fingerprints as a second detail
+    assert info.value.got_model == "a 2-3 MLP" and info.value.expected_model == small_spec().describe()
+    assert str(info.value).startswith(
+        f"update is for model architecture a 2-3 MLP, the project's model is {small_spec().describe()}"
+    )
 
 
 def test_missing_and_extra_tensors() -> None:
