@@ -75,7 +75,10 @@ class TqdmReporter(TrainerReporter):
 
 
 def describe_outcome(outcome: RoundOutcome) -> str:
-    """One readable line: ``round 2 posted: score 12, not an outlier, +0.25 ETH (project total 0.5 ETH)``."""
+    """One readable line: ``round 2 posted: score 12, not an outlier, +0.25 ETH (project total 0.5 ETH)``.
+
+    A trainer flagged, rejected or paid nothing gets a second line saying why (:attr:`RoundOutcome.why`).
+    """
     head = f"round {outcome.round} {outcome.state}"
     if outcome.state != "posted":
         return head + ("" if outcome.state == "cancelled" else " (no results; the round budget stays in escrow)")
@@ -83,10 +86,11 @@ def describe_outcome(outcome: RoundOutcome) -> str:
         return head + ": this trainer is not in it"
     flag = "OUTLIER" if outcome.outlier else "not an outlier"
     verdict = f" [{outcome.verdict}]" if outcome.verdict not in (None, "scored", "outlier") else ""
-    return (
+    line = (
         f"{head}: score {outcome.score}, {flag}{verdict}, +{_eth(outcome.credited_wei)} ETH "
         f"(project total {_eth(outcome.earned_wei)} ETH, claimable {_eth(outcome.claimable_wei)} ETH)"
     )
+    return line if outcome.why is None else f"{line}\n  why: {outcome.why}"
 
 
 def _eth(wei: int) -> str:

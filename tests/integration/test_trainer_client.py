@@ -33,6 +33,7 @@ from trainer_client import (
     RoundStatus,
     TrainerClient,
     TrainerReporter,
+    describe_outcome,
     load_private_data,
 )
 from trainer_client.local import derive_seed
@@ -375,6 +376,9 @@ def test_round_1_trains_from_the_posted_model_with_the_reported_hyperparams(env:
     assert outcome.claimable_wei == env.market.credits(world.trainers[0].address)
     bad = clients[1].outcome(0)
     assert bad is not None and bad.outlier is True and bad.credited_wei == 0 and bad.verdict == "outlier"
+    # issue 14: the flagged trainer reads why (this hand-made report has no config: thresholds read "?")
+    assert outcome.why is None and bad.why is not None and bad.why.startswith("outlier by the direction rule")
+    assert describe_outcome(bad).splitlines()[1] == f"  why: {bad.why}"
 
     second = clients[0].train_round(1)
     assert second.status is RoundStatus.SUBMITTED
