@@ -51,6 +51,8 @@ class LoopState:
     pending: RoundResult | None = None
     submitted: int = 0
     expected: int | None = None  # the next round this trainer expects to take part in
+    registered: bool = False  # seen registered (once seen, not read again)
+    told_unregistered: bool = False
 
 
 class RoundLoop:
@@ -147,10 +149,27 @@ class RoundLoop:
         loop.pending = None
         return ("done" if loop.rounds is not None and loop.submitted >= loop.rounds else "progress"), ""
 
+    def _check_registered(self, loop: LoopState, start: int) -> None:
+        """Tell an unregistered trainer at once, while it can still register (not at the start, when it cannot).
+
+        It keeps waiting: registering from another terminal before the start is enough. After the start the
+        round's submission refuses it (:class:`~trainer_client.results.NotATrainerError`).
+        """
+        if loop.registered:
+            return
+        loop.registered = self.view.registered()
+        if not loop.registered and not loop.told_unregistered:
+            loop.told_unregistered = True
+            self.reporter.warning(
+                f"WARNING: {self.view.address} is not registered in project {self.project_id}: run "
+                f"`pocfl register {self.project_id}` before its start at {hhmmss(start)} (registration closes then)"
+            )
+
     def _not_open(self, state: ProjectState, now: int, r: int, loop: LoopState) -> str | None:
         """What round ``r`` waits for before this trainer can take part; None when it can now."""
         if now < state.params.start_time:
             start = state.params.start_time
+            self._check_registered(loop, start)
             return f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock" + clock_lag_hint(now)
         if state.trainer_count < state.params.min_trainers:
             return (

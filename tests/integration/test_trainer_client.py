@@ -32,6 +32,7 @@ from trainer_client import (
     RoundNotOpenError,
     RoundStatus,
     TrainerClient,
+    TrainerError,
     TrainerReporter,
     describe_outcome,
     load_private_data,
@@ -295,6 +296,33 @@ def test_updates_are_sealed_to_the_aggregator_key(env: Env, tmp_path: Path) -> N
 
 
 # --- late and not-yet-open rounds -----------------------------------------------------------------------------
+
+
+def test_an_unregistered_trainer_is_told_at_once_while_registration_is_open(env: Env, tmp_path: Path) -> None:
+    """Issue 14: said on the first look, before any wait, with the command to run (not once registration closed)."""
+    world = make_world(env, tmp_path, start=False)
+    warned: list[tuple[str, int]] = []
+    sleeps: list[float] = []
+
+    class Log(TrainerReporter):
+        def warning(self, text: str) -> None:
+            warned.append((text, len(sleeps)))
+
+    outsider = TrainerClient(
+        world.market(env.outsider), world.project_id, *share(0), reporter=Log(), sleep=sleeps.append
+    )
+    with pytest.raises(TrainerError, match="nothing happened"):
+        outsider.run(1, poll=1.0, max_wait=3.0)
+    start = world.state().params.start_time
+    assert len(warned) == 1 and warned[0][1] == 0  # once, before the first wait
+    assert f"is not registered in project {world.project_id}: run `pocfl register {world.project_id}`" in warned[0][0]
+    assert "before its start" in warned[0][0] and world.state().params.start_time == start
+    registered = TrainerClient(
+        world.market(world.trainers[0]), world.project_id, *share(0), reporter=Log(), sleep=sleeps.append
+    )
+    with pytest.raises(TrainerError, match="nothing happened"):
+        registered.run(1, poll=1.0, max_wait=1.0)
+    assert len(warned) == 1  # a registered trainer hears nothing of it
 
 
 def test_rounds_not_open_and_late_rounds(env: Env, tmp_path: Path) -> None:
