@@ -40,6 +40,10 @@ class Participant(Protocol):
         """``outcome`` with the trainer's own check of it."""
         ...
 
+    def history(self, state: ProjectState) -> list[RoundSummary]:
+        """The rounds this trainer submitted, from the chain, each with how it ended."""
+        ...
+
 
 @dataclass
 class LoopState:
@@ -113,7 +117,11 @@ class RoundLoop:
         if loop.pending is not None:
             return self._settle(loop, loop.pending, state)
         if state.status != ProjectStatus.ACTIVE:
-            self.reporter.waiting(f"project {self.project_id} is {state.status.name.lower()}")
+            ended = f"project {self.project_id} is {state.status.name.lower()}"
+            if not loop.summaries and not loop.handled:  # it ended before this run looked: show what it did
+                loop.summaries = trainer.history(state)
+                ended += f"; this trainer submitted {len(loop.summaries)} round(s) in it"
+            self.reporter.waiting(ended)
             return "done", ""
         now, r = trainer.now(), state.current_round
         if loop.expected is None:

@@ -31,6 +31,7 @@ from trainer_client import (
     NotATrainerError,
     RoundNotOpenError,
     RoundStatus,
+    RoundSummary,
     TrainerClient,
     TrainerError,
     TrainerReporter,
@@ -444,7 +445,16 @@ def test_run_follows_the_project_to_its_end(env: Env, tmp_path: Path) -> None:
     assert summaries[2].outcome is not None and summaries[2].outcome.earned_wei == BUDGET // 3 // 2 + BUDGET // 3
     assert world.state().status.name == "FINISHED"
     assert any("waiting for the aggregator" in text for text in seen)
-    assert client.run() == []  # a finished project: nothing to do
+    # issue 14 (changed on purpose: was an empty list): a finished project shows this trainer's history
+    again = client.run()
+    assert [(s.result.round, s.result.status) for s in again] == [(r, RoundStatus.ALREADY_SUBMITTED) for r in (0, 1, 2)]
+    assert [s.result.cid for s in again] == [s.result.cid for s in summaries]
+
+    def settled(runs: list[RoundSummary]) -> list[tuple[Any, ...]]:  # earned_wei is the total when it was read
+        return [(o.state, o.score, o.outlier, o.credited_wei, o.verdict) for o in (s.outcome for s in runs) if o]
+
+    assert len([s for s in again if s.outcome]) == 3 and settled(again) == settled(summaries)
+    assert seen[-1] == f"project {world.project_id} is finished; this trainer submitted 3 round(s) in it"
 
 
 # --- Flower ---------------------------------------------------------------------------------------------------
