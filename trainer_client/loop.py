@@ -56,6 +56,7 @@ class LoopState:
     submitted: int = 0
     expected: int | None = None  # the next round this trainer expects to take part in
     registered: bool = False  # seen registered (once seen, not read again)
+    countdown: tuple[str, int, int] | None = None  # a wait for a known time: (its stable line, the time, now)
     told_unregistered: bool = False
 
 
@@ -103,7 +104,13 @@ class RoundLoop:
                 status.clear()
                 waited = 0.0
                 continue
-            status(text, text)
+            # one line per state awaited, whatever its numbers (the clock-lag hint's grows each poll); the time
+            # left ticks on a terminal only (TrainerReporter.ticking), in place
+            countdown = loop.countdown
+            status(text if countdown is None else countdown[0], text)
+            if countdown is not None:
+                line, target, now = countdown
+                self.reporter.ticking(f"{line} (in {max(target - now, 0)} s)")
             if max_wait is not None and waited >= max_wait:
                 raise TrainerError(f"nothing happened in project {self.project_id} for {waited:.0f} s; giving up")
             self.view.sleep(poll)
@@ -112,6 +119,7 @@ class RoundLoop:
     def step(self, loop: LoopState) -> tuple[str, str]:
         """One look at the project: ``("done", "")``, ``("progress", "")`` or ``("wait", what is awaited)``."""
         trainer = self.trainer
+        loop.countdown = None
         trainer.manifest()  # fail early on a bad manifest or data that does not fit the model
         state = trainer.project()
         if loop.pending is not None:
@@ -178,7 +186,9 @@ class RoundLoop:
         if now < state.params.start_time:
             start = state.params.start_time
             self._check_registered(loop, start)
-            return f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock" + clock_lag_hint(now)
+            line = f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock"
+            loop.countdown = (line, start, now)
+            return line + clock_lag_hint(now)
         if state.trainer_count < state.params.min_trainers:
             return (
                 f"project {self.project_id}: {state.trainer_count} of {state.params.min_trainers} trainers "

@@ -13,6 +13,12 @@ class TrainerReporter:
     def waiting(self, text: str) -> None:
         """The client is waiting (for the start, the next round, a retry, the aggregator)."""
 
+    def ticking(self, text: str) -> None:
+        """The same wait as the last :meth:`waiting` line, with its time left (every poll).
+
+        For a terminal that rewrites one line in place; a log ignores it, as the default does.
+        """
+
     def warning(self, text: str) -> None:
         """Something the trainer must not miss (a round the project moved past without it)."""
         self.waiting(text)

@@ -52,6 +52,10 @@ def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None
             else:
                 out.note(text)
 
+        def ticking(self, text: str) -> None:
+            if progress is not None and rounds_task is not None:  # a terminal: the countdown in place
+                progress.update(rounds_task, description=escape(text))
+
         def warning(self, text: str) -> None:
             self.last = ""
             out.warn(text.removeprefix("WARNING: "))

@@ -4,6 +4,7 @@ skipped when late, attacked on purpose, driven by Flower messages and by `pocfl 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import threading
 import time
@@ -324,6 +325,31 @@ def test_an_unregistered_trainer_is_told_at_once_while_registration_is_open(env:
     with pytest.raises(TrainerError, match="nothing happened"):
         registered.run(1, poll=1.0, max_wait=1.0)
     assert len(warned) == 1  # a registered trainer hears nothing of it
+
+
+def test_the_wait_for_the_start_is_one_line_and_a_countdown(env: Env, tmp_path: Path) -> None:
+    """Issue 14: one waiting line however many polls (the clock-lag hint's number changes each one); the time
+    left goes to :meth:`TrainerReporter.ticking`, which a terminal rewrites in place."""
+    world = make_world(env, tmp_path, start=False)
+    lines: list[str] = []
+    ticks: list[str] = []
+
+    class Log(TrainerReporter):
+        def waiting(self, text: str) -> None:
+            lines.append(text)
+
+        def ticking(self, text: str) -> None:
+            ticks.append(text)
+
+    start = world.state().params.start_time
+    client = world.client(0, reporter=Log(), sleep=lambda _: warp_to(env.chain, env.chain.now() + 10))
+    with pytest.raises(TrainerError, match="nothing happened"):
+        client.run(1, poll=1.0, max_wait=3.0)
+    starting = [t for t in lines if "starts at" in t]
+    assert len(starting) == 1 and starting[0].startswith(f"project {world.project_id} starts at ")
+    assert len(ticks) == 4 and all(t.startswith(starting[0][:40]) for t in ticks)
+    left = [int(t.rsplit("(in ", 1)[1].removesuffix(" s)")) for t in ticks]
+    assert 0 < left[0] < start and [a - b for a, b in itertools.pairwise(left)] == [10] * 3
 
 
 def test_rounds_not_open_and_late_rounds(env: Env, tmp_path: Path) -> None:
