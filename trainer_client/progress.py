@@ -26,8 +26,8 @@ class TrainerReporter:
     def training(self, round_: int, epochs: int) -> None:
         """Local training of ``round_`` starts, ``epochs`` epochs."""
 
-    def epoch(self, round_: int, epoch: int, epochs: int) -> None:
-        """Epoch ``epoch`` (1-based) of ``epochs`` finished."""
+    def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+        """Epoch ``epoch`` (1-based) of ``epochs`` finished; the model's loss and accuracy on the local data."""
 
     def trained(self, result: RoundResult) -> None:
         """The round was submitted, found already submitted, or skipped."""
@@ -57,9 +57,10 @@ class TqdmReporter(TrainerReporter):
 
         self._bar = tqdm(total=epochs, desc=f"round {round_}", unit="epoch", leave=False)
 
-    def epoch(self, round_: int, epoch: int, epochs: int) -> None:
-        """Advance the epoch bar."""
+    def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+        """Advance the epoch bar, showing the epoch's loss and accuracy."""
         if self._bar is not None:
+            self._bar.set_postfix_str(epoch_metrics(loss, accuracy), refresh=False)
             self._bar.update(1)
             if epoch == epochs:
                 self._bar.close()
@@ -78,6 +79,11 @@ class TqdmReporter(TrainerReporter):
         tqdm.write(describe_outcome(outcome))
         if outcome.complaint is not None:
             tqdm.write(f"WARNING: {outcome.complaint}")
+
+
+def epoch_metrics(loss: float, accuracy: float) -> str:
+    """``loss 0.4123, accuracy 88.2%``: an epoch's figures on the local data."""
+    return f"loss {loss:.4f}, accuracy {accuracy:.1%}"
 
 
 def describe_outcome(outcome: RoundOutcome) -> str:

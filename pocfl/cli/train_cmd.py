@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None) -> TrainerReporter:
     """A reporter that drives the progress bars (on a terminal) or writes one note per event (elsewhere)."""
     from trainer_client.client import RoundStatus, TrainerReporter, describe_outcome
+    from trainer_client.progress import epoch_metrics
 
     class RichReporter(TrainerReporter):
         def __init__(self) -> None:
@@ -71,10 +72,14 @@ def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None
                 progress.remove_task(self.epochs)
             self.epochs = progress.add_task(f"round {round_} local epochs", total=epochs)
 
-        def epoch(self, round_: int, epoch: int, epochs: int) -> None:
-            if progress is not None and self.epochs is not None:
-                progress.update(self.epochs, completed=epoch)
+        def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+            figures = epoch_metrics(loss, accuracy)
+            if progress is None:
+                out.note(f"round {round_}: epoch {epoch}/{epochs}: {figures}")
+            elif self.epochs is not None:
+                progress.update(self.epochs, completed=epoch, description=f"round {round_} local epochs ({figures})")
                 if epoch == epochs:
+                    self._line(f"round {round_}: trained {epochs} local epoch(s): {figures}")
                     progress.remove_task(self.epochs)
                     self.epochs = None
 

@@ -40,6 +40,7 @@ from trainer_client import (
     load_private_data,
 )
 from trainer_client.local import derive_seed
+from trainer_client.progress import epoch_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +219,23 @@ def test_three_trainers_submit_round_0_once(env: Env, tmp_path: Path) -> None:
     journal = json.loads(clients[1].journal.path.read_text())  # type: ignore[union-attr]
     entry = journal["deployments"][f"{env.chain.chain_id}:{env.market.address}"]["0"]
     assert entry["status"] == "submitted" and entry["cid"] == results[1].cid
+
+
+def test_local_training_reports_each_epochs_loss_and_accuracy(env: Env, tmp_path: Path) -> None:
+    """Issue 14: the progress output shows per-epoch figures on the local data (the last ones are the result's)."""
+    world = make_world(env, tmp_path, n_trainers=2)
+    figures: list[tuple[int, int, float, float]] = []
+
+    class Log(TrainerReporter):
+        def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+            figures.append((epoch, epochs, loss, accuracy))
+
+    result = world.client(0, reporter=Log()).train_round(0)
+    n = TRAINING.local_epochs
+    assert [(e, total) for e, total, _, _ in figures] == [(i, n) for i in range(1, n + 1)]
+    assert figures[-1][2:] == (result.local_loss, result.local_accuracy)
+    assert all(0 <= acc <= 1 and loss > 0 for _, _, loss, acc in figures)
+    assert epoch_metrics(0.41234, 0.8823) == "loss 0.4123, accuracy 88.2%"
 
 
 def test_journal_alone_prevents_a_second_submission(env: Env, tmp_path: Path) -> None:
