@@ -216,6 +216,9 @@ def train(
 
     def human() -> None:
         s.out.table(_summary_table(summaries))
+        for summary in summaries:  # the reasons under the table too: a rerun after the end printed no round lines
+            if summary.outcome is not None and summary.outcome.why is not None:
+                s.out.print(f"round {summary.result.round}: {escape(summary.outcome.why)}")
         s.out.print(
             f"Project {project_id} is {result.project_status}. Earned {eth(result.earned)} ETH here; "
             f"{eth(result.claimable)} ETH claimable in all (withdraw with `pocfl claim`)."

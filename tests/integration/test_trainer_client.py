@@ -623,6 +623,8 @@ def test_pocfl_train_command(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
     document = json.loads(result.stdout)
     (summary,) = document["rounds"]
     assert summary["result"]["status"] == "submitted" and summary["outcome"]["score"] == 7
+    assert summary["outcome"]["why"] is None  # scored above 0: nothing to explain
+    assert "round 0: epoch 1/1: loss " in result.stderr  # issue 14: per-epoch figures, one note each off a terminal
     assert document["earned_wei"] == BUDGET // 3 and document["claimable_wei"] >= BUDGET // 3
     assert (tmp_path / "home" / f"trainer-{world.trainers[0].address.lower()}-{world.project_id}.json").exists()
 
