@@ -109,8 +109,8 @@ class RoundLoop:
             countdown = loop.countdown
             status(text if countdown is None else countdown[0], text)
             if countdown is not None:
-                line, target, now = countdown
-                self.reporter.ticking(f"{line} (in {max(target - now, 0)} s)")
+                key, target, now = countdown
+                self.reporter.ticking(f"{key.removesuffix(' (lagging)')} (in {max(target - now, 0)} s)")
             if max_wait is not None and waited >= max_wait:
                 raise TrainerError(f"nothing happened in project {self.project_id} for {waited:.0f} s; giving up")
             self.view.sleep(poll)
@@ -187,8 +187,9 @@ class RoundLoop:
             start = state.params.start_time
             self._check_registered(loop, start)
             line = f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock"
-            loop.countdown = (line, start, now)
-            return line + clock_lag_hint(now)
+            hint = clock_lag_hint(now)
+            loop.countdown = (line + (" (lagging)" if hint else ""), start, now)  # a new line when the hint appears
+            return line + hint
         if state.trainer_count < state.params.min_trainers:
             return (
                 f"project {self.project_id}: {state.trainer_count} of {state.params.min_trainers} trainers "
