@@ -11,7 +11,7 @@ aggregator rejected can fix it from the message alone.
         ├── UpdateTooLargeError         over the size limit (checked before any parsing)
         ├── CorruptUpdateError          not a valid pocfl safetensors file (truncated, bad header, ...)
         ├── UpdateKindError             a delta where weights were expected, or the other way round
-        ├── ArchitectureMismatchError   made for another model (fingerprint differs)
+        ├── ArchitectureMismatchError   made for another model (fingerprint differs; both named in words)
         ├── TensorShapeError            tensor set or a tensor's shape differs from the model spec
         ├── TensorDTypeError            a tensor's dtype differs from the model spec
         ├── NonFiniteUpdateError        NaN or infinity in a tensor
@@ -53,7 +53,7 @@ def describe_model(shapes: Sequence[tuple[int, ...]]) -> str:
         widths = [matrices[0][1], *(m[0] for m in matrices)]
         return f"a {'-'.join(str(w) for w in widths)} MLP"
     total = sum(math.prod(s) for s in shapes)
-    return f"a model of {len(shapes)} tensors, {total} parameters"
+    return f"a model of {len(shapes)} tensor{'s' * (len(shapes) != 1)}, {total} parameters"
 
 
 class UpdateArgumentError(UpdateFormatError, ValueError):
