@@ -9,7 +9,7 @@ from pocfl.chain.types import ProjectState, ProjectStatus
 from pocfl.manifest import ProjectManifest
 from pocfl.waiting import Backoff, clock_lag_hint, hhmmss, is_transient, outage_line
 from trainer_client.progress import TrainerReporter
-from trainer_client.results import RoundOutcome, RoundResult, RoundSummary, TrainerError
+from trainer_client.results import NotATrainerError, RoundOutcome, RoundResult, RoundSummary, TrainerError
 from trainer_client.view import ProjectView
 
 
@@ -190,6 +190,13 @@ class RoundLoop:
             hint = clock_lag_hint(now)
             loop.countdown = (line + (" (lagging)" if hint else ""), start, now)  # a new line when the hint appears
             return line + hint
+        if not loop.registered:  # registration closed at the start: waiting cannot help an unregistered account
+            loop.registered = self.view.registered()
+            if not loop.registered:
+                raise NotATrainerError(
+                    f"{self.view.address} is not registered in project {self.project_id}, and registration closed "
+                    f"at its start ({hhmmss(state.params.start_time)}): this account cannot take part in it"
+                )
         if state.trainer_count < state.params.min_trainers:
             return (
                 f"project {self.project_id}: {state.trainer_count} of {state.params.min_trainers} trainers "

@@ -343,6 +343,11 @@ def test_an_unregistered_trainer_is_told_at_once_while_registration_is_open(env:
     with pytest.raises(TrainerError, match="nothing happened"):
         registered.run(1, poll=1.0, max_wait=1.0)
     assert len(warned) == 1  # a registered trainer hears nothing of it
+    warp_to(env.chain, start)  # registration closed: an unregistered trainer stops at once, not after a wait
+    sleeps.clear()
+    with pytest.raises(NotATrainerError, match="registration closed at its start"):
+        outsider.run(1, poll=1.0, max_wait=3.0)
+    assert sleeps == []
 
 
 def test_the_wait_for_the_start_is_one_line_and_a_countdown(env: Env, tmp_path: Path) -> None:
