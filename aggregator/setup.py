@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from aggregator.node import AggregatorNode
     from aggregator.node_context import Progress
     from pocfl.updates import EncryptionKeyPair
-    from zk.prover import RoundCircuitSetup
+    from zk.prover import CircuitShape, RoundCircuitSetup
 
 
 def connect_aggregator(connect: Callable[[], Market], project: int, *, say: Callable[[str], None]) -> Market:
@@ -43,7 +44,7 @@ def connect_aggregator(connect: Callable[[], Market], project: int, *, say: Call
     return market
 
 
-def _circuit(market: Market, project: int, cache: Path | None, note: Callable[[str], None]) -> RoundCircuitSetup | None:
+def _circuit_shape(market: Market, project: int) -> CircuitShape | None:
     from pocfl.rounds.inputs import load_manifest
 
     state = market.client.project(project)
@@ -52,23 +53,33 @@ def _circuit(market: Market, project: int, cache: Path | None, note: Callable[[s
     manifest = load_manifest(market, state)
     if manifest.proof is None:
         return None  # the node refuses such a project with a clear error
-    from zk.cache import default_cache_dir
-    from zk.prover import CircuitShape, RoundCircuitSetup
+    from zk.prover import CircuitShape
 
     proof = manifest.proof
-    shape = CircuitShape(proof.slots, proof.sketch_dim, proof.scale)
-    return RoundCircuitSetup.build(shape, cache or default_cache_dir(), progress=note, cached_only=True)
+    return CircuitShape(proof.slots, proof.sketch_dim, proof.scale)
+
+
+Loading = Callable[[str], AbstractContextManager[Callable[[str], None]]]
+"""Wraps a slow step with its description; yields the callable that hears its progress (a CLI spinner)."""
 
 
 def load_circuit(
-    market: Market, project: int, cache: Path | None, *, note: Callable[[str], None], say: Callable[[str], None]
+    market: Market, project: int, cache: Path | None, *, loading: Loading, say: Callable[[str], None]
 ) -> RoundCircuitSetup | None:
     """The circuit setup of a proven project, from ``cache`` (None for a project without a verifier).
 
     Only a setup already in the cache is loaded (what ``pocfl deploy --with-verifier`` built: the same keys as the
-    deployed verifier). ``note`` hears the loading's progress, ``say`` the outages waited out.
+    deployed verifier). ``loading`` wraps the loading, and only that: an unproven project loads nothing, so it
+    says nothing about a circuit. ``say`` hears the outages waited out while reading the manifest.
     """
-    return start_when_up("read the manifest", lambda: _circuit(market, project, cache, note), say=say)
+    shape = start_when_up("read the manifest", lambda: _circuit_shape(market, project), say=say)
+    if shape is None:
+        return None
+    from zk.cache import default_cache_dir
+    from zk.prover import RoundCircuitSetup
+
+    with loading("loading the round circuit") as note:
+        return RoundCircuitSetup.build(shape, cache or default_cache_dir(), progress=note, cached_only=True)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """What an account does and holds on the marketplace: joining and leaving projects, stakes, credits, withdrawals.
 
 The functions behind ``pocfl register``, ``leave``, ``release-stake``, ``claim`` and ``pocfl account``: each sends at
-most one transaction and returns a frozen result (the receipt included) for the caller to render.
+most one transaction (``claim``: one more per stake of an ended project it releases first) and returns a frozen
+result (the receipts included) for the caller to render.
 """
 
 from __future__ import annotations
@@ -56,24 +57,52 @@ def _credited(project_id: int, trainer: str, receipt: Receipt, event: str, field
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """Credits withdrawn from ``account`` to ``to``; no transaction (``receipt`` None) when nothing was owed."""
+    """Credits withdrawn from ``account`` to ``to``; no transaction (``receipt`` None) when nothing was owed.
+
+    ``released`` lists the stakes of ended projects :func:`claim` had credited back first (one transaction each),
+    their amounts included in ``amount_wei``.
+    """
 
     account: str
     to: str
     amount_wei: int
     receipt: Receipt | None
+    released: tuple[StakeMove, ...] = ()
 
 
-def claim(market: MarketplaceClient, to: str | None = None) -> Withdrawal:
-    """Withdraw everything the signing account is owed (rewards and released stakes, all projects).
+def held_stakes(market: MarketplaceClient, from_block: int = 0) -> list[int]:
+    """The ended projects (finished or cancelled) that still hold a stake of the signing account, by id."""
+    from pocfl.chain.types import ProjectStatus
 
-    The balance is read first: with nothing owed no transaction is sent (no gas spent) and the amount is 0.
+    ids = sorted(
+        {int(e.args["projectId"]) for e in market.events("TrainerRegistered", from_block, trainer=market.sender)}
+    )
+    ended = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
+    return [pid for pid in ids if market.project(pid).status in ended and market.trainer(pid, market.sender).stake_held]
+
+
+def claim(market: MarketplaceClient, to: str | None = None, *, from_block: int = 0) -> Withdrawal:
+    """Withdraw everything the signing account is owed (rewards and stakes, all projects).
+
+    The stakes of ended projects are released first (``releaseStake``, one transaction per project: a stake
+    is not a credit until then, and a trainer told to "claim" should not need ``release-stake`` first). Then the
+    balance is read: with nothing owed no transaction is sent (no gas spent) and the amount is 0.
+
+    Parameters
+    ----------
+    market
+        The account's client.
+    to
+        Send the ether here instead of to the account.
+    from_block
+        First block to search for the account's registrations.
     """
     recipient = to or market.sender
+    released = tuple(release_stake(market, pid) for pid in held_stakes(market, from_block))
     if market.credits(market.sender) == 0:
-        return Withdrawal(market.sender, recipient, 0, None)
+        return Withdrawal(market.sender, recipient, 0, None, released)
     amount, receipt = market.claim(to)
-    return Withdrawal(market.sender, recipient, amount, receipt)
+    return Withdrawal(market.sender, recipient, amount, receipt, released)
 
 
 @dataclass(frozen=True)

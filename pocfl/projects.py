@@ -4,8 +4,8 @@
 that every one of them gets the same checks before any transaction is sent:
 
 - the settings themselves (:class:`ProjectRequest`: one initial model, a budget, a start, a trainer range);
-- a training project's manifest against the store and the chain (its initial weights are stored, the validation
-  commitment asked for is the manifest's, :func:`check_proof_config`);
+- a training project's manifest against the store and the chain (its initial weights are stored and are the
+  model the manifest describes, the validation commitment asked for is the manifest's, :func:`check_proof_config`);
 
 then it stores and pins the initial model (or the manifest), creates the project escrowing the budget, and
 allowlists the trainers named.
@@ -21,10 +21,10 @@ from typing import Any
 
 from pocfl.chain.backends import Chain
 from pocfl.chain.types import ZERO_ADDRESS, ZERO_BYTES32, ProjectParams, Receipt, RegistrationMode
-from pocfl.errors import ConfigError
+from pocfl.errors import ConfigError, PocflError
 from pocfl.manifest import ProjectManifest
 from pocfl.market import Market
-from pocfl.store import InvalidCidError, ObjectNotFoundError
+from pocfl.store import InvalidCidError, ObjectNotFoundError, StoreUnavailableError
 
 Step = Callable[[str], AbstractContextManager[Any]]
 """Wraps each transaction with a description of it (a progress spinner in the CLI)."""
@@ -227,6 +227,44 @@ def _require_weights(market: Market, cid: str) -> None:
         raise
 
 
+def check_initial_weights(market: Market, manifest: ProjectManifest) -> None:
+    """The manifest's initial weights must be a ``weights`` file of the model the manifest describes.
+
+    A hand-edited manifest (13 features and 3 classes over the 64/10 initial weights) would otherwise escrow
+    the budget and fail every round with an architecture mismatch; refusing here costs one fetch of the model.
+
+    Raises
+    ------
+    ConfigError
+        The weights are another model (named in words: ``a 64-32-10 MLP``, the manifest's ``13-32-3``), or not
+        a valid weights file.
+    """
+    from pocfl.rounds.inputs import rejection_reason
+    from pocfl.updates import ArchitectureMismatchError, decode_update
+
+    model = manifest.model
+    spec = model.spec()
+    said = f"{model.n_features}-{model.hidden}-{model.n_classes}"
+    cid = model.initial_weights_cid.strip()
+    max_size = spec.nbytes + (1 << 20)
+    try:
+        decode_update(market.fetch(cid, max_size), spec, kind="weights", max_size=max_size)
+    except ArchitectureMismatchError as exc:
+        got = exc.got_model or "another model"
+        raise ConfigError(
+            f"the initial weights are {got.removeprefix('a ')}, the manifest says {said} (features-hidden-classes): "
+            f"write the manifest and its weights together with `pocfl project manifest` "
+            f"(model.initial_weights_cid {cid}; architecture fingerprint {exc.got}, the manifest's {exc.expected})"
+        ) from None
+    except StoreUnavailableError:
+        raise  # an outage, not a bad manifest: retrying may succeed
+    except PocflError as exc:
+        raise ConfigError(
+            f"model.initial_weights_cid {cid} is not a weights file of the manifest's {said} MLP: "
+            f"{rejection_reason(exc)}"
+        ) from None
+
+
 def check_manifest(market: Market, request: ProjectRequest) -> bytes:
     """Check a training project's manifest against the store and the chain; return its validation commitment.
 
@@ -235,13 +273,15 @@ def check_manifest(market: Market, request: ProjectRequest) -> bytes:
     ObjectNotFoundError
         The store lacks the manifest's initial weights.
     ConfigError
-        The request's validation commitment is another one, or the proof configuration does not fit.
+        The initial weights are another model than the manifest's (:func:`check_initial_weights`), the request's
+        validation commitment is another one, or the proof configuration does not fit.
     """
     from pocfl.fl_project import validation_commitment
 
     manifest = request.manifest
     assert manifest is not None
     _require_weights(market, manifest.model.initial_weights_cid)
+    check_initial_weights(market, manifest)
     expected = validation_commitment(manifest, market)
     if request.validation_set_commitment not in (ZERO_BYTES32, expected):
         raise ConfigError(
@@ -314,4 +354,12 @@ def create_project(market: Market, request: ProjectRequest, *, step: Step | None
     )
 
 
-__all__ = ["CreatedProject", "ProjectRequest", "Step", "check_manifest", "check_proof_config", "create_project"]
+__all__ = [
+    "CreatedProject",
+    "ProjectRequest",
+    "Step",
+    "check_initial_weights",
+    "check_manifest",
+    "check_proof_config",
+    "create_project",
+]

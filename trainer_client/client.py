@@ -299,6 +299,23 @@ class TrainerClient:
         """Wei credited to this trainer in the project so far (all posted rounds)."""
         return self.settlement.earned()
 
+    def history(self, state: ProjectState | None = None) -> list[RoundSummary]:
+        """Every round this trainer submitted in the project, from the chain, each with how it ended.
+
+        What ``pocfl train`` shows for a project that ended before it looked (a rerun after the end), instead of
+        an empty table: the rounds submitted, their status, score and credit.
+        """
+        state = state or self.project()
+        events = self.view.events("read submissions", "UpdateSubmitted", trainer=self.address)
+        summaries = []
+        for r in sorted({int(e.args["round"]) for e in events}):
+            found = self.submitter.already_submitted(r)
+            if found is None:
+                continue
+            result = replace(found, message=f"submitted {found.cid} in block {found.block}")
+            summaries.append(RoundSummary(result, self.settlement.outcome(r, state)))
+        return summaries
+
     def run(self, rounds: int | None = None, *, poll: float = 5.0, max_wait: float | None = None) -> list[RoundSummary]:
         """Take part in the project round after round until it ends (or ``rounds`` rounds were submitted).
 

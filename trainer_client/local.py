@@ -57,7 +57,10 @@ class LocalTrainer:
         self.momentum = 0.0  # the manifest's training.momentum, set once the manifest is read
 
     def train(self, round_: int, start: Vector, hyper: HyperParams, n_classes: int) -> tuple[Vector, float, float]:
-        """The delta of ``hyper.local_epochs`` epochs from ``start``; the trained model's local accuracy and loss."""
+        """The delta of ``hyper.local_epochs`` epochs from ``start``; the trained model's local accuracy and loss.
+
+        The reporter hears each epoch's loss and accuracy on the local data (the last epoch's are returned).
+        """
         y = self.y
         if self.attack is Attack.LABEL_FLIP:
             y = flip_labels(y, n_classes).astype(np.int64)
@@ -77,8 +80,11 @@ class LocalTrainer:
                 n_classes=n_classes,
             )
             current = (current + step).astype(np.float32)
-            self.reporter.epoch(round_, epoch + 1, epochs)
-        accuracy, loss = evaluate(current, self.X, self.y, n_classes=n_classes)
+            # on the true labels (a label-flip attacker's own view of its model): one forward pass an epoch
+            accuracy, loss = evaluate(current, self.X, self.y, n_classes=n_classes)
+            self.reporter.epoch(round_, epoch + 1, epochs, loss=loss, accuracy=accuracy)
+        if epochs == 0:
+            accuracy, loss = evaluate(current, self.X, self.y, n_classes=n_classes)
         return (current - start).astype(np.float32), accuracy, loss
 
     def attacked(self, round_: int, delta: Vector, manifest: ProjectManifest) -> Vector:

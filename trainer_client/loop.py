@@ -9,7 +9,7 @@ from pocfl.chain.types import ProjectState, ProjectStatus
 from pocfl.manifest import ProjectManifest
 from pocfl.waiting import Backoff, clock_lag_hint, hhmmss, is_transient, outage_line
 from trainer_client.progress import TrainerReporter
-from trainer_client.results import RoundOutcome, RoundResult, RoundSummary, TrainerError
+from trainer_client.results import NotATrainerError, RoundOutcome, RoundResult, RoundSummary, TrainerError
 from trainer_client.view import ProjectView
 
 
@@ -40,6 +40,10 @@ class Participant(Protocol):
         """``outcome`` with the trainer's own check of it."""
         ...
 
+    def history(self, state: ProjectState) -> list[RoundSummary]:
+        """The rounds this trainer submitted, from the chain, each with how it ended."""
+        ...
+
 
 @dataclass
 class LoopState:
@@ -51,6 +55,9 @@ class LoopState:
     pending: RoundResult | None = None
     submitted: int = 0
     expected: int | None = None  # the next round this trainer expects to take part in
+    registered: bool = False  # seen registered (once seen, not read again)
+    countdown: tuple[str, int, int] | None = None  # a wait for a known time: (its stable line, the time, now)
+    told_unregistered: bool = False
 
 
 class RoundLoop:
@@ -97,7 +104,13 @@ class RoundLoop:
                 status.clear()
                 waited = 0.0
                 continue
-            status(text, text)
+            # one line per state awaited, whatever its numbers (the clock-lag hint's grows each poll); the time
+            # left ticks on a terminal only (TrainerReporter.ticking), in place
+            countdown = loop.countdown
+            status(text if countdown is None else countdown[0], text)
+            if countdown is not None:
+                key, target, now = countdown
+                self.reporter.ticking(f"{key.removesuffix(' (lagging)')} (in {max(target - now, 0)} s)")
             if max_wait is not None and waited >= max_wait:
                 raise TrainerError(f"nothing happened in project {self.project_id} for {waited:.0f} s; giving up")
             self.view.sleep(poll)
@@ -106,12 +119,17 @@ class RoundLoop:
     def step(self, loop: LoopState) -> tuple[str, str]:
         """One look at the project: ``("done", "")``, ``("progress", "")`` or ``("wait", what is awaited)``."""
         trainer = self.trainer
+        loop.countdown = None
         trainer.manifest()  # fail early on a bad manifest or data that does not fit the model
         state = trainer.project()
         if loop.pending is not None:
             return self._settle(loop, loop.pending, state)
         if state.status != ProjectStatus.ACTIVE:
-            self.reporter.waiting(f"project {self.project_id} is {state.status.name.lower()}")
+            ended = f"project {self.project_id} is {state.status.name.lower()}"
+            if not loop.summaries and not loop.handled:  # it ended before this run looked: show what it did
+                loop.summaries = trainer.history(state)
+                ended += f"; this trainer submitted {len(loop.summaries)} round(s) in it"
+            self.reporter.waiting(ended)
             return "done", ""
         now, r = trainer.now(), state.current_round
         if loop.expected is None:
@@ -147,11 +165,38 @@ class RoundLoop:
         loop.pending = None
         return ("done" if loop.rounds is not None and loop.submitted >= loop.rounds else "progress"), ""
 
+    def _check_registered(self, loop: LoopState, start: int) -> None:
+        """Tell an unregistered trainer at once, while it can still register (not at the start, when it cannot).
+
+        It keeps waiting: registering from another terminal before the start is enough. After the start the
+        round's submission refuses it (:class:`~trainer_client.results.NotATrainerError`).
+        """
+        if loop.registered:
+            return
+        loop.registered = self.view.registered()
+        if not loop.registered and not loop.told_unregistered:
+            loop.told_unregistered = True
+            self.reporter.warning(
+                f"WARNING: {self.view.address} is not registered in project {self.project_id}: run "
+                f"`pocfl register {self.project_id}` before its start at {hhmmss(start)} (registration closes then)"
+            )
+
     def _not_open(self, state: ProjectState, now: int, r: int, loop: LoopState) -> str | None:
         """What round ``r`` waits for before this trainer can take part; None when it can now."""
         if now < state.params.start_time:
             start = state.params.start_time
-            return f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock" + clock_lag_hint(now)
+            self._check_registered(loop, start)
+            line = f"project {self.project_id} starts at {hhmmss(start)} by the chain's clock"
+            hint = clock_lag_hint(now)
+            loop.countdown = (line + (" (lagging)" if hint else ""), start, now)  # a new line when the hint appears
+            return line + hint
+        if not loop.registered:  # registration closed at the start: waiting cannot help an unregistered account
+            loop.registered = self.view.registered()
+            if not loop.registered:
+                raise NotATrainerError(
+                    f"{self.view.address} is not registered in project {self.project_id}, and registration closed "
+                    f"at its start ({hhmmss(state.params.start_time)}): this account cannot take part in it"
+                )
         if state.trainer_count < state.params.min_trainers:
             return (
                 f"project {self.project_id}: {state.trainer_count} of {state.params.min_trainers} trainers "

@@ -13,6 +13,12 @@ class TrainerReporter:
     def waiting(self, text: str) -> None:
         """The client is waiting (for the start, the next round, a retry, the aggregator)."""
 
+    def ticking(self, text: str) -> None:
+        """The same wait as the last :meth:`waiting` line, with its time left (every poll).
+
+        For a terminal that rewrites one line in place; a log ignores it, as the default does.
+        """
+
     def warning(self, text: str) -> None:
         """Something the trainer must not miss (a round the project moved past without it)."""
         self.waiting(text)
@@ -20,8 +26,8 @@ class TrainerReporter:
     def training(self, round_: int, epochs: int) -> None:
         """Local training of ``round_`` starts, ``epochs`` epochs."""
 
-    def epoch(self, round_: int, epoch: int, epochs: int) -> None:
-        """Epoch ``epoch`` (1-based) of ``epochs`` finished."""
+    def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+        """Epoch ``epoch`` (1-based) of ``epochs`` finished; the model's loss and accuracy on the local data."""
 
     def trained(self, result: RoundResult) -> None:
         """The round was submitted, found already submitted, or skipped."""
@@ -51,9 +57,10 @@ class TqdmReporter(TrainerReporter):
 
         self._bar = tqdm(total=epochs, desc=f"round {round_}", unit="epoch", leave=False)
 
-    def epoch(self, round_: int, epoch: int, epochs: int) -> None:
-        """Advance the epoch bar."""
+    def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+        """Advance the epoch bar, showing the epoch's loss and accuracy."""
         if self._bar is not None:
+            self._bar.set_postfix_str(epoch_metrics(loss, accuracy), refresh=False)
             self._bar.update(1)
             if epoch == epochs:
                 self._bar.close()
@@ -74,8 +81,16 @@ class TqdmReporter(TrainerReporter):
             tqdm.write(f"WARNING: {outcome.complaint}")
 
 
+def epoch_metrics(loss: float, accuracy: float) -> str:
+    """``loss 0.4123, accuracy 88.2%``: an epoch's figures on the local data."""
+    return f"loss {loss:.4f}, accuracy {accuracy:.1%}"
+
+
 def describe_outcome(outcome: RoundOutcome) -> str:
-    """One readable line: ``round 2 posted: score 12, not an outlier, +0.25 ETH (project total 0.5 ETH)``."""
+    """One readable line: ``round 2 posted: score 12, not an outlier, +0.25 ETH (project total 0.5 ETH)``.
+
+    A trainer flagged, rejected or paid nothing gets a second line saying why (:attr:`RoundOutcome.why`).
+    """
     head = f"round {outcome.round} {outcome.state}"
     if outcome.state != "posted":
         return head + ("" if outcome.state == "cancelled" else " (no results; the round budget stays in escrow)")
@@ -83,10 +98,11 @@ def describe_outcome(outcome: RoundOutcome) -> str:
         return head + ": this trainer is not in it"
     flag = "OUTLIER" if outcome.outlier else "not an outlier"
     verdict = f" [{outcome.verdict}]" if outcome.verdict not in (None, "scored", "outlier") else ""
-    return (
+    line = (
         f"{head}: score {outcome.score}, {flag}{verdict}, +{_eth(outcome.credited_wei)} ETH "
         f"(project total {_eth(outcome.earned_wei)} ETH, claimable {_eth(outcome.claimable_wei)} ETH)"
     )
+    return line if outcome.why is None else f"{line}\n  why: {outcome.why}"
 
 
 def _eth(wei: int) -> str:

@@ -164,6 +164,9 @@ class RoundOutcome:
         ``rejected``) and the rejection reason; None when the report could not be read.
     accuracy
         Validation accuracy of the new global model, from the report.
+    why
+        Why this trainer was rejected, flagged or paid nothing: the rule, its statistic and threshold
+        (:func:`pocfl.rounds.report.explain_entry`); None when it was scored above 0 or the report is unreadable.
     complaint
         The trainer's own check of its treatment (:mod:`trainer_client.self_check`): one plain sentence when it
         was rejected, flagged or misreported; None otherwise.
@@ -187,6 +190,7 @@ class RoundOutcome:
     accuracy: float | None = None
     complaint: str | None = None
     evidence: str | None = None
+    why: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -205,6 +209,7 @@ class RoundOutcome:
             "verdict": self.verdict,
             "reason": self.reason,
             "accuracy": self.accuracy,
+            "why": self.why,
             "complaint": self.complaint,
             "evidence": self.evidence,
         }

@@ -10,6 +10,7 @@ from pocfl.chain.types import EventRecord, ProjectState, ProjectStatus
 from pocfl.errors import PocflError
 from pocfl.manifest import ProjectManifest
 from pocfl.rounds.inputs import PostedRound, posted_report
+from pocfl.rounds.report import explain_entry
 from pocfl.testing.attacks import Attack
 from trainer_client.results import RoundOutcome, RoundResult
 from trainer_client.self_check import PlaintextKeeper, check_treatment
@@ -68,7 +69,7 @@ class Settlement:
                 claimable_wei=claimable,
             )
         event = posted[0]
-        verdict, reason, accuracy = self.report_entry(event)
+        verdict, reason, accuracy, why = self.report_entry(event)
         return RoundOutcome(
             project_id=view.project_id,
             round=round_,
@@ -84,6 +85,7 @@ class Settlement:
             verdict=verdict,
             reason=reason,
             accuracy=accuracy,
+            why=why,
         )
 
     def check_treatment(self, result: RoundResult, outcome: RoundOutcome) -> RoundOutcome:
@@ -120,14 +122,17 @@ class Settlement:
         """Wei credited to this trainer in the project so far (all posted rounds)."""
         return sum(int(e.args["amount"]) for e in self.view.credited())
 
-    def report_entry(self, event: EventRecord) -> tuple[str | None, str | None, float | None]:
-        """The trainer's status and reason in a posted round's report, and the report's accuracy."""
+    def report_entry(self, event: EventRecord) -> tuple[str | None, str | None, float | None, str | None]:
+        """The trainer's status, reason, the report's accuracy and why (:func:`~pocfl.rounds.report.explain_entry`).
+
+        ``why`` says why the trainer was flagged, rejected or paid nothing; None when it was scored above 0.
+        """
         posted = PostedRound.from_event(event)
         try:
             _, report = self.view.retry("fetch the round report", lambda: posted_report(self.view.market, posted))
         except PocflError:
-            return None, None, None
+            return None, None, None, None
         for entry in report.submissions:
             if entry.trainer.lower() == self.view.address.lower():
-                return entry.status, entry.reason, report.accuracy
-        return None, None, report.accuracy
+                return entry.status, entry.reason, report.accuracy, explain_entry(entry, report.config)
+        return None, None, report.accuracy, None

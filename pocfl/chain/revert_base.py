@@ -15,6 +15,18 @@ from eth_utils.crypto import keccak
 from pocfl.errors import ChainError
 
 
+def _readable(field: str, value: Any) -> Any:
+    """An argument as people read it: a project ``status`` by its name (``FINISHED``), not its number."""
+    if field == "status" and isinstance(value, int):
+        from pocfl.chain.types import ProjectStatus
+
+        try:
+            return ProjectStatus(value).name
+        except ValueError:  # a status this client does not know: the number is all there is
+            return value
+    return value
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -57,7 +69,7 @@ class ContractRevert(ChainError):
         return out
 
     def _describe(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        args = ", ".join(f"{k}={_readable(k, v)}" for k, v in self.as_dict().items())
         hint = _HINTS.get(self.name)
         return f"{self.name}({args})" + (f": {hint}" if hint else "")
 
@@ -82,7 +94,7 @@ class UnknownRevert(ChainError):
 
 
 _HINTS: dict[str, str] = {
-    "ProjectNotFound": "check the project id with `pocfl project status`",
+    "ProjectNotFound": "no project has this id; `pocfl project list` lists the projects on this market",
     "NotOwner": "use the owner's key (--key/--keystore)",
     "NotAggregator": "only the project's aggregator may post rounds",
     "RegistrationClosed": "registration ends when training starts",
@@ -97,7 +109,7 @@ _HINTS: dict[str, str] = {
     "ProjectNotEnded": "wait until the project is finished or cancelled",
     "WrongStake": "send exactly the project's stake",
     "StartTimeInPast": "choose a start time in the future",
-    "ProjectNotActive": "the project is finished or cancelled; see `pocfl project status`",
+    "ProjectNotActive": "the project is over (finished or cancelled); see `pocfl project status ID`",
     "ZeroBudget": "pass --budget ETH (or --budget-wei) greater than zero",
     "BudgetTooLarge": "the budget must fit 128 bits of wei",
     "ZeroAggregator": "pass the aggregator's address with --aggregator",

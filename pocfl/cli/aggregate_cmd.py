@@ -100,8 +100,7 @@ def aggregate(
     options = NodeOptions(keypair, state_dir or pocfl_home() / "aggregator", validation, poll)
     # started during an outage, wait for the chain and the store instead of exiting (--follow does the same)
     sm = connect_aggregator(s.store_market, project, say=s.out.note)
-    with s.out.status("loading the round circuit") as update:
-        zk_setup = load_circuit(sm, project, zk_cache, note=update, say=s.out.note)
+    zk_setup = load_circuit(sm, project, zk_cache, loading=s.out.status, say=s.out.note)
     with _progress(s.out) as progress:
         node = start_node(
             sm,

@@ -604,6 +604,15 @@ def _stored_text(value: bool | None) -> str:
     return {True: "in the store", False: "NOT in the store", None: "store unreachable"}[value]
 
 
+def _registration_text(p: dict[str, Any], started: bool) -> str:
+    """Open only before the start of an active project: ``open`` alone read as "still open" mid-round."""
+    params = p["params"]
+    mode, bounds = params["registration_mode"], f"{params['min_trainers']}-{params['max_trainers']} trainers"
+    if p["status"] == "active" and not started:
+        return f"{mode} until the start, {p['trainer_count']} registered of {bounds}"
+    return f"closed ({mode} until the start), {p['trainer_count']} registered of {bounds}"
+
+
 def _render_status(s: Session, doc: dict[str, Any]) -> None:
     p = doc["project"]
     params = p["params"]
@@ -616,7 +625,7 @@ def _render_status(s: Session, doc: dict[str, Any]) -> None:
         ("owner", p["owner"]),
         ("aggregator", params["aggregator"]),
         ("verifier", params["verifier"] if params["verifier"] != ZERO_ADDRESS else "none (results not proven)"),
-        ("registration", f"{params['registration_mode']}, {params['min_trainers']}-{params['max_trainers']} trainers"),
+        ("registration", _registration_text(p, started)),
         ("stake", eth_wei(params["stake"])),
         ("start", _fmt(times["start_time"])),
         ("rounds", f"{params['num_rounds']} x ({sub_s} s submit + {agg_s} s aggregate)"),

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None) -> TrainerReporter:
     """A reporter that drives the progress bars (on a terminal) or writes one note per event (elsewhere)."""
     from trainer_client.client import RoundStatus, TrainerReporter, describe_outcome
+    from trainer_client.progress import epoch_metrics
 
     class RichReporter(TrainerReporter):
         def __init__(self) -> None:
@@ -52,6 +53,10 @@ def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None
             else:
                 out.note(text)
 
+        def ticking(self, text: str) -> None:
+            if progress is not None and rounds_task is not None:  # a terminal: the countdown in place
+                progress.update(rounds_task, description=escape(text))
+
         def warning(self, text: str) -> None:
             self.last = ""
             out.warn(text.removeprefix("WARNING: "))
@@ -67,10 +72,14 @@ def _reporter(out: Output, progress: Progress | None, rounds_task: TaskID | None
                 progress.remove_task(self.epochs)
             self.epochs = progress.add_task(f"round {round_} local epochs", total=epochs)
 
-        def epoch(self, round_: int, epoch: int, epochs: int) -> None:
-            if progress is not None and self.epochs is not None:
-                progress.update(self.epochs, completed=epoch)
+        def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+            figures = epoch_metrics(loss, accuracy)
+            if progress is None:
+                out.note(f"round {round_}: epoch {epoch}/{epochs}: {figures}")
+            elif self.epochs is not None:
+                progress.update(self.epochs, completed=epoch, description=f"round {round_} local epochs ({figures})")
                 if epoch == epochs:
+                    self._line(f"round {round_}: trained {epochs} local epoch(s): {figures}")
                     progress.remove_task(self.epochs)
                     self.epochs = None
 
@@ -207,6 +216,9 @@ def train(
 
     def human() -> None:
         s.out.table(_summary_table(summaries))
+        for summary in summaries:  # the reasons under the table too: a rerun after the end printed no round lines
+            if summary.outcome is not None and summary.outcome.why is not None:
+                s.out.print(f"round {summary.result.round}: {escape(summary.outcome.why)}")
         s.out.print(
             f"Project {project_id} is {result.project_status}. Earned {eth(result.earned)} ETH here; "
             f"{eth(result.claimable)} ETH claimable in all (withdraw with `pocfl claim`)."

@@ -92,23 +92,33 @@ def claim(
     *,
     s: Session,
 ) -> None:
-    """Withdraw everything the account is owed (rewards and released stakes, all projects).
+    """Withdraw everything the account is owed (rewards and stakes, all projects).
 
-    Nothing owed is not a failure: the balance is read first (no transaction, no gas) and the command says so and
-    exits 0, so scripts need no `|| true` that would hide real failures.
+    The stakes of ended projects are released first (one transaction each, listed), so no `pocfl release-stake`
+    is needed before. Nothing owed is not a failure: the balance is read first (no transaction, no gas) and the
+    command says so and exits 0, so scripts need no `|| true` that would hide real failures.
     """
     from pocfl import accounts
 
     dest = parse_address(to, "--to") if to else None
-    w = accounts.claim(s.market(), dest)
+    w = accounts.claim(s.market(), dest, from_block=s.from_block)
     document = {
         "account": w.account,
         "to": w.to,
         "amount_wei": w.amount_wei,
         "amount_eth": eth(w.amount_wei),
         "tx": tx_doc(w.receipt) if w.receipt is not None else None,
+        "released_stakes": [
+            {"project_id": m.project_id, "amount_wei": m.amount_wei, "tx": tx_doc(m.receipt)} for m in w.released
+        ],
     }
-    if w.receipt is None:
-        s.out.result(document, lambda: s.out.print(f"nothing to withdraw for {w.account}: 0 ETH credited"))
-    else:
-        s.out.result(document, lambda: s.out.print(f"Claimed {eth_wei(w.amount_wei)} to {w.to}."))
+
+    def human() -> None:
+        for m in w.released:
+            s.out.print(f"Released the stake of ended project {m.project_id}: {eth_wei(m.amount_wei)}.")
+        if w.receipt is None:
+            s.out.print(f"nothing to withdraw for {w.account}: 0 ETH credited")
+        else:
+            s.out.print(f"Claimed {eth_wei(w.amount_wei)} to {w.to}.")
+
+    s.out.result(document, human)

@@ -192,6 +192,97 @@ def _is_a(value: object, hint: Any) -> bool:
     return value is None if hint is type(None) else isinstance(value, base)
 
 
+# --- why: a submission's treatment in words ---------------------------------------------------------------------
+
+EXPLANATION_LIMIT = 600
+"""Most characters of :func:`explain_entry`'s text (it quotes a bounded rejection reason and a few numbers)."""
+
+
+def _setting(config: dict[str, Any], *path: str) -> str:
+    """A numeric setting of the report's ``config`` as text; ``?`` when missing or not a number (untrusted)."""
+    value: Any = config
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "?"
+    return f"{value:.4g}"
+
+
+def _outlier_reason(entry: SubmissionEntry, config: dict[str, Any]) -> str:
+    """Which outlier rule flagged ``entry``, with the statistic the report carries and the rule's threshold."""
+    if "proof" in config:
+        return "outlier: flagged by the round's proven outlier rule (the circuit's flags over the committed features)"
+    if config.get("rule") == "flag":
+        return (
+            f"outlier: the Flag Aggregator flagged it (reconstruction ratio {entry.ratio:.4g}, the share of the "
+            "update the round's majority subspace explains, a robust z-score outlier among the round's)"
+        )
+    limit = _setting(config, "trust", "max_norm_ratio")
+    if entry.ratio == 0:
+        return "outlier: a zero update (norm 0)"
+    if limit != "?" and entry.ratio > float(limit):
+        return (
+            f"outlier by the norm rule: the update's norm is {entry.ratio:.4g} times the round's median norm, above "
+            f"the limit of {limit} (trust.max_norm_ratio)"
+        )
+    drop = config.get("trust", {}).get("drop_negative") if isinstance(config.get("trust"), dict) else None
+    return (
+        "outlier by the direction rule: the update's cosine with the owner's reference update (one training run on "
+        f"the validation set) was at or below {_setting(config, 'trust', 'min_trust')} times the round's median "
+        f"(trust.min_trust); its norm, {entry.ratio:.4g} times the median, was within the limit of {limit}"
+        + (", or its contribution value was negative (trust.drop_negative)" if drop is True else "")
+    )
+
+
+def explain_entry(entry: SubmissionEntry, config: dict[str, Any]) -> str | None:
+    """Why a submission was flagged, rejected or paid nothing: the rule, its statistic and threshold, in words.
+
+    Read from the report alone (its entry and its ``config``), so what it says is what the audit checks. None for
+    a submission scored above 0. A setting the report lacks reads ``?``. The cosine of the ``trust`` rule's
+    direction test is not in a report of this format (only its threshold is): see docs/payouts.md.
+
+    Parameters
+    ----------
+    entry
+        The submission's report entry.
+    config
+        The report's ``config`` (:attr:`RoundReport.config`).
+    """
+    status, value = entry.status, entry.value
+    if status == "rejected":
+        text = f"rejected before scoring: {entry.reason or 'no reason given'}"
+    elif status == "outlier":
+        text = _outlier_reason(entry, config)
+    elif status == "free_rider":
+        text = (
+            "free rider: the update's norm was below "
+            f"{_setting(config, 'scoring', 'free_rider_rel_norm')} times the median norm of the round's kept "
+            "updates (scoring.free_rider_rel_norm); it scores 0"
+        )
+    elif status in ("copy", "stale"):
+        earlier = "an earlier submission of this round" if status == "copy" else "an earlier round's public update"
+        text = (
+            f"{status}: the update's cosine with {earlier} reached {_setting(config, 'scoring', 'copy_cosine')} "
+            "(scoring.copy_cosine); it scores 0"
+        )
+    elif status == "unpaid":
+        text = (
+            f"unpaid: the round's validation gain was within {_setting(config, 'noise_z')} standard errors of the "
+            "noise (noise_z), so the round paid nobody; its budget stays in escrow"
+        )
+    elif entry.score <= 0:
+        metric = config.get("metric") if config.get("metric") in ("neg_loss", "accuracy") else "?"
+        worse = "no better" if value == 0 else ("worse" if value < 0 else "barely better")
+        text = (
+            f"scored {entry.score}: its contribution value was {value:.4g} ({metric} on the owner's validation "
+            f"set): the model did {worse} with the update than without it; only scores above 0 are paid "
+            f"(score = value x {_setting(config, 'scoring', 'scale')})"
+        )
+    else:
+        return None
+    return clip(text, EXPLANATION_LIMIT)
+
+
 # --- the size limit -------------------------------------------------------------------------------------------
 # Every reader (node, trainers, auditors) parses a whole report, at up to ~22 bytes of memory per byte (a JSON list
 # of empty lists; docs/benchmarks.md "Fuzzing"), so the limit is the largest report an honest aggregator can

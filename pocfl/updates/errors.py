@@ -11,7 +11,7 @@ aggregator rejected can fix it from the message alone.
         ├── UpdateTooLargeError         over the size limit (checked before any parsing)
         ├── CorruptUpdateError          not a valid pocfl safetensors file (truncated, bad header, ...)
         ├── UpdateKindError             a delta where weights were expected, or the other way round
-        ├── ArchitectureMismatchError   made for another model (fingerprint differs)
+        ├── ArchitectureMismatchError   made for another model (fingerprint differs; both named in words)
         ├── TensorShapeError            tensor set or a tensor's shape differs from the model spec
         ├── TensorDTypeError            a tensor's dtype differs from the model spec
         ├── NonFiniteUpdateError        NaN or infinity in a tensor
@@ -24,7 +24,9 @@ aggregator rejected can fix it from the message alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 from pocfl.errors import PocflError
 from pocfl.untrusted import quote
@@ -32,6 +34,26 @@ from pocfl.untrusted import quote
 
 class UpdateFormatError(PocflError):
     """An update, its commitment or its encrypted envelope was refused."""
+
+
+MAX_DESCRIBED_LAYERS = 8
+"""Longest chain of layers :func:`describe_model` spells out; a longer one is summarised by its size."""
+
+
+def describe_model(shapes: Sequence[tuple[int, ...]]) -> str:
+    """A model in words from its tensor shapes, in order: ``a 64-32-10 MLP`` when its matrices chain.
+
+    Torch ``Linear`` weights are ``(out, in)``: the matrices chain when each one's input width is the previous
+    one's output width. Anything else is ``a model of N tensors, P parameters`` (numbers only: the shapes may
+    come from an untrusted update, so nothing of its names is echoed).
+    """
+    matrices = [s for s in shapes if len(s) == 2]
+    chained = bool(matrices) and all(b[1] == a[0] for a, b in pairwise(matrices))
+    if chained and len(matrices) <= MAX_DESCRIBED_LAYERS:
+        widths = [matrices[0][1], *(m[0] for m in matrices)]
+        return f"a {'-'.join(str(w) for w in widths)} MLP"
+    total = sum(math.prod(s) for s in shapes)
+    return f"a model of {len(shapes)} tensor{'s' * (len(shapes) != 1)}, {total} parameters"
 
 
 class UpdateArgumentError(UpdateFormatError, ValueError):
@@ -89,15 +111,28 @@ class ArchitectureMismatchError(UpdateFormatError):
         The fingerprint of the spec the caller decodes with.
     got
         The fingerprint in the update's metadata.
+    expected_model, got_model
+        Both models in words (:func:`describe_model`: ``a 64-32-10 MLP``); the fingerprints follow as a
+        second detail. None when unknown.
     """
 
-    def __init__(self, expected: str, got: str) -> None:
+    def __init__(
+        self, expected: str, got: str, *, expected_model: str | None = None, got_model: str | None = None
+    ) -> None:
         # ``got`` comes from the update's header: quoted, so a huge or odd value cannot bloat the message
-        super().__init__(
-            f"update is for model architecture {quote(got)}, expected {expected} (it was made for another model)"
-        )
+        if expected_model is not None and got_model is not None:
+            super().__init__(
+                f"update is for model architecture {got_model}, the project's model is {expected_model} "
+                f"(architecture fingerprint {quote(got)}, expected {expected}: it was made for another model)"
+            )
+        else:
+            super().__init__(
+                f"update is for model architecture {quote(got)}, expected {expected} (it was made for another model)"
+            )
         self.expected = expected
         self.got = got
+        self.expected_model = expected_model
+        self.got_model = got_model
 
 
 class TensorShapeError(UpdateFormatError):

@@ -37,6 +37,7 @@ from pocfl.updates.errors import (
     UpdateArgumentError,
     UpdateKindError,
     UpdateTooLargeError,
+    describe_model,
 )
 
 if TYPE_CHECKING:
@@ -255,6 +256,10 @@ class ModelSpec:
                 "tensors": [[t.name, list(t.shape), t.dtype] for t in self.tensors],
             }
         )
+
+    def describe(self) -> str:
+        """The model in words (:func:`pocfl.updates.errors.describe_model`): ``a 64-32-10 MLP``."""
+        return describe_model([t.shape for t in self.tensors])
 
     @cached_property
     def fingerprint(self) -> str:
@@ -754,6 +759,11 @@ def decode_update(
     if kind is not None and declared != kind:
         raise UpdateKindError(kind, declared)
     if metadata[FINGERPRINT_KEY] != spec.fingerprint:
-        raise ArchitectureMismatchError(spec.fingerprint, metadata[FINGERPRINT_KEY])
+        raise ArchitectureMismatchError(
+            spec.fingerprint,
+            metadata[FINGERPRINT_KEY],
+            expected_model=spec.describe(),
+            got_model=describe_model([tuple(t.shape) for t in tensors.values()]),
+        )
     arrays = spec.check(tensors)
     return Update(arrays, declared, spec.fingerprint, spec, metadata)

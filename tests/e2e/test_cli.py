@@ -272,6 +272,7 @@ def test_full_project_flow(
     assert [(p["project_id"], p["status"]) for p in listed] == [(pid, "finished")]
     human_status = cli("project", "status", str(pid)).stdout
     assert f"Project {pid}" in human_status and "finished" in human_status
+    assert "closed (allowlist until the start)" in human_status  # issue 14: never "open" once started
 
 
 def test_cancel_withdraw_and_undersubscribed_finalize(

@@ -198,6 +198,24 @@ def test_stakes_go_in_and_come_back_and_a_claim_with_nothing_owed_sends_nothing(
     assert (claimed.to, claimed.amount_wei) == (env.outsider.address, stake) and claimed.receipt is not None
 
 
+def test_a_claim_releases_the_stakes_of_ended_projects_first(env: Env) -> None:
+    """Issue 14: "withdraw with `pocfl claim`" is enough; no `pocfl release-stake N` needed before."""
+    stake = 10**15
+    ended, running = create_project(env, stake=stake), create_project(env, stake=2 * stake)
+    trainer = env.funded_accounts(1)[0]
+    market = env.client(trainer)
+    accounts.register(market, ended.id)
+    accounts.register(market, running.id)
+    env.client(env.owner).cancel(ended.id)  # the owner cancels before the start: the project ended
+    assert accounts.held_stakes(market) == [ended.id]
+    claimed = accounts.claim(market)
+    assert [(m.project_id, m.amount_wei) for m in claimed.released] == [(ended.id, stake)]
+    assert claimed.released[0].receipt.event("StakeReleased") and claimed.receipt is not None
+    assert claimed.amount_wei == stake  # the running project's stake stays held
+    assert market.trainer(running.id, trainer.address).stake_held and accounts.held_stakes(market) == []
+    assert accounts.claim(market) == accounts.Withdrawal(trainer.address, trainer.address, 0, None)
+
+
 def test_the_clock_moves_exactly_to_a_round_point_and_never_backwards(env: Env, connect: Connect) -> None:
     conn = connect(env.outsider)
     with pytest.raises(ConfigError, match="one of them"):

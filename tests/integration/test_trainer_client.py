@@ -4,6 +4,7 @@ skipped when late, attacked on purpose, driven by Flower messages and by `pocfl 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import threading
 import time
@@ -31,11 +32,15 @@ from trainer_client import (
     NotATrainerError,
     RoundNotOpenError,
     RoundStatus,
+    RoundSummary,
     TrainerClient,
+    TrainerError,
     TrainerReporter,
+    describe_outcome,
     load_private_data,
 )
 from trainer_client.local import derive_seed
+from trainer_client.progress import epoch_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -271,6 +276,23 @@ def test_three_trainers_submit_round_0_once(env: Env, tmp_path: Path) -> None:
     assert entry["status"] == "submitted" and entry["cid"] == results[1].cid
 
 
+def test_local_training_reports_each_epochs_loss_and_accuracy(env: Env, tmp_path: Path) -> None:
+    """Issue 14: the progress output shows per-epoch figures on the local data (the last ones are the result's)."""
+    world = make_world(env, tmp_path, n_trainers=2)
+    figures: list[tuple[int, int, float, float]] = []
+
+    class Log(TrainerReporter):
+        def epoch(self, round_: int, epoch: int, epochs: int, *, loss: float, accuracy: float) -> None:
+            figures.append((epoch, epochs, loss, accuracy))
+
+    result = world.client(0, reporter=Log()).train_round(0)
+    n = TRAINING.local_epochs
+    assert [(e, total) for e, total, _, _ in figures] == [(i, n) for i in range(1, n + 1)]
+    assert figures[-1][2:] == (result.local_loss, result.local_accuracy)
+    assert all(0 <= acc <= 1 and loss > 0 for _, _, loss, acc in figures)
+    assert epoch_metrics(0.41234, 0.8823) == "loss 0.4123, accuracy 88.2%"
+
+
 def test_journal_alone_prevents_a_second_submission(env: Env, tmp_path: Path) -> None:
     world = make_world(env, tmp_path, n_trainers=2)
     client = world.client(0)
@@ -349,6 +371,63 @@ def test_updates_are_sealed_to_the_aggregator_key(env: Env, tmp_path: Path) -> N
 
 
 # --- late and not-yet-open rounds -----------------------------------------------------------------------------
+
+
+def test_an_unregistered_trainer_is_told_at_once_while_registration_is_open(env: Env, tmp_path: Path) -> None:
+    """Issue 14: said on the first look, before any wait, with the command to run (not once registration closed)."""
+    world = make_world(env, tmp_path, start=False)
+    warned: list[tuple[str, int]] = []
+    sleeps: list[float] = []
+
+    class Log(TrainerReporter):
+        def warning(self, text: str) -> None:
+            warned.append((text, len(sleeps)))
+
+    outsider = TrainerClient(
+        world.market(env.outsider), world.project_id, *share(0), reporter=Log(), sleep=sleeps.append
+    )
+    with pytest.raises(TrainerError, match="nothing happened"):
+        outsider.run(1, poll=1.0, max_wait=3.0)
+    start = world.state().params.start_time
+    assert len(warned) == 1 and warned[0][1] == 0  # once, before the first wait
+    assert f"is not registered in project {world.project_id}: run `pocfl register {world.project_id}`" in warned[0][0]
+    assert "before its start" in warned[0][0] and world.state().params.start_time == start
+    registered = TrainerClient(
+        world.market(world.trainers[0]), world.project_id, *share(0), reporter=Log(), sleep=sleeps.append
+    )
+    with pytest.raises(TrainerError, match="nothing happened"):
+        registered.run(1, poll=1.0, max_wait=1.0)
+    assert len(warned) == 1  # a registered trainer hears nothing of it
+    warp_to(env.chain, start)  # registration closed: an unregistered trainer stops at once, not after a wait
+    sleeps.clear()
+    with pytest.raises(NotATrainerError, match="registration closed at its start"):
+        outsider.run(1, poll=1.0, max_wait=3.0)
+    assert sleeps == []
+
+
+def test_the_wait_for_the_start_is_one_line_and_a_countdown(env: Env, tmp_path: Path) -> None:
+    """Issue 14: one waiting line however many polls (the clock-lag hint's number changes each one); the time
+    left goes to :meth:`TrainerReporter.ticking`, which a terminal rewrites in place."""
+    world = make_world(env, tmp_path, start=False)
+    lines: list[str] = []
+    ticks: list[str] = []
+
+    class Log(TrainerReporter):
+        def waiting(self, text: str) -> None:
+            lines.append(text)
+
+        def ticking(self, text: str) -> None:
+            ticks.append(text)
+
+    start = world.state().params.start_time
+    client = world.client(0, reporter=Log(), sleep=lambda _: warp_to(env.chain, env.chain.now() + 10))
+    with pytest.raises(TrainerError, match="nothing happened"):
+        client.run(1, poll=1.0, max_wait=3.0)
+    starting = [t for t in lines if "starts at" in t]
+    assert len(starting) == 1 and starting[0].startswith(f"project {world.project_id} starts at ")
+    assert len(ticks) == 4 and all(t.startswith(starting[0][:40]) for t in ticks)
+    left = [int(t.rsplit("(in ", 1)[1].removesuffix(" s)")) for t in ticks]
+    assert 0 < left[0] < start and [a - b for a, b in itertools.pairwise(left)] == [10] * 3
 
 
 def test_rounds_not_open_and_late_rounds(env: Env, tmp_path: Path) -> None:
@@ -430,6 +509,9 @@ def test_round_1_trains_from_the_posted_model_with_the_reported_hyperparams(env:
     assert outcome.claimable_wei == env.market.credits(world.trainers[0].address)
     bad = clients[1].outcome(0)
     assert bad is not None and bad.outlier is True and bad.credited_wei == 0 and bad.verdict == "outlier"
+    # issue 14: the flagged trainer reads why (this hand-made report has no config: thresholds read "?")
+    assert outcome.why is None and bad.why is not None and bad.why.startswith("outlier by the direction rule")
+    assert describe_outcome(bad).splitlines()[1] == f"  why: {bad.why}"
 
     second = clients[0].train_round(1)
     assert second.status is RoundStatus.SUBMITTED
@@ -467,7 +549,16 @@ def test_run_follows_the_project_to_its_end(env: Env, tmp_path: Path) -> None:
     assert summaries[2].outcome is not None and summaries[2].outcome.earned_wei == BUDGET // 3 // 2 + BUDGET // 3
     assert world.state().status.name == "FINISHED"
     assert any("waiting for the aggregator" in text for text in seen)
-    assert client.run() == []  # a finished project: nothing to do
+    # issue 14 (changed on purpose: was an empty list): a finished project shows this trainer's history
+    again = client.run()
+    assert [(s.result.round, s.result.status) for s in again] == [(r, RoundStatus.ALREADY_SUBMITTED) for r in (0, 1, 2)]
+    assert [s.result.cid for s in again] == [s.result.cid for s in summaries]
+
+    def settled(runs: list[RoundSummary]) -> list[tuple[Any, ...]]:  # earned_wei is the total when it was read
+        return [(o.state, o.score, o.outlier, o.credited_wei, o.verdict) for o in (s.outcome for s in runs) if o]
+
+    assert len([s for s in again if s.outcome]) == 3 and settled(again) == settled(summaries)
+    assert seen[-1] == f"project {world.project_id} is finished; this trainer submitted 3 round(s) in it"
 
 
 # --- Flower ---------------------------------------------------------------------------------------------------
@@ -592,6 +683,8 @@ def test_pocfl_train_command(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
     document = json.loads(result.stdout)
     (summary,) = document["rounds"]
     assert summary["result"]["status"] == "submitted" and summary["outcome"]["score"] == 7
+    assert summary["outcome"]["why"] is None  # scored above 0: nothing to explain
+    assert "round 0: epoch 1/1: loss " in result.stderr  # issue 14: per-epoch figures, one note each off a terminal
     assert document["earned_wei"] == BUDGET // 3 and document["claimable_wei"] >= BUDGET // 3
     assert (tmp_path / "home" / f"trainer-{world.trainers[0].address.lower()}-{world.project_id}.json").exists()
 

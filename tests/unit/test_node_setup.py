@@ -3,7 +3,8 @@ embedded chain: the checks made before either runs, and what they read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,15 @@ def test_only_the_aggregator_starts_a_node(markets: tuple[Market, Market], tmp_p
         connect_aggregator(lambda: trainer, 1, say=said.append)
     market = connect_aggregator(lambda: owner, 1, say=said.append)
     assert market is owner and said == []
-    assert load_circuit(market, 1, tmp_path, note=said.append, say=said.append) is None  # no verifier
+    loading: list[str] = []
+
+    @contextmanager
+    def spinner(text: str) -> Iterator[Callable[[str], None]]:
+        loading.append(text)
+        yield said.append
+
+    assert load_circuit(market, 1, tmp_path, loading=spinner, say=said.append) is None  # no verifier
+    assert loading == []  # issue 14: nothing said about a circuit for an unproven project
     node = start_node(
         market,
         1,

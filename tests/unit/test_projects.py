@@ -173,3 +173,21 @@ def test_a_request_from_built_params_creates_them(owner: Owner) -> None:
     stored = replace(params, initial_model_cid=owner.market.publish(b"model"))
     again = create_project(owner.market, ProjectRequest.from_params(stored, ETH, allowlist=[owner.account.address]))
     assert again.params == replace(stored, registration_mode=RegistrationMode.ALLOWLIST)
+
+
+def test_a_manifest_edited_for_another_model_is_refused_before_any_transaction(owner: Owner) -> None:
+    """Issue 14: 13 features and 3 classes over the digits MLP's 64/10 initial weights escrow nothing."""
+    manifest, _ = make_manifest("t", seed=0, hidden=32, store=owner.market)
+    edited = replace(manifest, model=replace(manifest.model, n_features=13, n_classes=3))
+    sent = owner.chain.w3.eth.get_transaction_count(owner.account.address)
+    with pytest.raises(ConfigError) as info:
+        create_project(owner.market, request(initial_model=None, manifest=edited))
+    message = str(info.value)
+    assert "the initial weights are 64-32-10 MLP, the manifest says 13-32-3" in message
+    assert edited.model.spec().fingerprint in message  # the hashes stay, as a second detail
+    assert owner.projects() == 0 and owner.market.client.balance() == 0
+    assert owner.chain.w3.eth.get_transaction_count(owner.account.address) == sent  # no transaction sent
+    not_weights = replace(manifest, model=replace(manifest.model, initial_weights_cid=owner.market.publish(b"x" * 9)))
+    with pytest.raises(ConfigError, match=r"is not a weights file of the manifest's 64-32-10 MLP: CorruptUpdateError"):
+        create_project(owner.market, request(initial_model=None, manifest=not_weights))
+    assert owner.projects() == 0

@@ -86,6 +86,17 @@ def test_real_data_and_attributes() -> None:
     assert err.name == "WrongRound"
 
 
+def test_a_project_status_reads_as_its_name_and_not_found_points_to_the_list() -> None:
+    """Issue 14: ``ProjectNotActive(projectId=1, status=2)`` showed a raw number."""
+    err = decode_revert_data(E.ProjectNotActive.selector() + encode(["uint256", "uint8"], [1, 2]))
+    assert str(err).startswith("ProjectNotActive(projectId=1, status=FINISHED): the project is over")
+    assert isinstance(err, E.ProjectNotActive) and err.status == 2 and err.as_dict() == {"projectId": 1, "status": 2}
+    unknown = decode_revert_data(E.ProjectNotEnded.selector() + encode(["uint256", "uint8"], [1, 9]))
+    assert str(unknown).startswith("ProjectNotEnded(projectId=1, status=9): ")  # a status this client lacks
+    missing = decode_revert_data(bytes.fromhex(PROJECT_NOT_FOUND_99[2:]))
+    assert "`pocfl project list`" in str(missing)
+
+
 def test_addresses_come_back_checksummed() -> None:
     data = E.NotOwner.selector() + encode(["uint256", "address", "address"], [7, ADDRESS.lower(), ADDRESS.lower()])
     err = decode_revert_data(data)

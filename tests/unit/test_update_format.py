@@ -36,6 +36,7 @@ from pocfl.updates import (
     read_safetensors,
     write_safetensors,
 )
+from pocfl.updates.errors import describe_model
 from pocfl.updates.format import FINGERPRINT_KEY, FORMAT_KEY, FORMAT_NAME, KIND_KEY
 
 pytestmark = pytest.mark.unit
@@ -417,6 +418,18 @@ def test_wrong_fingerprint_is_architecture_mismatch() -> None:
         decode_update(data, small_spec())
     assert info.value.expected == small_spec().fingerprint and info.value.got == other.fingerprint
     assert other.fingerprint in str(info.value) and small_spec().fingerprint in str(info.value)
+    # issue 14: the models in words first, the fingerprints as a second detail
+    assert info.value.got_model == "a 2-3 MLP" and info.value.expected_model == small_spec().describe()
+    assert str(info.value).startswith(
+        f"update is for model architecture a 2-3 MLP, the project's model is {small_spec().describe()}"
+    )
+
+
+def test_models_are_described_in_words() -> None:
+    assert describe_model([(32, 64), (32,), (10, 32), (10,)]) == "a 64-32-10 MLP"
+    assert describe_model([(3, 2), (5, 4)]) == "a model of 2 tensors, 26 parameters"  # the layers do not chain
+    assert describe_model([(2, 2)] * 9) == "a model of 9 tensors, 36 parameters"  # too deep to spell out
+    assert describe_model([(7,)]) == "a model of 1 tensor, 7 parameters"
 
 
 def test_missing_and_extra_tensors() -> None:
