@@ -382,7 +382,7 @@ def test_the_aggregate_command_posts_rounds_and_prints_them(
     key_file = s.key.save(tmp_path / "aggregator.key")
     monkeypatch.setattr(Session, "chain", lambda _self: env.chain)  # the test's chain, on either backend
     monkeypatch.setenv("POCFL_HOME", str(tmp_path / "home"))
-    base = ["aggregate", "--project", str(s.project_id), "--market", env.market.address, "--key", "AGG_KEY"]
+    base = ["aggregate", str(s.project_id), "--market", env.market.address, "--key", "AGG_KEY"]
     base += ["--ipfs", f"embedded:{s.store.root}", "--state-dir", str(s.state_dir), "--decrypt-key", str(key_file)]
     runner = CliRunner()
     keys = {"AGG_KEY": "0x" + bytes(env.aggregator.key).hex()}
