@@ -7,6 +7,7 @@ Project ids are positional everywhere (``--project`` stays a hidden alias of tra
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from importlib.metadata import version
@@ -16,7 +17,8 @@ from typing import Any
 import click
 import pytest
 import typer.main
-from typer.testing import CliRunner, Result
+from click.testing import Result
+from typer.testing import CliRunner
 
 from pocfl.accounts import import_key, list_keystores
 from pocfl.cli.main import app
@@ -115,7 +117,9 @@ def test_password_file_opens_a_keystore_and_warns_when_others_can_read_it(pocfl_
     # From the command line: `account show` signs nothing but opens the account, on a throwaway chain.
     secret.write_text("correct horse\n")
     secret.chmod(0o600)
-    shown = run_json("account", "show", "--rpc", "embedded", "--keystore", str(made.path), "--password-file", str(secret))
+    shown = run_json(
+        "account", "show", "--rpc", "embedded", "--keystore", str(made.path), "--password-file", str(secret)
+    )
     assert shown["address"] == made.address
 
 
@@ -124,7 +128,9 @@ def test_password_file_opens_a_keystore_and_warns_when_others_can_read_it(pocfl_
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_new_keystore_goes_to_the_state_folder(pocfl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_keystore_goes_to_the_state_folder(
+    pocfl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("POCFL_KEYSTORE_PASSWORD", "pw")
     made = run_json("account", "new")
@@ -156,7 +162,15 @@ def test_import_key_from_stdin_env_or_keystore(pocfl_home: Path, tmp_path: Path)
     other = tmp_path / "mine.json"
     env = {"MY_TEST_KEY": KEY}
     doc = run_json(
-        "account", "import", "--key-env", "MY_TEST_KEY", "--keystore", str(other), "--password-file", str(secret), env=env
+        "account",
+        "import",
+        "--key-env",
+        "MY_TEST_KEY",
+        "--keystore",
+        str(other),
+        "--password-file",
+        str(secret),
+        env=env,
     )
     assert doc == {"address": address, "keystore": str(other)} and other.stat().st_mode & 0o777 == 0o600
     # Not a key: named, and the text is not repeated.
@@ -231,7 +245,7 @@ def test_help_fits_the_terminal_and_wraps_cleanly(width: int) -> None:
         # breaks, kept, would leave ragged short lines).
         content = width - 2  # typer pads the description one column on each side
         for paragraph in _description(lines):
-            for line, following in zip(paragraph, paragraph[1:], strict=False):
+            for line, following in itertools.pairwise(paragraph):
                 if following.startswith("- "):
                     continue
                 assert len(line) + 1 + len(following.split()[0]) > content, (
