@@ -12,7 +12,7 @@ prompt for keystores.
   password comes from ``--password-file FILE`` (its first line), else ``$POCFL_KEYSTORE_PASSWORD``, else a prompt.
   Keys and passwords never go on the command line.
 - ``--deployment FILE`` (``$POCFL_DEPLOYMENT``, default ``<state dir>/deployments.json``) and
-  ``--market ADDRESS`` to use another contract than the recorded one.
+  ``--market ADDRESS`` (``$POCFL_MARKET``) to use another contract than the recorded one.
 - ``--ipfs``: the content store, ``$POCFL_IPFS``, else the daemon of ``pocfl ipfs up``, else the embedded store in
   ``<state dir>/store``; an IPFS
   node's RPC URL (``http://127.0.0.1:5001``) or multiaddr, or a directory (see :func:`pocfl.store.open_store`).
@@ -119,6 +119,7 @@ MarketOpt = Annotated[
     str | None,
     option(
         "--market",
+        envvar="POCFL_MARKET",
         metavar="ADDRESS",
         help="Marketplace contract address (overrides the deployment file).",
         rich_help_panel=PANEL,

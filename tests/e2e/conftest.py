@@ -33,6 +33,7 @@ POCFL_ENV_VARS = (
     "POCFL_KEYSTORE_PASSWORD",
     "POCFL_DEPLOYMENT",
     "POCFL_IPFS",
+    "POCFL_MARKET",
     "ETH_RPC_URL",  # read after POCFL_RPC, as Foundry's cast does
 )
 

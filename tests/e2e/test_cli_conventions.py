@@ -97,6 +97,9 @@ def test_rpc_url_alias_and_eth_rpc_url(pocfl_home: Path) -> None:
     both = {"ETH_RPC_URL": "http://127.0.0.1:8", "POCFL_RPC": "http://127.0.0.1:9"}
     assert chain_named(env=both) == "http://127.0.0.1:9"  # POCFL_RPC first
     assert chain_named("--rpc", "http://127.0.0.1:7", env=both) == "http://127.0.0.1:7"  # the option over both
+    # $POCFL_MARKET names the contract where no deployment file does (a trainer on another machine).
+    doc = run_json("project", "list", "--rpc", "embedded", env={"POCFL_MARKET": NO_MARKET[-1]}, code=1)
+    assert doc["error"] == "ConfigError" and f"no contract code at {NO_MARKET[-1]}" in doc["message"]
 
 
 def test_password_file_opens_a_keystore_and_warns_when_others_can_read_it(pocfl_home: Path, tmp_path: Path) -> None:
