@@ -407,7 +407,7 @@ def test_the_aggregate_command_posts_rounds_and_prints_them(
     result = runner.invoke(app, [*base, "--follow", "--json"], env=keys)  # finished: nothing left to do
     assert result.exit_code == 0 and json.loads(result.stdout)["rounds"] == []
     result = runner.invoke(
-        app, [*base[:5], "--key", "OWNER_KEY", "--json"], env={"OWNER_KEY": "0x" + bytes(env.owner.key).hex()}
+        app, [*base[:4], "--key", "OWNER_KEY", "--json"], env={"OWNER_KEY": "0x" + bytes(env.owner.key).hex()}
     )
     assert result.exit_code == 1 and json.loads(result.stdout)["error"] == "ConfigError"
 
