@@ -5,12 +5,14 @@ Command groups live in one module each; this module only assembles them::
     pocfl chain up|down|status|fund|advance     local node
     pocfl ipfs up|down|status                   local IPFS daemon
     pocfl store put|get|has|pin|cid|verify|info content store (embedded or IPFS)
-    pocfl account new|show                      keystores, balances
+    pocfl account new|import|list|show|encryption-key   keystores (in <state dir>/keystores), balances
     pocfl deploy                                deploy the marketplace, write the deployment file
     pocfl project create|list|status|allow|cancel|finalize|withdraw
     pocfl register|leave|release-stake|claim    trainers
-    pocfl round submit|post|fail|show           scripted rounds
+    pocfl round submit|post|fail|fetch|show     scripted rounds (project id first, --round N)
+    pocfl train|aggregate|audit ID              trainer, aggregator node, auditor
     pocfl demo                                  the whole flow, reconciled to the wei
+    pocfl --version
 """
 
 from __future__ import annotations
