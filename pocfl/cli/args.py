@@ -3,6 +3,8 @@
 The project id is a positional argument everywhere (``pocfl train 3``, ``pocfl round show 3``); ``train``,
 ``aggregate`` and ``audit`` took it as ``--project ID`` before, which they still accept as a hidden alias so older
 scripts keep working. The round is ``--round N`` everywhere (``round show`` still accepts it positionally).
+``chain advance --to POINT --project ID`` keeps its option: the command's subject is the chain, and the project
+only says whose window ``POINT`` names (it is optional there).
 """
 
 from __future__ import annotations
