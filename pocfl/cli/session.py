@@ -88,7 +88,7 @@ KeystoreOpt = Annotated[
         "--keystore",
         envvar="POCFL_KEYSTORE",
         metavar="FILE",
-        help=f"Encrypted keystore to sign with instead (password from ${PASSWORD_ENV} or a prompt).",
+        help=f"Encrypted keystore to sign with instead (password from --password-file, ${PASSWORD_ENV} or a prompt).",
         rich_help_panel=PANEL,
     ),
 ]
