@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from pocfl.accounts import import_key, list_keystores
 from pocfl.cli.main import app
 from pocfl.connection import Connection
+from pocfl.procs import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -254,3 +255,17 @@ def test_help_fits_the_terminal_and_wraps_cleanly(width: int) -> None:
                 assert len(line) + 1 + len(following.split()[0]) > content, (
                     f"{name} --help at {width} columns breaks early:\n{line}\n{following}"
                 )
+
+
+def test_ipfs_up_without_a_daemon_installed_points_to_scripts_install(
+    pocfl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the hint said `npm ci --prefix tools/ipfs-node`, which fails offline; scripts/install works."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # neither Kubo's `ipfs` nor `node` for js-ipfs
+    monkeypatch.delenv("POCFL_KUBO", raising=False)
+    failed = run_json("ipfs", "up", "--port", str(free_port()), code=1)
+    assert failed["error"] == "ConfigError" and "no IPFS daemon is installed" in failed["message"]
+    assert "scripts/install" in failed["message"] and "npm ci" not in failed["message"]
+    assert not (pocfl_home / "ipfs.json").exists()
