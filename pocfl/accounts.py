@@ -7,6 +7,7 @@ result (the receipts included) for the caller to render.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,21 +134,145 @@ def show_account(conn: Connection) -> AccountView:
     return AccountView(account.address, chain.chain_id, balance, credits, error)
 
 
-def new_keystore(path: Path, password: Callable[[Path], str]) -> LocalAccount:
-    """A new random account, encrypted into the keystore file ``path`` (never overwritten).
+KEYSTORE_DIR = "keystores"
 
-    ``password`` gives the password for ``path``; it is asked only once ``path`` is known to be free.
+
+@dataclass(frozen=True)
+class Keystore:
+    """An encrypted keystore file and the address of the account it holds."""
+
+    address: str
+    path: Path
+
+
+def keystore_dir() -> Path:
+    """Where keystores go without a path, and where ``pocfl account list`` looks: ``<state dir>/keystores``."""
+    from pocfl.deployment import state_dir
+
+    return state_dir() / KEYSTORE_DIR
+
+
+def _target(path: Path | None, address: str) -> Path:
+    """``path``, or ``<state dir>/keystores/<address>.json`` (the folder created, mode 0700); never an existing file.
 
     Raises
     ------
     ConfigError
-        ``path`` exists.
+        The file exists.
     """
-    from pocfl.chain.accounts import create_keystore
-
+    if path is None:
+        path = keystore_dir() / f"{address}.json"
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.exists():
         raise ConfigError(f"{path} exists; refusing to overwrite a keystore (pick another path)")
-    return create_keystore(path, password(path))
+    return path
+
+
+def _save(account: LocalAccount, path: Path | None, password: Callable[[Path], str]) -> Keystore:
+    """Encrypt ``account`` into a new keystore file (mode 0600 from creation, never overwritten)."""
+    from eth_account import Account
+
+    from pocfl.fsutil import PRIVATE, write_json_atomic
+
+    file = _target(path, account.address)
+    secret = password(file)  # asked only once the file is known to be free
+    if not secret:
+        raise ConfigError("refusing to encrypt a keystore with an empty password")
+    try:
+        write_json_atomic(file, Account.encrypt(account.key, secret), mode=PRIVATE, exclusive=True, indent=None)
+    except FileExistsError:
+        raise ConfigError(f"{file} exists; refusing to overwrite a keystore") from None
+    return Keystore(account.address, file)
+
+
+def new_keystore(path: Path | None, password: Callable[[Path], str]) -> Keystore:
+    """A new random account, encrypted into the keystore file ``path`` (never overwritten).
+
+    Without ``path`` the keystore goes to ``<state dir>/keystores/<address>.json`` (not the current folder, often a
+    git checkout). ``password`` gives the password for the file; it is asked only once the file is known to be free.
+
+    Raises
+    ------
+    ConfigError
+        The file exists, or the password is empty.
+    """
+    from pocfl.chain.accounts import new_account
+
+    return _save(new_account(), path, password)
+
+
+def import_key(key_hex: str, path: Path | None, password: Callable[[Path], str]) -> Keystore:
+    """Encrypt an existing hex private key into a new keystore (``path`` as in :func:`new_keystore`).
+
+    Raises
+    ------
+    ConfigError
+        ``key_hex`` is not 32 bytes of hex (the message never repeats it), or the file exists.
+    """
+    from eth_account import Account
+
+    text = key_hex.strip()
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", text):
+        raise ConfigError("not a private key: expected 64 hex digits (with or without 0x)")
+    try:
+        account: LocalAccount = Account.from_key(text)
+    except ValueError:
+        raise ConfigError("not a valid secp256k1 private key") from None
+    return _save(account, path, password)
+
+
+def _keystore_address(document: object) -> str | None:
+    """The checksummed address a keystore document names, or None if it is not a keystore."""
+    from eth_utils.address import is_address, to_checksum_address
+
+    if not isinstance(document, dict) or not isinstance(document.get("crypto") or document.get("Crypto"), dict):
+        return None
+    address = document.get("address")
+    if not isinstance(address, str) or not is_address(address if address.startswith("0x") else "0x" + address):
+        return None
+    return to_checksum_address(address if address.startswith("0x") else "0x" + address)
+
+
+def import_keystore(source: Path, path: Path | None = None) -> Keystore:
+    """Copy an existing keystore file into the state folder (or ``path``), mode 0600; its password is unchanged.
+
+    Raises
+    ------
+    ConfigError
+        ``source`` cannot be read or is not an encrypted keystore naming its address, or the target exists.
+    """
+    import json
+
+    from pocfl.fsutil import PRIVATE, write_bytes_atomic
+
+    try:
+        data = source.read_bytes()
+        address = _keystore_address(json.loads(data))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the keystore {source}: {exc}") from None
+    if address is None:
+        raise ConfigError(f"{source} is not an encrypted keystore with an address (a JSON file with crypto, address)")
+    file = _target(path, address)
+    try:
+        write_bytes_atomic(file, data, mode=PRIVATE, exclusive=True)
+    except FileExistsError:
+        raise ConfigError(f"{file} exists; refusing to overwrite a keystore") from None
+    return Keystore(address, file)
+
+
+def list_keystores(folder: Path | None = None) -> list[Keystore]:
+    """The keystores in ``folder`` (default ``<state dir>/keystores``), by file name; other files are skipped."""
+    import json
+
+    found = []
+    for file in sorted((folder or keystore_dir()).glob("*.json")):
+        try:
+            address = _keystore_address(json.loads(file.read_bytes()))
+        except (OSError, ValueError):
+            continue
+        if address is not None:
+            found.append(Keystore(address, file))
+    return found
 
 
 def default_key_file() -> Path:

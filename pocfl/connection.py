@@ -10,11 +10,12 @@ Settings:
 - ``rpc``: ``embedded`` (in-process, throwaway), ``anvil`` (a throwaway local node) or an http(s) URL; None means the
   node recorded by ``pocfl chain up`` if it is alive (:mod:`pocfl.local_node`).
 - ``key``: the *name* of the environment variable holding the hex private key (default ``POCFL_PRIVATE_KEY``);
-  ``keystore``: an encrypted keystore instead, whose password comes from ``$POCFL_KEYSTORE_PASSWORD``, else from
-  the ``password`` callback (default: a prompt on the terminal).
+  ``keystore``: an encrypted keystore instead, whose password comes from ``password_file`` (its first line),
+  else ``$POCFL_KEYSTORE_PASSWORD``, else the ``password`` callback (default: a prompt on the terminal).
 - ``deployment``: the deployment file (default ``<state dir>/deployments.json``); ``market``: a contract address
   that overrides it.
-- ``ipfs``: the content store (see :func:`pocfl.store.open_store`); None is the embedded store in the state folder.
+- ``ipfs``: the content store (see :func:`pocfl.store.open_store`); None means the daemon recorded by ``pocfl ipfs up``
+  if there is one (:mod:`pocfl.local_ipfs`), else the embedded store in the state folder.
 - ``deadline_margin``: how close to a deadline by the chain's clock window-bound transactions are still sent
   (:func:`pocfl.waiting.check_deadline`).
 
@@ -46,13 +47,23 @@ if TYPE_CHECKING:
     from pocfl.market import Market
     from pocfl.store import ContentStore
 
-__all__ = ["DEFAULT_KEY_ENV", "PASSWORD_ENV", "THROWAWAY", "Connection", "chain_now"]
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "PASSWORD_ENV",
+    "RPC_ENVS",
+    "THROWAWAY",
+    "Connection",
+    "chain_now",
+    "read_password_file",
+]
 
 # web3 and eth-account take a second to import: chain modules are imported where needed, so that
 # `pocfl --help` and `pocfl chain up|down|status` start fast. These equal pocfl.chain.accounts' names.
 DEFAULT_KEY_ENV = "POCFL_PRIVATE_KEY"
 PASSWORD_ENV = "POCFL_KEYSTORE_PASSWORD"
 THROWAWAY = ("embedded", "anvil")
+RPC_ENVS = ("POCFL_RPC", "ETH_RPC_URL")
+"""Environment variables naming the chain, the first set wins (``ETH_RPC_URL`` as Foundry's cast reads it)."""
 
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
@@ -82,6 +93,33 @@ def _terminal_password(keystore: Path) -> str:
     return getpass.getpass(f"Password for {keystore}: ", stream=sys.stderr)
 
 
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_password_file(path: Path, warn: Callable[[str], None] = _stderr) -> str:
+    """The password in ``path``: its first line, without the line break (the rest of the file is ignored).
+
+    A file that others than its owner may read is used, with a warning through ``warn``: ``chmod 600`` it.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, or its first line is empty.
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the password file {path}: {exc}") from None
+    if mode & 0o077:
+        warn(f"password file {path} is readable by others (mode {mode & 0o777:o}): chmod 600 {path}")
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise ConfigError(f"the password file {path} is empty (the password is its first line)")
+    return password
+
+
 @dataclass(eq=False)
 class Connection:
     """What one entry point connects to and signs with (each part opened lazily, all closed by :meth:`close`)."""
@@ -95,6 +133,10 @@ class Connection:
     deadline_margin: int = DEADLINE_MARGIN
     password: Callable[[Path], str] = _terminal_password
     """Asked for the keystore's password when ``$POCFL_KEYSTORE_PASSWORD`` is not set (default: a terminal prompt)."""
+    password_file: Path | None = None
+    """A file whose first line is the keystore's password (before ``$POCFL_KEYSTORE_PASSWORD``)."""
+    warn: Callable[[str], None] = _stderr
+    """Where warnings about the settings go (a password file others may read)."""
 
     _chain: Chain | None = field(default=None, init=False, repr=False)
     _account: LocalAccount | None = field(default=None, init=False, repr=False)
@@ -132,6 +174,7 @@ class Connection:
             deployment_file=Path(d) if (d := get("deployment")) else default_deployment_file(),
             market_override=get("market"),
             ipfs=get("ipfs"),
+            password_file=Path(f) if (f := get("password-file")) else None,
         )
 
     # ---- chain -----------------------------------------------------------------------------------
@@ -209,7 +252,10 @@ class Connection:
                 fix="key-name",
             )
         if self.keystore is not None:
-            password = os.environ.get(PASSWORD_ENV)
+            if self.password_file is not None:
+                password: str | None = read_password_file(self.password_file, self.warn)
+            else:
+                password = os.environ.get(PASSWORD_ENV)
             if password is None:
                 password = self.password(self.keystore)
             self._account = account_from_keystore(self.keystore, password=password, prompt=False)

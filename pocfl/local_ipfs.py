@@ -128,6 +128,28 @@ def daemon_info(record: IpfsRecord) -> dict[str, Any]:
     return {"running": version is not None, "version": version, **record.to_json()}
 
 
+def recorded_store() -> str | None:
+    """The RPC URL of the daemon ``pocfl ipfs up`` recorded, the default store of later commands; None without one.
+
+    Only its process is checked (alive, an IPFS daemon), not its API: a busy daemon is still the store to use, and
+    the store's own retries cover a slow answer.
+
+    Raises
+    ------
+    ConfigError
+        The record names a process that is gone: using the embedded store instead would miss what was stored.
+    """
+    record = read_record()
+    if record is None:
+        return None
+    if not (pid_alive(record.pid) and is_ipfs_daemon(record.pid)):
+        raise ConfigError(
+            f"the IPFS daemon started by `pocfl ipfs up` ({record.url}, pid {record.pid}) is not running: start it "
+            "again with `pocfl ipfs up`, or run `pocfl ipfs down` to forget it and use the embedded store"
+        )
+    return record.url
+
+
 def drop_stale_locks(repo: Path) -> None:
     """Remove the lock files a daemon that died without cleaning up left in our repository."""
     for lock in ("repo.lock", "api"):

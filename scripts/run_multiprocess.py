@@ -12,7 +12,7 @@ Everything binds to 127.0.0.1 and lives in a fresh work folder (default: a tempo
    ``pocfl project create --manifest`` (owner), ``pocfl register`` (each trainer, concurrently);
 4. the rounds, with one of two engines:
 
-   - ``--engine plain``: ``pocfl aggregate --project ID --follow`` and N x ``pocfl train --project ID`` run
+   - ``--engine plain``: ``pocfl aggregate ID --follow`` and N x ``pocfl train ID`` run
      concurrently until the project finishes;
    - ``--engine flower``: Flower's deployment runtime: ``flower-superlink --insecure`` and one
      ``flower-supernode --insecure`` per trainer (its key's variable name, data share, project, chain and IPFS in
@@ -24,7 +24,7 @@ Everything binds to 127.0.0.1 and lives in a fresh work folder (default: a tempo
    clock exactly to the submission deadline with ``pocfl chain advance --to`` (``--clock advance``, the default,
    which keeps a run short and deterministic); ``--clock real`` waits for the windows instead, on an anvil that
    mines a block every second (the processes wait by the chain's clock);
-5. ``pocfl claim`` (each trainer), ``pocfl project withdraw`` (owner) and ``pocfl audit --project ID``;
+5. ``pocfl claim`` (each trainer), ``pocfl project withdraw`` (owner) and ``pocfl audit ID``;
 6. a summary: rounds, accuracy, payouts reconciled to the wei, wall time per phase (``summary.json`` too).
 
 Every process it starts is recorded in ``<work>/pids.json`` (with the descendants it finds, such as the
@@ -579,7 +579,7 @@ class Run:
     def plain(self) -> dict[str, Any]:
         """``pocfl aggregate --follow`` and ``pocfl train`` processes."""
         with self.phase("rounds"):
-            agg = ["aggregate", "--project", str(self.project_id), "--follow", "--poll", "1"]
+            agg = ["aggregate", str(self.project_id), "--follow", "--poll", "1"]
             agg += ["--state-dir", str(self.o.work / "actors" / "aggregator" / "journal")]
             if self.decrypt_key is not None:
                 agg += ["--decrypt-key", str(self.decrypt_key)]
@@ -591,7 +591,7 @@ class Run:
             trainers = sorted(a for a in self.actors if a.startswith("trainer"))
             n = len(trainers)
             for i, t in enumerate(trainers):
-                args = ["train", "--project", str(self.project_id), "--data", f"digits:part={i}:of={n}"]
+                args = ["train", str(self.project_id), "--data", f"digits:part={i}:of={n}"]
                 args += ["--seed", str(i), "--poll", "1", "--max-wait", str(int(self.o.timeout))]
                 workers.append(self.sup.start(t, self.pocfl(t, *args), self.env(t), capture=True))
             self.sup.say(f"started pocfl aggregate --follow and {n} x pocfl train ({n + 1} processes)")
@@ -714,7 +714,7 @@ class Run:
             with self.phase("audit"):
                 child = self.sup.start(
                     "audit",
-                    [*POCFL, "audit", "--project", str(self.project_id), "--out", str(self.o.work / "audit"), "--json"],
+                    [*POCFL, "audit", str(self.project_id), "--out", str(self.o.work / "audit"), "--json"],
                     self.env(),
                     capture=True,
                 )

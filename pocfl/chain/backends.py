@@ -198,7 +198,7 @@ def find_anvil() -> Path:
     on_path = shutil.which("anvil")
     if on_path:
         return Path(on_path)
-    raise ConfigError("anvil is not installed: run `npm ci` in the pocfl checkout (or set POCFL_ANVIL)")
+    raise ConfigError("anvil is not installed: run `scripts/install` in the pocfl checkout (or set POCFL_ANVIL)")
 
 
 @dataclass

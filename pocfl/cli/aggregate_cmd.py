@@ -14,6 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pocfl.cli import args
+from pocfl.cli.args import ProjectArg, ProjectOptAlias
 from pocfl.cli.common import option, progress_bars
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
@@ -74,7 +76,7 @@ FailOverdueOpt = Annotated[
 @guarded
 @connected(store=True, deadline=True)
 def aggregate(
-    project: Annotated[int, typer.Option("--project", min=1, metavar="ID", help="Project id.")],
+    project: ProjectArg = None,
     rounds: RoundsOpt = None,
     follow: FollowOpt = False,
     decrypt_key: DecryptKeyOpt = None,
@@ -83,6 +85,7 @@ def aggregate(
     zk_cache: ZkCacheOpt = None,
     poll: PollOpt = 5.0,
     fail_overdue: FailOverdueOpt = True,
+    project_alias: ProjectOptAlias = None,
     *,
     s: Session,
 ) -> None:
@@ -94,6 +97,7 @@ def aggregate(
     from pocfl.deployment import state_dir as pocfl_home
     from pocfl.updates import EncryptionKeyPair
 
+    project = args.project_id(project, project_alias)
     if follow and rounds is not None:
         raise ConfigError("give --rounds N or --follow, not both")
     keypair = EncryptionKeyPair.load(decrypt_key) if decrypt_key is not None else None

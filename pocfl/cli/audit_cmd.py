@@ -19,6 +19,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pocfl.cli import args
+from pocfl.cli.args import ProjectArg, ProjectOptAlias
 from pocfl.cli.common import option
 from pocfl.cli.output import Output, eth, guarded
 from pocfl.cli.session import Session, connected
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 VERDICT_COLOURS = {"verified": "green", "mismatch": "red", "unverifiable": "yellow", "unchecked": "yellow"}
 
 
-ProjectOpt = Annotated[int, option("--project", min=1, metavar="ID", help="The project to audit.")]
 ValidationOpt = Annotated[
     Path | None,
     option(
@@ -81,12 +82,13 @@ ExtraIpfsOpt = Annotated[
 @guarded
 @connected(sign=False, store=True)
 def audit(
-    project_id: ProjectOpt,
+    project: ProjectArg = None,
     validation: ValidationOpt = None,
     out: OutOpt = None,
     strict: StrictOpt = False,
     evidence: EvidenceOpt = None,
     extra_ipfs: ExtraIpfsOpt = None,
+    project_alias: ProjectOptAlias = None,
     *,
     s: Session,
 ) -> None:
@@ -100,6 +102,7 @@ def audit(
     """
     from pocfl.audit.entry import run_audit
 
+    project_id = args.project_id(project, project_alias)
     run = run_audit(
         s,
         project_id,

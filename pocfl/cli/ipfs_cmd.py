@@ -3,8 +3,9 @@
 ``pocfl ipfs up`` starts Kubo (or the js-ipfs daemon from ``tools/ipfs-node``) detached, with its repository in
 ``<state dir>/ipfs/repo`` and its log in ``<state dir>/ipfs/daemon.log``, and records it in
 ``<state dir>/ipfs.json``; ``pocfl ipfs down`` stops exactly the recorded PID, after checking that it is still an
-IPFS daemon answering on the recorded URL. Commands use the daemon only when told to (``--ipfs URL`` or
-``$POCFL_IPFS``): without either they keep using the embedded store.
+IPFS daemon answering on the recorded URL. While it is recorded, it is the default store of every later command
+(as ``pocfl chain up``'s node is the default chain); ``--ipfs`` or ``$POCFL_IPFS`` still choose another, and after
+``pocfl ipfs down`` the default is the embedded store again.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["IpfsRecord", "api_version", "app", "read_record", "record_file", "re
 
 app = typer.Typer(
     name="ipfs",
-    help="Run a local IPFS daemon (127.0.0.1 only) that survives between commands; use it with --ipfs URL.",
+    help="Run a local IPFS daemon (127.0.0.1 only) that survives between commands; later commands use it.",
     no_args_is_help=True,
 )
 
@@ -47,7 +48,8 @@ def up(
 ) -> None:
     """Start a local IPFS daemon in the background and remember it (stop it with `pocfl ipfs down`).
 
-    Its repository and log live in <state dir>/ipfs/. Commands use it when given --ipfs URL (or $POCFL_IPFS).
+    Its repository and log live in <state dir>/ipfs/. Later commands use it by default (--ipfs or $POCFL_IPFS
+    choose another store), until `pocfl ipfs down`.
     """
     from pocfl.local_ipfs import start_daemon
 
@@ -64,9 +66,9 @@ def up(
         )
         out.print(f"repository: {record.repo}")
         out.print(f"log: {record.log_file}")
-        out.print("Commands use it when told to; for this shell:")
+        out.print("Later commands on this machine use it by default; for processes elsewhere:")
         out.print(f"  export POCFL_IPFS={record.url}")
-        out.print("Stop it with `pocfl ipfs down`.")
+        out.print("Stop it with `pocfl ipfs down` (the default store is then the embedded one again).")
 
     out.result({"started": True, "export": f"POCFL_IPFS={record.url}", **info}, human)
 

@@ -61,7 +61,7 @@ ENDED = (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
 AggregatorOpt = Annotated[
     str,
     typer.Option(
-        metavar="ADDRESS|KEYSTORE",
+        metavar="ADDRESS|FILE",
         help="The only account allowed to post rounds (an address or its keystore file).",
     ),
 ]

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pocfl.chain.types import ZERO_BYTES32
+from pocfl.cli.args import RoundArgAlias, one_value
 from pocfl.cli.common import option, tx_doc
 from pocfl.cli.output import eth, guarded, short
 from pocfl.cli.parse import existing_file, parse_bytes32, parse_flags, parse_scores, read_bytes
@@ -362,9 +363,8 @@ def fail(
 @connected(store=True)
 def show(
     project_id: ProjectId,
-    round_number: Annotated[
-        int | None, typer.Argument(min=0, metavar="ROUND", help="Default: the current round.", show_default=False)
-    ] = None,
+    round_positional: RoundArgAlias = None,
+    round_: RoundOpt = None,
     *,
     s: Session,
 ) -> None:
@@ -375,7 +375,7 @@ def show(
     """
     from pocfl.rounds.actions import show_round
 
-    view = show_round(s, project_id, round_number)
+    view = show_round(s, project_id, one_value("--round", round_, round_positional, "ROUND"))
     s.out.result(view.to_json(), lambda: _render_round(s, view))
 
 

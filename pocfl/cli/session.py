@@ -4,14 +4,17 @@ A session is the :class:`pocfl.connection.Connection` the options describe (the 
 marketplace client and the content store), plus the command's :class:`~pocfl.cli.output.Output` and a password
 prompt for keystores.
 
-- ``--rpc``: ``embedded`` (in-process, throwaway), ``anvil`` (a throwaway local node) or an http(s) URL;
-  default ``$POCFL_RPC``, else the node recorded by ``pocfl chain up`` if it is alive.
+- ``--rpc`` (alias ``--rpc-url``, as in Foundry's cast): ``embedded`` (in-process, throwaway), ``anvil`` (a
+  throwaway local node) or an http(s) URL; default ``$POCFL_RPC``, else ``$ETH_RPC_URL``, else the node recorded by
+  ``pocfl chain up`` if it is alive.
 - ``--key NAME``: the *name* of the environment variable holding the hex private key (default
   ``POCFL_PRIVATE_KEY``); ``--keystore FILE`` (``$POCFL_KEYSTORE``) an encrypted keystore instead, whose
-  password comes from ``$POCFL_KEYSTORE_PASSWORD`` or a prompt. Keys never go on the command line.
+  password comes from ``--password-file FILE`` (its first line), else ``$POCFL_KEYSTORE_PASSWORD``, else a prompt.
+  Keys and passwords never go on the command line.
 - ``--deployment FILE`` (``$POCFL_DEPLOYMENT``, default ``<state dir>/deployments.json``) and
-  ``--market ADDRESS`` to use another contract than the recorded one.
-- ``--ipfs``: the content store, ``$POCFL_IPFS``, else the embedded store in ``<state dir>/store``; an IPFS
+  ``--market ADDRESS`` (``$POCFL_MARKET``) to use another contract than the recorded one.
+- ``--ipfs``: the content store, ``$POCFL_IPFS``, else the daemon of ``pocfl ipfs up``, else the embedded store in
+  ``<state dir>/store``; an IPFS
   node's RPC URL (``http://127.0.0.1:5001``) or multiaddr, or a directory (see :func:`pocfl.store.open_store`).
 - ``--json``: one JSON document on stdout, nothing else.
 - ``--deadline-margin SECONDS`` (``$POCFL_DEADLINE_MARGIN``), on commands that send window-bound transactions:
@@ -32,7 +35,7 @@ import typer
 from pocfl.cli.common import option
 from pocfl.cli.output import Output
 from pocfl.cli.parse import parse_address
-from pocfl.connection import DEFAULT_KEY_ENV, PASSWORD_ENV, THROWAWAY, Connection, chain_now
+from pocfl.connection import DEFAULT_KEY_ENV, PASSWORD_ENV, RPC_ENVS, THROWAWAY, Connection, chain_now
 from pocfl.deployment import default_deployment_file
 from pocfl.errors import ConfigError
 from pocfl.waiting import DEADLINE_MARGIN
@@ -49,6 +52,7 @@ __all__ = [
     "KeyOpt",
     "KeystoreOpt",
     "MarketOpt",
+    "PasswordFileOpt",
     "RpcOpt",
     "Session",
     "chain_now",
@@ -61,10 +65,11 @@ RpcOpt = Annotated[
     str | None,
     option(
         "--rpc",
-        envvar="POCFL_RPC",
+        "--rpc-url",
+        envvar=list(RPC_ENVS),
         metavar="URL",
         help="Chain: an http(s) JSON-RPC URL, 'embedded' or 'anvil' (throwaway chains). "
-        "Default: the node started by `pocfl chain up`.",
+        "Default: $POCFL_RPC, $ETH_RPC_URL, else the node started by `pocfl chain up`.",
         rich_help_panel=PANEL,
     ),
 ]
@@ -83,7 +88,16 @@ KeystoreOpt = Annotated[
         "--keystore",
         envvar="POCFL_KEYSTORE",
         metavar="FILE",
-        help=f"Encrypted keystore to sign with instead (password from ${PASSWORD_ENV} or a prompt).",
+        help=f"Encrypted keystore to sign with instead (password from --password-file, ${PASSWORD_ENV} or a prompt).",
+        rich_help_panel=PANEL,
+    ),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    option(
+        "--password-file",
+        metavar="FILE",
+        help=f"Read the keystore's password from the first line of FILE (mode 0600) instead of ${PASSWORD_ENV}.",
         rich_help_panel=PANEL,
     ),
 ]
@@ -105,6 +119,7 @@ MarketOpt = Annotated[
     str | None,
     option(
         "--market",
+        envvar="POCFL_MARKET",
         metavar="ADDRESS",
         help="Marketplace contract address (overrides the deployment file).",
         rich_help_panel=PANEL,
@@ -160,6 +175,7 @@ class Session(Connection):
         ipfs: str | None = None,
         *,
         deadline_margin: int | None = None,
+        password_file: Path | None = None,
     ) -> None:
         super().__init__(
             rpc_setting=rpc,
@@ -170,6 +186,8 @@ class Session(Connection):
             ipfs=ipfs,
             deadline_margin=DEADLINE_MARGIN if deadline_margin is None else deadline_margin,
             password=_prompt_password,
+            password_file=password_file,
+            warn=lambda message: self.out.warn(message),
         )
         self.out = Output(json_out)
 
@@ -184,6 +202,7 @@ _OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("rpc", RpcOpt, None),
     ("key", KeyOpt, DEFAULT_KEY_ENV),
     ("keystore", KeystoreOpt, None),
+    ("password_file", PasswordFileOpt, None),
     ("json_out", JsonOpt, False),
     ("deployment", DeploymentOpt, None),
     ("market", MarketOpt, None),
@@ -198,21 +217,21 @@ def connected(
     """Give a command the connection options and call it with the :class:`Session` they describe.
 
     The command declares a keyword-only parameter ``s: Session`` instead of the options; this adds ``--rpc``,
-    ``--json``, ``--deployment`` and ``--market`` to its signature (what typer reads), with ``--key`` and
-    ``--keystore`` when it signs, ``--ipfs`` when it uses the content store and ``--deadline-margin`` when it sends
-    window-bound transactions. The session is closed when the command returns. Put :func:`guarded` above it: it
-    reads ``json_out`` to choose the error format.
+    ``--json``, ``--deployment`` and ``--market`` to its signature (what typer reads), with ``--key``,
+    ``--keystore`` and ``--password-file`` when it signs, ``--ipfs`` when it uses the content store and
+    ``--deadline-margin`` when it sends window-bound transactions. The session is closed when the command returns.
+    Put :func:`guarded` above it: it reads ``json_out`` to choose the error format.
 
     Parameters
     ----------
     sign
-        The command signs transactions (``--key``, ``--keystore``).
+        The command signs transactions (``--key``, ``--keystore``, ``--password-file``).
     store
         The command uses the content store (``--ipfs``).
     deadline
         The command sends window-bound transactions (``--deadline-margin``).
     """
-    skip = set() if sign else {"key", "keystore"}
+    skip = set() if sign else {"key", "keystore", "password_file"}
     skip |= set() if store else {"ipfs"}
     skip |= set() if deadline else {"deadline_margin"}
     options = [(name, hint, default) for name, hint, default in _OPTIONS if name not in skip]
@@ -237,6 +256,7 @@ def connected(
                 given["market"],
                 given.get("ipfs"),
                 deadline_margin=given.get("deadline_margin"),
+                password_file=given.get("password_file"),
             ) as session:
                 return fn(*args, s=session, **kwargs)
 

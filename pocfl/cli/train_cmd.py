@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from pocfl.cli import args
+from pocfl.cli.args import ProjectArg, ProjectOptAlias
 from pocfl.cli.common import option, progress_bars
 from pocfl.cli.output import Output, eth, guarded, short
 from pocfl.cli.session import (
@@ -117,7 +119,6 @@ def _summary_table(summaries: list[RoundSummary]) -> Table:
     return table
 
 
-ProjectOpt = Annotated[int, option("--project", min=1, metavar="ID", help="Project id (see `pocfl project list`).")]
 DataOpt = Annotated[
     str,
     option(
@@ -170,8 +171,8 @@ StateDirOpt = Annotated[
 @guarded
 @connected(store=True, deadline=True)
 def train(
-    project_id: ProjectOpt,
     data: DataOpt,
+    project: ProjectArg = None,
     rounds: RoundsOpt = None,
     attack: AttackOpt = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of local training (with the round number).")] = 0,
@@ -179,6 +180,7 @@ def train(
     poll: PollOpt = 5.0,
     max_wait: MaxWaitOpt = None,
     state_dir: StateDirOpt = None,
+    project_alias: ProjectOptAlias = None,
     *,
     s: Session,
 ) -> None:
@@ -192,6 +194,7 @@ def train(
     from pocfl.deployment import state_dir as default_state_dir
     from trainer_client.setup import prepare_trainer, training_result
 
+    project_id = args.project_id(project, project_alias)
     # started during an outage, wait for the chain and the store instead of exiting (the loop does the same)
     prepared = prepare_trainer(
         s.store_market, project_id, data, label_column=label_column, attack=attack, rounds=rounds, say=s.out.note

@@ -39,8 +39,17 @@ def default_store_dir() -> Path:
 
 
 def describe_spec(spec: str | None) -> str:
-    """The store spec actually used: the argument, else ``$POCFL_IPFS``, else ``embedded``."""
-    return spec or os.environ.get(STORE_ENV) or "embedded"
+    """The store spec actually used: the argument, else ``$POCFL_IPFS``, the ``pocfl ipfs up`` daemon, ``embedded``.
+
+    Raises
+    ------
+    ConfigError
+        The daemon of ``pocfl ipfs up`` is recorded but its process is gone (see
+        :func:`pocfl.local_ipfs.recorded_store`): the embedded store would not hold what was stored there.
+    """
+    from pocfl.local_ipfs import recorded_store
+
+    return spec or os.environ.get(STORE_ENV) or recorded_store() or "embedded"
 
 
 def open_store(spec: str | None = None, **ipfs_options: float) -> ContentStore:

@@ -48,7 +48,7 @@ def find_kubo() -> IpfsImplementation | None:
 
 
 def find_jsipfs() -> IpfsImplementation | None:
-    """The js-ipfs daemon installed by ``npm ci`` in ``tools/ipfs-node`` (or ``$POCFL_JSIPFS_DIR``)."""
+    """The js-ipfs daemon ``scripts/install`` puts in ``tools/ipfs-node`` (or ``$POCFL_JSIPFS_DIR``)."""
     node = shutil.which("node")
     roots = [Path(os.environ[JSIPFS_DIR_ENV])] if os.environ.get(JSIPFS_DIR_ENV) else []
     roots += [_REPO_ROOT / "tools" / "ipfs-node", Path.cwd() / "tools" / "ipfs-node"]
@@ -66,8 +66,8 @@ def find_ipfs() -> IpfsImplementation:
     found = find_kubo() or find_jsipfs()
     if found is None:
         raise ConfigError(
-            "no IPFS daemon is installed: install Kubo (`ipfs` on PATH) or run `npm ci --prefix tools/ipfs-node` "
-            "in the pocfl checkout (js-ipfs, about 3 minutes)"
+            "no IPFS daemon is installed: install Kubo (`ipfs` on PATH) or run `scripts/install` in the pocfl "
+            "checkout (it installs the js-ipfs daemon into tools/ipfs-node, about 3 minutes)"
         )
     return found
 

@@ -33,6 +33,8 @@ POCFL_ENV_VARS = (
     "POCFL_KEYSTORE_PASSWORD",
     "POCFL_DEPLOYMENT",
     "POCFL_IPFS",
+    "POCFL_MARKET",
+    "ETH_RPC_URL",  # read after POCFL_RPC, as Foundry's cast does
 )
 
 SPEC = ModelSpec((("fc.weight", (4, 3), "F32"), ("fc.bias", (4,), "F32")), name="e2e-model")

@@ -216,7 +216,7 @@ def test_full_project_flow(
     assert [c["amount_wei"] for c in posted["credits"]] == list(expected.shares)
     assert posted["credited_wei"] == expected.credited
     assert posted["unallocated_wei"] == expected.unallocated
-    shown_round = cli.json("round", "show", str(pid), "0")
+    shown_round = cli.json("round", "show", str(pid), "--round", "0")
     assert shown_round["state"] == "posted"
     assert [s["score"] for s in shown_round["submissions"]] == list(scores)
     assert [s["credited_wei"] for s in shown_round["submissions"]] == list(expected.shares)

@@ -263,6 +263,11 @@ def test_ipfs_records_never_stop_a_stranger(home: Path, tmp_path: Path) -> None:
     (repo / "repo.lock").write_text("")
     ipfs_cmd.write_record(_record(gone.pid, url, repo))
     assert "not running" in run("ipfs", "status", code=1).stdout
+    # The recorded daemon is the default store: while it is gone, commands say so instead of using another store.
+    failed = run_json("store", "info", code=1)
+    assert failed["error"] == "ConfigError" and f"pid {gone.pid}) is not running" in failed["message"]
+    assert "pocfl ipfs down" in failed["message"]
+    assert run_json("store", "info", "--ipfs", "embedded")["backend"] == "embedded"
     down = run_json("ipfs", "down")
     assert down["stopped"] is False and down["reason"] == "the process had already exited"
     assert not (repo / "repo.lock").exists() and ipfs_cmd.read_record() is None
@@ -320,10 +325,14 @@ def test_console_script_ipfs_up_status_down(tmp_path: Path, files: dict[str, Pat
         assert again["started"] is False and again["pid"] == pid
         status = _pocfl("ipfs", "status", env=env)
         assert status["running"] is True and status["pid"] == pid and status["version"] == up["version"]
-        # Another process stores through it when told to; without --ipfs the default stays embedded.
-        stored = _pocfl("store", "put", str(files["small"]), env={**env, "POCFL_IPFS": url})
+        # Issue 14: the recorded daemon is the default store of later commands (as `chain up` is the default
+        # chain); --ipfs or $POCFL_IPFS still choose another.
+        stored = _pocfl("store", "put", str(files["small"]), env=env)
         assert stored[0]["cid"] == compute_cid(files["small"].read_bytes())
-        assert _pocfl("store", "info", env=env)["backend"] == "embedded"
+        info = _pocfl("store", "info", env=env)
+        assert info["backend"] == "ipfs" and info["location"] == url
+        assert _pocfl("store", "has", stored[0]["cid"], env=env)[0]["present"] is True
+        assert _pocfl("store", "info", env={**env, "POCFL_IPFS": "embedded"})["backend"] == "embedded"
         down = _pocfl("ipfs", "down", env=env)
         assert down["stopped"] is True and down["pid"] == pid
         assert not pid_alive(pid)
@@ -331,6 +340,7 @@ def test_console_script_ipfs_up_status_down(tmp_path: Path, files: dict[str, Pat
         assert api_version(url) is None
         assert _pocfl("ipfs", "status", env=env, code=1)["running"] is False
         assert _pocfl("ipfs", "down", env=env)["stopped"] is False
+        assert _pocfl("store", "info", env=env)["backend"] == "embedded"  # forgotten: back to the embedded store
     finally:
         if pid is not None and pid_alive(pid):  # only the daemon this test started
             stop_pid(pid)

@@ -83,7 +83,7 @@ def test_readme_block_is_complete() -> None:
     options = r"--(?:keystore|aggregator|decrypt-key|aggregator-key|manifest) ([^\s;&]+)"
     used = {f.replace("$i", str(i)) for f in re.findall(options, block) for i in range(3)} - {"$who.json"}
     assert used <= created, f"files used but never created: {used - created}"
-    assert "audit --project 1 --ipfs $POCFL_IPFS" in block
+    assert "audit 1 --ipfs $POCFL_IPFS" in block
 
 
 @dataclass

@@ -126,7 +126,7 @@ def test_aggregator_started_during_an_outage_waits_for_chain_and_store(
     with chain, store:
         began = time.monotonic()
         result = cli(
-            "aggregate", "--project", str(project), "--follow", "--key", actors.aggregator.env,
+            "aggregate", str(project), "--follow", "--key", actors.aggregator.env,
             "--ipfs", store.url, rpc=False,
         )  # fmt: skip
         took = time.monotonic() - began
@@ -143,7 +143,7 @@ def test_trainer_started_during_an_outage_waits_for_chain_and_store(
     with chain, store:
         began = time.monotonic()
         result = cli(
-            "train", "--project", str(project), "--data", "digits:part=0:of=3", "--key", actors.t1.env,
+            "train", str(project), "--data", "digits:part=0:of=3", "--key", actors.t1.env,
             "--ipfs", store.url, "--rpc", chain.url, "--poll", "0.2", "--json", rpc=False,
         )  # fmt: skip
         took = time.monotonic() - began

@@ -437,7 +437,7 @@ def test_the_aggregate_command_posts_rounds_and_prints_them(
     key_file = s.key.save(tmp_path / "aggregator.key")
     monkeypatch.setattr(Session, "chain", lambda _self: env.chain)  # the test's chain, on either backend
     monkeypatch.setenv("POCFL_HOME", str(tmp_path / "home"))
-    base = ["aggregate", "--project", str(s.project_id), "--market", env.market.address, "--key", "AGG_KEY"]
+    base = ["aggregate", str(s.project_id), "--market", env.market.address, "--key", "AGG_KEY"]
     base += ["--ipfs", f"embedded:{s.store.root}", "--state-dir", str(s.state_dir), "--decrypt-key", str(key_file)]
     runner = CliRunner()
     keys = {"AGG_KEY": "0x" + bytes(env.aggregator.key).hex()}
@@ -462,7 +462,7 @@ def test_the_aggregate_command_posts_rounds_and_prints_them(
     result = runner.invoke(app, [*base, "--follow", "--json"], env=keys)  # finished: nothing left to do
     assert result.exit_code == 0 and json.loads(result.stdout)["rounds"] == []
     result = runner.invoke(
-        app, [*base[:5], "--key", "OWNER_KEY", "--json"], env={"OWNER_KEY": "0x" + bytes(env.owner.key).hex()}
+        app, [*base[:4], "--key", "OWNER_KEY", "--json"], env={"OWNER_KEY": "0x" + bytes(env.owner.key).hex()}
     )
     assert result.exit_code == 1 and json.loads(result.stdout)["error"] == "ConfigError"
 

@@ -183,7 +183,7 @@ def test_an_honest_project_reconciles_and_every_tampering_with_stored_bytes_is_n
     shared: Chain = dataclasses.replace(env.chain, anvil=None)  # the command must not stop the test's chain
     monkeypatch.setattr("pocfl.chain.backends.connect", lambda _rpc: shared)
     out = tmp_path / "cli-audit"
-    args = ["audit", "--project", str(p.id), "--rpc", "embedded", "--market", env.market.address]
+    args = ["audit", str(p.id), "--rpc", "embedded", "--market", env.market.address]
     args += ["--ipfs", str(p.store.root), "--out", str(out)]
     cli = CliRunner().invoke(app, [*args, "--json"])
     assert cli.exit_code == 0, cli.output

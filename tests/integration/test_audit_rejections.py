@@ -46,7 +46,7 @@ def censor(monkeypatch: pytest.MonkeyPatch, trainer: str, reason: str) -> None:
 def cli(env: Env, p: Project, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Any:
     shared: Chain = dataclasses.replace(env.chain, anvil=None)  # the command must not stop the test's chain
     monkeypatch.setattr("pocfl.chain.backends.connect", lambda _rpc: shared)
-    args = ["audit", "--project", str(p.id), "--rpc", "embedded", "--market", env.market.address, *extra]
+    args = ["audit", str(p.id), "--rpc", "embedded", "--market", env.market.address, *extra]
     return CliRunner().invoke(app, args)
 
 

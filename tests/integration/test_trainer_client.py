@@ -674,7 +674,7 @@ def test_pocfl_train_command(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
 
     thread = threading.Thread(target=aggregator, daemon=True)
     thread.start()
-    args = ["train", "--project", str(world.project_id), "--data", "digits:part=0:of=3", "--rounds", "1"]
+    args = ["train", str(world.project_id), "--data", "digits:part=0:of=3", "--rounds", "1"]
     args += ["--rpc", url, "--market", env.market.address, "--ipfs", str(tmp_path / "store")]
     args += ["--key", "POCFL_TEST_TRAINER", "--poll", "0.1", "--max-wait", "60", "--json"]
     result = CliRunner().invoke(app, args)
@@ -688,5 +688,5 @@ def test_pocfl_train_command(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
     assert document["earned_wei"] == BUDGET // 3 and document["claimable_wei"] >= BUDGET // 3
     assert (tmp_path / "home" / f"trainer-{world.trainers[0].address.lower()}-{world.project_id}.json").exists()
 
-    bad = CliRunner().invoke(app, ["train", "--project", "1", "--data", "digits:part=5:of=3", "--json"])
+    bad = CliRunner().invoke(app, ["train", "1", "--data", "digits:part=5:of=3", "--json"])
     assert bad.exit_code == 1 and json.loads(bad.stdout)["error"] == "DataSpecError"
