@@ -6,7 +6,7 @@ at this trainer's entry: listed with the CID and commitment it submitted, not re
 revealed after the round so that anyone can recompute it. When
 something is wrong it returns one plain sentence and saves the evidence (:mod:`pocfl.rounds.evidence`: the plaintext,
 CID, commitment, round, project and the report's reason) into ``<state dir>/evidence/``, so that anyone can run
-``pocfl audit --project P --evidence FILE``, which checks the plaintext against the on-chain commitment.
+``pocfl audit P --evidence FILE``, which checks the plaintext against the on-chain commitment.
 
 The plaintext of the round in flight is kept in ``<state dir>/evidence/pending/`` from submission until the round
 is checked (:class:`PlaintextKeeper`), so a trainer restarted in between still has its evidence.
@@ -202,6 +202,6 @@ def check_treatment(
     except (OSError, EvidenceError) as exc:
         return Treatment(f"{head} Evidence could not be saved into {evidence_dir}: {bounded(exc, 120)}")
     return Treatment(
-        f"{head} Evidence saved: {path}; anyone can check it: pocfl audit --project {project_id} --evidence {path}",
+        f"{head} Evidence saved: {path}; anyone can check it: pocfl audit {project_id} --evidence {path}",
         path,
     )
