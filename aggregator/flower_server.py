@@ -23,10 +23,9 @@ Message contents (one :class:`~flwr.app.ConfigRecord` under the key ``"pocfl"``;
                              "model-cid": str, "hyperparams": HyperParams JSON, "submission-deadline": int}
            node -> server   {"trainer": "0x..", "cid": str}  (or {"trainer": .., "skipped": reason})
 
-Run config of the ServerApp (``[tool.flwr.app.config]`` or ``--run-config``): ``pocfl-project`` (required),
-``pocfl-rpc``, ``pocfl-market``, ``pocfl-deployment``, ``pocfl-ipfs``, ``pocfl-key-env`` (name of the variable
-holding the aggregator's key, default ``POCFL_PRIVATE_KEY``), ``pocfl-keystore``, ``pocfl-decrypt-key``,
-``pocfl-validation``, ``pocfl-state-dir``, ``pocfl-timeout`` (seconds to wait for train replies).
+Run config of the ServerApp (``[tool.flwr.app.config]`` or ``--run-config``): the keys of :data:`SETTINGS`
+(docs/quickstart.md lists them, a test keeps the two equal). The model, its validation recipe and the scoring
+come from the project's on-chain manifest, which :class:`AggregatorNode` reads, as ``pocfl aggregate`` does.
 
 Filtering on registered addresses saves work, it is not a security boundary: a node may claim any address, but
 only a registered key can submit on chain.
@@ -62,6 +61,22 @@ from pocfl.rounds.inputs import global_model, round_hyperparams
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3600.0
+
+SETTINGS: dict[str, str] = {
+    "pocfl-project": "the on-chain project id (required)",
+    "pocfl-rpc": "chain JSON-RPC URL (default $POCFL_RPC)",
+    "pocfl-market": "marketplace address (default the deployment file's)",
+    "pocfl-deployment": "deployment file (default <state dir>/deployments.json)",
+    "pocfl-ipfs": "IPFS API URL or store folder (default $POCFL_IPFS)",
+    "pocfl-key-env": "name of the variable holding the aggregator's hex key (default POCFL_PRIVATE_KEY)",
+    "pocfl-keystore": "the aggregator's keystore file instead (password in $POCFL_KEYSTORE_PASSWORD)",
+    "pocfl-password-file": "file whose first line is the keystore's password",
+    "pocfl-decrypt-key": "the aggregator's encryption key file (for sealed updates)",
+    "pocfl-validation": "the revealed validation set, when the manifest names one by CID",
+    "pocfl-state-dir": "folder of the aggregator's journal",
+    "pocfl-timeout": "seconds to wait for the trainers' train replies (default 3600)",
+}
+"""The ServerApp's run config; the connection keys (project to ipfs) are the ClientApp's too."""
 
 
 def _config(message: Message) -> ConfigRecord | None:

@@ -35,6 +35,11 @@ Examples::
 
     .venv/bin/python scripts/run_multiprocess.py                       # plain engine, 4 trainers, 3 rounds
     .venv/bin/python scripts/run_multiprocess.py --engine flower --trainers 3 --rounds 2
+    .venv/bin/python scripts/run_multiprocess.py --engine flower --data wine.csv   # your own task, not digits
+
+``--data FILE.csv`` replaces the digits demo with a task of your own: 20% of the rows become the owner's
+validation set, from which ``pocfl project manifest --validation`` infers the features, the classes and the
+model; every trainer gets its share of the rest (``train.csv:part=I:of=N``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -345,6 +351,7 @@ class Options:
     audit: bool
     prove: bool = False
     sketch_dim: int = 8
+    data: Path | None = None
 
 
 class Run:
@@ -469,6 +476,8 @@ class Run:
             manifest = self.o.work / "actors" / "owner" / "manifest.json"
             manifest.parent.mkdir(parents=True, exist_ok=True)
             margs = ["project", "manifest", str(manifest), "--hidden", str(self.o.hidden), "--seed", "0"]
+            if self.o.data is not None:
+                margs += ["--validation", str(self.split_data())]
             margs += ["--epochs", str(self.o.epochs), "--name", f"multiprocess-{self.o.engine}"]
             if agg_key:
                 margs += ["--aggregator-key", agg_key]
@@ -508,6 +517,34 @@ class Run:
                 [(f"{t}-register", self.pocfl(t, "register", str(self.project_id)), self.env(t)) for t in trainers]
             )
             self.sup.say(f"pocfl register: {len(trainers)} trainers, each from its own process")
+
+    def split_data(self) -> Path:
+        """With ``--data FILE.csv``: hold out 20% as the owner's validation set; the rest feeds the trainers.
+
+        Writes ``validation.csv`` and ``train.csv`` (header kept) under the work folder; the manifest
+        (``pocfl project manifest --validation``) takes the features, classes and model from the first, each
+        trainer reads its share of the second (``train.csv:part=I:of=N``).
+        """
+        assert self.o.data is not None
+        header, *rows = self.o.data.read_text(encoding="utf-8").splitlines(keepends=True)
+        if _numeric_row(header):  # no header row: every line is a sample
+            header, rows = "", [header, *rows]
+        rows = [r for r in rows if r.strip()]
+        order = list(range(len(rows)))
+        random.Random(0).shuffle(order)
+        cut = max(1, len(rows) // 5)
+        folder = self.o.work / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, picked in (("validation.csv", order[:cut]), ("train.csv", order[cut:])):
+            (folder / name).write_text(header + "".join(rows[i] for i in sorted(picked)), encoding="utf-8")
+        self.sup.say(f"--data {self.o.data}: {cut} validation rows, {len(rows) - cut} training rows")
+        return folder / "validation.csv"
+
+    def trainer_data(self, part: int | str, of: int | str) -> str:
+        """Trainer ``part``'s data: its share of ``--data``'s training rows, else of the digits demo."""
+        if self.o.data is not None:
+            return f"{self.o.work / 'data' / 'train.csv'}:part={part}:of={of}"
+        return f"digits:part={part}:of={of}"
 
     def advance_to(self, timestamp: int, why: str) -> None:
         """``pocfl chain advance --to TIMESTAMP``: a block stamped exactly ``timestamp`` (never an overshoot)."""
@@ -591,7 +628,7 @@ class Run:
             trainers = sorted(a for a in self.actors if a.startswith("trainer"))
             n = len(trainers)
             for i, t in enumerate(trainers):
-                args = ["train", str(self.project_id), "--data", f"digits:part={i}:of={n}"]
+                args = ["train", str(self.project_id), "--data", self.trainer_data(i, n)]
                 args += ["--seed", str(i), "--poll", "1", "--max-wait", str(int(self.o.timeout))]
                 workers.append(self.sup.start(t, self.pocfl(t, *args), self.env(t), capture=True))
             self.sup.say(f"started pocfl aggregate --follow and {n} x pocfl train ({n + 1} processes)")
@@ -612,7 +649,7 @@ class Run:
                     "partition-id": i,
                     "num-partitions": n,
                     "pocfl-trainer-key-env": self.actors[t].key_env,
-                    "pocfl-data": f"digits:part={i}:of={n}",
+                    "pocfl-data": self.trainer_data(i, n),
                     "pocfl-seed": i,
                     "pocfl-project": self.project_id,
                     "pocfl-rpc": self.rpc,
@@ -672,6 +709,8 @@ class Run:
             "pocfl-decrypt-key": str(self.decrypt_key or ""),
             "pocfl-timeout": 600,
         }
+        if self.o.data is not None:  # simulated nodes fill the placeholders (the deployment's node config wins)
+            run_config["pocfl-data"] = self.trainer_data("{partition-id}", "{num-partitions}")
         argv = [_tool("flwr"), "run", str(FLOWER_APP), FLOWER_FEDERATION, "--run-config", _toml_pairs(run_config)]
         flwr = self.sup.start("flwr-run", [*argv, *extra, "--stream"], cli_env)
         self.sup.say(
@@ -830,6 +869,15 @@ def _tool(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
+def _numeric_row(line: str) -> bool:
+    """Whether a CSV line is all numbers (a sample, not a header)."""
+    try:
+        [float(cell) for cell in line.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
 def _toml_pairs(values: dict[str, Any]) -> str:
     """``k1=v1 k2="v2"`` as Flower's ``--node-config``/``--run-config`` parse it (TOML values)."""
     return " ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
@@ -910,9 +958,17 @@ def parse_args(
         "pocfl aggregate --zk-cache (plain engine only)",
     )
     p.add_argument("--sketch-dim", type=int, default=8, help="committed feature size with --prove (default 8)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="a CSV of your own task (numeric columns, label column 'label' or the last): 20%% becomes the "
+        "manifest's validation set (model shape from it), the rest is split among the trainers (default: digits)",
+    )
     a = p.parse_args(argv)
     if a.trainers < 2 or a.rounds < 1 or a.window < 10:
         p.error("need --trainers >= 2, --rounds >= 1 and --window >= 10")
+    if a.data is not None and (a.data.suffix.lower() != ".csv" or not a.data.is_file()):
+        p.error(f"--data {a.data}: expected an existing .csv file")
     if a.prove and a.engine != "plain":
         p.error("--prove runs with --engine plain")
     work = (a.work or Path(tempfile.mkdtemp(prefix=f"pocfl-{a.engine}-"))).resolve()
@@ -934,6 +990,7 @@ def parse_args(
         audit=not a.no_audit,
         prove=a.prove,
         sketch_dim=a.sketch_dim,
+        data=a.data.resolve() if a.data is not None else None,
     )
 
 

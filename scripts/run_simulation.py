@@ -12,12 +12,18 @@ placeholders of ``flower_app/pyproject.toml`` (``POCFL_KEY_TRAINER{partition-id}
 ``digits:part={partition-id}:of={num-partitions}``), so the trainers' keys are in the SuperLink's environment: a
 simulation is one machine, one process tree.
 
+``--data FILE.csv`` runs a task of your own instead of the digits demo: the project's manifest is built from a
+held-out 20% of the file (``pocfl project manifest --validation``, i.e. :func:`pocfl.fl_project.build_manifest`),
+and ``flwr run`` gets ``--run-config 'pocfl-data="<work>/data/train.csv:part={partition-id}:of={num-partitions}"'``
+so each simulated ClientApp reads its share of the rest. The model is always the one the on-chain manifest names.
+
 The simulation runtime needs Ray (``pip install "flwr[simulation]==1.42.*"``). Without it this script says so and
 exits 3 before starting anything.
 
 Example::
 
     .venv/bin/python scripts/run_simulation.py --trainers 3 --rounds 2
+    .venv/bin/python scripts/run_simulation.py --trainers 2 --rounds 1 --data wine.csv
 """
 
 from __future__ import annotations

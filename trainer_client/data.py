@@ -7,6 +7,9 @@
   (:func:`pocfl.ml.tabular.load_csv_table`); the label column is ``label_column`` (default: the column named
   ``label``, else the last one);
 - ``PATH.npz``: arrays ``X`` and ``y``;
+- ``PATH.csv:part=I:of=N[:seed=S]`` (or ``.npz``): share ``I`` of ``N`` of that file's rows, a seeded shuffle cut
+  into ``N`` near-equal parts (:func:`file_share`), so one file feeds every simulated trainer (Flower's
+  ``{partition-id}``/``{num-partitions}`` placeholders fill ``I`` and ``N``);
 - a folder: images as ``root/<class>/<image>`` (``image_size`` resizes them);
 - ``digits:part=I:of=N[:alpha=A][:seed=S][:fraction=F]``: trainer ``I`` of ``N`` in a Dirichlet(``A``)
   label-skewed partition of the *training* split of scikit-learn's digits. The split is
@@ -142,6 +145,59 @@ def digits_share(spec: DigitsSpec | str) -> tuple[FloatMatrix, Labels]:
     return np.ascontiguousarray(x_train[idx]), np.asarray(y_train[idx], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class FileShare:
+    """A parsed ``PATH:part=I:of=N[:seed=S]`` spec: rows ``I`` of ``N`` of a CSV or NPZ file."""
+
+    path: Path
+    part: int
+    of: int
+    seed: int = 0
+
+
+def parse_file_share(spec: str) -> FileShare | None:
+    """The share a ``PATH.csv:part=I:of=N[:seed=S]`` spec names, or None for a plain path.
+
+    Raises
+    ------
+    DataSpecError
+        The options after the file name are malformed or out of range.
+    """
+    head, sep, options = spec.partition(":part=")
+    if not sep or Path(head).suffix.lower() not in (".csv", ".npz"):
+        return None
+    fields: dict[str, str] = {}
+    for item in ("part=" + options).split(":"):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in ("part", "of", "seed") or key.strip() in fields:
+            raise DataSpecError(spec, f"{item!r}: expected {head}:part=I:of=N[:seed=S]")
+        fields[key.strip()] = value.strip()
+    if "of" not in fields:
+        raise DataSpecError(spec, f"missing of (expected {head}:part=I:of=N)")
+    try:
+        share = FileShare(Path(head).expanduser(), int(fields["part"]), int(fields["of"]), int(fields.get("seed", 0)))
+    except ValueError as exc:
+        raise DataSpecError(spec, f"a value is not an integer ({exc})") from exc
+    if share.of < 1 or not 0 <= share.part < share.of or share.seed < 0:
+        raise DataSpecError(spec, f"need 0 <= part < of and seed >= 0, got {share}")
+    return share
+
+
+def file_share(x: FloatMatrix, y: Labels, share: FileShare) -> tuple[FloatMatrix, Labels]:
+    """Rows ``share.part`` of ``share.of`` after a shuffle seeded by ``share.seed`` (the shares are disjoint).
+
+    Raises
+    ------
+    DataSpecError
+        The file has fewer rows than shares.
+    """
+    if share.of > y.shape[0]:
+        raise DataSpecError(str(share.path), f"{y.shape[0]} rows cannot be split {share.of} ways")
+    order = np.random.default_rng(share.seed).permutation(y.shape[0])
+    idx = np.sort(np.array_split(order, share.of)[share.part])
+    return np.ascontiguousarray(x[idx]), np.ascontiguousarray(y[idx])
+
+
 def _csv_label(path: Path, label_column: str | int | None) -> str | int:
     """The label column to use: the given one, else ``label`` if the header has it, else the last column."""
     if label_column is not None:
@@ -170,7 +226,8 @@ def load_private_data(
     Parameters
     ----------
     path_or_spec
-        ``*.csv``, ``*.npz``, an image folder, or ``digits:part=I:of=N[:alpha=A][:seed=S][:fraction=F]``.
+        ``*.csv``, ``*.npz`` (either with ``:part=I:of=N[:seed=S]``), an image folder, or
+        ``digits:part=I:of=N[:alpha=A][:seed=S][:fraction=F]``.
     label_column
         CSV only: the label column's name or zero-based position (a string of digits counts as a position).
         Default: ``label`` when the header has it, else the last column.
@@ -194,6 +251,10 @@ def load_private_data(
         raise DataSpecError(text, "empty data path")
     if not isinstance(path_or_spec, Path) and text.split(":", 1)[0] == DIGITS_SCHEME:
         return digits_share(parse_digits_spec(text))
+    share = None if isinstance(path_or_spec, Path) else parse_file_share(text)
+    if share is not None:
+        x, y = load_private_data(share.path, label_column=label_column)
+        return file_share(x, y, share)
     path = Path(text).expanduser()
     if path.is_dir():
         x, y, _ = load_image_folder(path, size=image_size)

@@ -28,9 +28,11 @@ ServerApp's names, so one run config serves both; trainer settings are per node:
   ``pocfl-deployment`` file's, else ``<state dir>/deployments.json``), ``pocfl-ipfs`` (default ``$POCFL_IPFS``);
 - ``pocfl-trainer-key-env``: the NAME of the environment variable holding the trainer's hex key (default
   ``POCFL_PRIVATE_KEY``), or ``pocfl-trainer-keystore`` (password in ``$POCFL_KEYSTORE_PASSWORD``);
-- ``pocfl-data``: a path or spec for :func:`trainer_client.data.load_private_data` (default
-  ``digits:part={partition-id}:of={num-partitions}`` where the node config has them, as in simulation);
-  ``pocfl-label-column`` for CSV files;
+- ``pocfl-data``: a path or spec for :func:`trainer_client.data.load_private_data` (required; the app's
+  ``pyproject.toml`` defaults it to the digits demo share ``digits:part={partition-id}:of={num-partitions}``;
+  a CSV of your own task is ``FILE.csv:part={partition-id}:of={num-partitions}`` in simulation, or its own file
+  per SuperNode); ``pocfl-label-column`` for CSV files. The model is never configured here: the trainer builds it
+  from the project's on-chain manifest, as ``pocfl train`` does;
 - ``pocfl-seed`` (default the ``partition-id``, else 0); ``pocfl-attack`` (demo attackers,
   :func:`~trainer_client.client.parse_attack`); ``pocfl-trainer-state-dir`` (the journal's folder, default
   ``$POCFL_HOME``, else ``./.pocfl``); ``pocfl-wait-s`` (how long a message may wait for its round to open,
@@ -60,6 +62,23 @@ ERROR_CODE = 2
 """``flwr.common.constant.ErrorCode.CLIENT_APP_RAISED_EXCEPTION``: an expected failure, explained in the reason."""
 
 DEFAULT_KEY_ENV = "POCFL_PRIVATE_KEY"
+
+SETTINGS: dict[str, str] = {
+    "pocfl-trainer-key-env": "name of the variable holding the trainer's hex key (default POCFL_PRIVATE_KEY)",
+    "pocfl-trainer-keystore": "the trainer's keystore file instead (password in $POCFL_KEYSTORE_PASSWORD)",
+    "pocfl-data": "the trainer's data: FILE.csv / FILE.npz / image folder, FILE.csv:part=I:of=N, digits:part=I:of=N",
+    "pocfl-label-column": "CSV label column, name or index (default label, else the last)",
+    "pocfl-seed": "local training seed (default the partition-id, else 0)",
+    "pocfl-attack": "demo attacker behaviour (trainer_client.client.parse_attack)",
+    "pocfl-trainer-state-dir": "folder of the trainer's journal (default $POCFL_HOME, else ./.pocfl)",
+    "pocfl-wait-s": "seconds a train message may wait for its round to open (default 30)",
+}
+"""The ClientApp's own settings (node config first, then run config), besides the connection settings it shares
+with the ServerApp (:data:`aggregator.flower_server.SETTINGS`); docs/quickstart.md's table lists both."""
+
+SHARED_SETTINGS = ("pocfl-project", "pocfl-rpc", "pocfl-market", "pocfl-deployment", "pocfl-ipfs")
+"""The connection settings the ClientApp reads under the ServerApp's names (one run config serves both)."""
+
 DEFAULT_WAIT_S = 30.0
 WAIT_POLL_S = 1.0
 
@@ -112,10 +131,12 @@ def client_from_settings(context: Context) -> TrainerClient:
     project = setting(context, "pocfl-project")
     if project is None:
         raise ConfigError("set pocfl-project (the project id) in the run config or the node config")
-    has_partition = "partition-id" in context.node_config
-    data = setting(context, "pocfl-data", "digits:part={partition-id}:of={num-partitions}" if has_partition else None)
+    data = setting(context, "pocfl-data")
     if data is None:
-        raise ConfigError("set pocfl-data (a .csv, .npz, image folder or digits:part=I:of=N spec) in the node config")
+        raise ConfigError(
+            "set pocfl-data (a .csv, .npz, image folder, FILE.csv:part=I:of=N or digits:part=I:of=N) in the node "
+            "or run config"
+        )
     key: tuple[Any, ...] = (
         int(project),
         setting(context, "pocfl-rpc"),

@@ -618,7 +618,7 @@ def test_flower_client_app_runs_the_same_round(env: Env, tmp_path: Path, monkeyp
 
     if env.chain.url is None:
         return  # settings name a chain by URL: the embedded chain has none
-    # from the node and run config alone, as a SuperNode runs it (key by env var name, data by partition)
+    # from the node and run config alone, as a SuperNode runs it (key by env var name, data share by partition)
     monkeypatch.setenv("POCFL_TEST_TRAINER_1", world.trainers[1].key.hex())
     node = {"partition-id": 1, "num-partitions": 3, "pocfl-trainer-key-env": "POCFL_TEST_TRAINER_{partition-id}"}
     run = {
@@ -628,6 +628,7 @@ def test_flower_client_app_runs_the_same_round(env: Env, tmp_path: Path, monkeyp
         "pocfl-ipfs": str(tmp_path / "store"),
         "pocfl-deployment": "",
         "pocfl-trainer-state-dir": str(tmp_path / "flower-state"),
+        "pocfl-data": "digits:part={partition-id}:of={num-partitions}",  # flower_app/pyproject.toml's default
     }
     try:
         reply = flower_client.app(_message({"round": 0, "project-id": pid}), Context(1, 2, node, RecordDict(), run))
