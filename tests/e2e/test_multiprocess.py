@@ -151,3 +151,30 @@ def test_flower_simulation_engine() -> None:
 
 
 _SIM_ARGS = ("--trainers", "2", "--rounds", "1", "--epochs", "1", "--no-audit")
+
+
+@pytest.mark.slow
+def test_flower_simulation_engine_on_a_wine_csv() -> None:
+    """A non-digits task through Flower's simulation runtime: ``--data wine.csv`` (13 features, 3 classes) makes
+    the manifest from a held-out share of the file and feeds the simulated ClientApps disjoint shares of the rest;
+    the model both apps use is the manifest's."""
+    pytest.importorskip("ray", reason="Flower's simulation runtime needs flwr[simulation] (Ray)")
+    from sklearn.datasets import load_wine
+
+    short = Path(tempfile.mkdtemp(prefix="pfwine-", dir="/tmp"))
+    try:
+        wine = load_wine()
+        csv = short / "wine.csv"
+        header = ",".join([*(f"f{i}" for i in range(13)), "label"])
+        rows = [",".join([*(f"{v:g}" for v in x), str(int(y))]) for x, y in zip(wine.data, wine.target, strict=True)]
+        csv.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        doc, pids, output = run_script(
+            short, *_SIM_ARGS, "--data", str(csv), timeout=420, script=REPO / "scripts" / "run_simulation.py"
+        )
+        manifest = json.loads((short / "work" / "actors" / "owner" / "manifest.json").read_text())
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    check_reconciled(doc, trainers=2, rounds=1)
+    check_no_survivors(pids, "anvil", "ipfs")
+    assert (manifest["model"]["n_features"], manifest["model"]["n_classes"]) == (13, 3)
+    assert "--data " in output and "35 validation rows, 143 training rows" in output
