@@ -34,8 +34,8 @@ only a registered key can submit on chain.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ from pocfl.rounds.inputs import global_model, round_hyperparams
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3600.0
+NODE_POLL_S = 2.0
+"""Seconds between the node's chain checks while it waits out a round (``pocfl aggregate --poll``'s role)."""
 
 SETTINGS: dict[str, str] = {
     "pocfl-project": "the on-chain project id (required)",
@@ -221,8 +223,23 @@ def _opt(run_config: dict[str, Any], key: str) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+@contextmanager
+def _logged(step: str) -> Iterator[Callable[[str], None]]:
+    """:data:`aggregator.setup.Loading` for a process without a terminal: the step and its progress go to the log."""
+    log.info("%s", step)
+    yield lambda text: log.info("%s: %s", step, text)
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    """No progress bars in a ServerApp (the round's metrics are its report)."""
+
+
 def node_from_run_config(run_config: dict[str, Any]) -> tuple[AggregatorNode, AbstractContextManager[Any]]:
-    """Open the chain, the store and the node the run config names (see the module docstring).
+    """Open the chain, the store and the node the run config names (see :data:`SETTINGS`).
+
+    The same start as ``pocfl aggregate`` (:mod:`aggregator.setup`): it checks that the key signs as the project's
+    aggregator, loads a proven project's circuit from the default cache, and builds the node, which reads the
+    project's manifest (model, validation, scoring); chain and store outages are waited out.
 
     Returns
     -------
@@ -232,8 +249,9 @@ def node_from_run_config(run_config: dict[str, Any]) -> tuple[AggregatorNode, Ab
     Raises
     ------
     ConfigError
-        ``pocfl-project`` is missing, or the connection options are wrong.
+        ``pocfl-project`` is missing, the connection options are wrong, or the key is not the aggregator's.
     """
+    from aggregator.setup import NodeOptions, connect_aggregator, load_circuit, start_node
     from pocfl.connection import Connection, chain_now
     from pocfl.deployment import state_dir
     from pocfl.updates import EncryptionKeyPair
@@ -241,18 +259,31 @@ def node_from_run_config(run_config: dict[str, Any]) -> tuple[AggregatorNode, Ab
     project = run_config.get("pocfl-project")
     if project is None:
         raise ConfigError("the ServerApp needs run config pocfl-project (the project id)")
+    project_id = int(project)
     session = Connection.from_settings(run_config)
-    key_file = _opt(run_config, "pocfl-decrypt-key")
-    validation = _opt(run_config, "pocfl-validation")
-    node = AggregatorNode(
-        session.store_market(),
-        int(project),
-        keypair=EncryptionKeyPair.load(key_file) if key_file else None,
-        state_dir=Path(_opt(run_config, "pocfl-state-dir") or state_dir() / "aggregator"),
-        validation_file=Path(validation) if validation else None,
-        from_block=session.from_block,
-        clock=lambda: chain_now(session.chain()),
-    )
+    try:
+        key_file = _opt(run_config, "pocfl-decrypt-key")
+        validation = _opt(run_config, "pocfl-validation")
+        options = NodeOptions(
+            keypair=EncryptionKeyPair.load(key_file) if key_file else None,
+            state_dir=Path(_opt(run_config, "pocfl-state-dir") or state_dir() / "aggregator"),
+            validation=Path(validation) if validation else None,
+            poll=NODE_POLL_S,
+        )
+        market = connect_aggregator(session.store_market, project_id, say=log.info)
+        node = start_node(
+            market,
+            project_id,
+            options,
+            from_block=session.from_block,
+            clock=lambda: chain_now(session.chain()),
+            progress=_silent,
+            zk_setup=load_circuit(market, project_id, None, loading=_logged, say=log.info),
+            say=log.info,
+        )
+    except BaseException:
+        session.close()
+        raise
     return node, session
 
 

@@ -44,6 +44,7 @@ e.g. ``pocfl-trainer-key-env = "TRAINER_KEY_{partition-id}"`` gives every simula
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -55,8 +56,10 @@ from flwr.clientapp import ClientApp
 from pocfl import flower_keys as fk
 from pocfl.errors import ConfigError, PocflError
 from trainer_client.client import TrainerClient
-from trainer_client.data import load_private_data
+from trainer_client.progress import TrainerReporter
 from trainer_client.results import RoundNotOpenError, RoundResult, RoundStatus
+
+log = logging.getLogger(__name__)
 
 ERROR_CODE = 2
 """``flwr.common.constant.ErrorCode.CLIENT_APP_RAISED_EXCEPTION``: an expected failure, explained in the reason."""
@@ -124,9 +127,14 @@ def _fill(text: str, node_config: Mapping[str, Any]) -> str:
 
 
 def client_from_settings(context: Context) -> TrainerClient:
-    """Open the chain, the store and the data the settings name, and build the trainer (cached per settings)."""
+    """Open the chain, the store and the data the settings name, and build the trainer (cached per settings).
+
+    The same start as ``pocfl train`` (:func:`trainer_client.setup.prepare_trainer`): the trainer reads the model,
+    its preprocessing and the training recipe from the project's on-chain manifest; nothing here names a model.
+    """
     from pocfl.connection import Connection
     from pocfl.deployment import default_deployment_file, state_dir
+    from trainer_client.setup import prepare_trainer
 
     project = setting(context, "pocfl-project")
     if project is None:
@@ -155,7 +163,6 @@ def client_from_settings(context: Context) -> TrainerClient:
     if cached is not None:
         return cached[0]
     project_id, rpc, market, deployment, ipfs, key_env, keystore, spec, label, seed, attack, journal_dir = key
-    x, y = load_private_data(spec, label_column=label)
     session = Connection(
         rpc_setting=rpc,
         key=key_env,
@@ -164,16 +171,16 @@ def client_from_settings(context: Context) -> TrainerClient:
         market_override=market,
         ipfs=ipfs,
     )
-    try:
-        client = TrainerClient(
-            session.store_market(),
-            project_id,
-            x,
-            y,
+    try:  # the start of `pocfl train`: data, then the chain and the project, outages waited out
+        prepared = prepare_trainer(
+            session.store_market, project_id, spec, label_column=label, attack=attack, say=log.info
+        )
+        client = prepared.start(
             seed=seed,
-            attack=attack,
             state_dir=Path(journal_dir) if journal_dir else state_dir(),
+            reporter=TrainerReporter(),
             from_block=session.from_block,
+            say=log.info,
         )
     except BaseException:
         session.close()

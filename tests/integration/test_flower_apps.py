@@ -21,6 +21,7 @@ pytest.importorskip("flwr")
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 
 from aggregator import flower_server
+from pocfl.errors import ConfigError
 from pocfl.fl_project import manifest_from_data
 from pocfl.manifest import TrainingConfig
 from pocfl.market import Market
@@ -88,6 +89,8 @@ def test_server_and_client_apps_take_the_model_from_a_wine_manifest(
     }
     node_config: dict[str, Setting] = {"partition-id": 1, "num-partitions": 2}
 
+    with pytest.raises(ConfigError, match="is not the aggregator of project"):  # pocfl aggregate's own check
+        flower_server.node_from_run_config({**run, "pocfl-key-env": "POCFL_TEST_TRAINER_1"})
     node, closer = flower_server.node_from_run_config(run)
     with closer:
         assert (node.manifest.model.n_features, node.manifest.model.n_classes) == (13, 3)
