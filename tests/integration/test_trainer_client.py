@@ -427,7 +427,8 @@ def test_the_wait_for_the_start_is_one_line_and_a_countdown(env: Env, tmp_path: 
     assert len(starting) == 1 and starting[0].startswith(f"project {world.project_id} starts at ")
     assert len(ticks) == 4 and all(t.startswith(starting[0][:40]) for t in ticks)
     left = [int(t.rsplit("(in ", 1)[1].removesuffix(" s)")) for t in ticks]
-    assert 0 < left[0] < start and [a - b for a, b in itertools.pairwise(left)] == [10] * 3
+    # each poll warps 10 s; anvil's clock also runs in real time, so a gap may be a second or two longer
+    assert 0 < left[0] < start and all(10 <= a - b <= 12 for a, b in itertools.pairwise(left))
 
 
 def test_rounds_not_open_and_late_rounds(env: Env, tmp_path: Path) -> None:
