@@ -363,3 +363,23 @@ class Ledger:
         for account, amount in expected.items():
             a = Web3.to_checksum_address(account)
             assert changes[a] == amount - paid[a], f"{a}: changed {changes[a]}, expected {amount} - gas {paid[a]}"
+
+
+def flower_message(config: dict[str, Any], message_type: str = "train", *, group_id: str = "1") -> Any:
+    """A message as the ServerApp sends it to the ClientApp (built with Flower's internal-metadata constructor)."""
+    import time
+
+    from flwr.app import ConfigRecord, Message, Metadata, RecordDict
+
+    metadata = Metadata(
+        run_id=1,
+        message_id="m",
+        src_node_id=0,
+        dst_node_id=1,
+        reply_to_message_id="",
+        group_id=group_id,
+        created_at=time.time(),
+        ttl=600.0,
+        message_type=message_type,
+    )
+    return Message(RecordDict({"pocfl": ConfigRecord(config)}), metadata=metadata)  # type: ignore[call-overload]

@@ -8,7 +8,6 @@ ClientApp trains a round on its share of a wine CSV (``FILE.csv:part={partition-
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
+from flwr.app import Context, RecordDict
 
 from aggregator import flower_server
 from pocfl.errors import ConfigError
@@ -26,26 +25,14 @@ from pocfl.fl_project import manifest_from_data
 from pocfl.manifest import TrainingConfig
 from pocfl.market import Market
 from pocfl.store import EmbeddedStore
-from tests.helpers import Env, standard_params, warp_to
+from tests.helpers import Env, flower_message, standard_params, warp_to
 from trainer_client import flower_client
 
 Setting = bool | float | int | str
 
 
 def _train_message(config: dict[str, Any]) -> Any:
-    """A train message as the ServerApp sends it (built with Flower's internal-metadata constructor)."""
-    metadata = Metadata(
-        run_id=1,
-        message_id="m",
-        src_node_id=0,
-        dst_node_id=1,
-        reply_to_message_id="",
-        group_id="0",
-        created_at=time.time(),
-        ttl=600.0,
-        message_type="train",
-    )
-    return Message(RecordDict({"pocfl": ConfigRecord(config)}), metadata=metadata)  # type: ignore[call-overload]
+    return flower_message(config, group_id="0")
 
 
 def test_server_and_client_apps_take_the_model_from_a_wine_manifest(

@@ -27,7 +27,7 @@ from pocfl.rounds.hyperparams import HyperParams
 from pocfl.rounds.report import RoundReport, SubmissionEntry
 from pocfl.store import ContentStore, MemoryStore, StoreUnavailableError, compute_cid
 from pocfl.updates import EncryptionKeyPair, decode_update, encode_update, is_encrypted
-from tests.helpers import Env, standard_params, warp_to
+from tests.helpers import Env, flower_message, standard_params, warp_to
 from trainer_client import (
     NotATrainerError,
     RoundNotOpenError,
@@ -566,20 +566,7 @@ def test_run_follows_the_project_to_its_end(env: Env, tmp_path: Path) -> None:
 
 
 def _message(config: dict[str, Any], message_type: str = "train") -> Any:
-    from flwr.app import ConfigRecord, Message, Metadata, RecordDict
-
-    metadata = Metadata(
-        run_id=1,
-        message_id="m",
-        src_node_id=0,
-        dst_node_id=1,
-        reply_to_message_id="",
-        group_id="1",
-        created_at=time.time(),
-        ttl=600.0,
-        message_type=message_type,
-    )
-    return Message(RecordDict({"pocfl": ConfigRecord(config)}), metadata=metadata)
+    return flower_message(config, message_type)
 
 
 def test_flower_client_app_runs_the_same_round(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
